@@ -1,0 +1,131 @@
+"""Marquez-compatible reads: namespaces, datasets, jobs, runs and the raw event log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AfterValidator
+
+from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.problems import Problem, problem_responses
+from catalog.metadata import service
+
+router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000).")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
+# Names are path segments: slashes and colons in OpenLineage names must be URL-encoded by the client
+# (`postgres%3A%2F%2Fdb%3A5432`); `:path` lets an encoded slash through routing intact.
+ERRORS = problem_responses(400, 401, 404, 503)
+Namespace = Annotated[str, Path(description="Namespace name, URL-encoded."), AfterValidator(unquote)]
+DatasetName = Annotated[str, Path(description="Dataset name, URL-encoded."), AfterValidator(unquote)]
+JobName = Annotated[str, Path(description="Job name, URL-encoded."), AfterValidator(unquote)]
+Json = dict[str, Any]
+
+
+def _not_found(what: str) -> Problem:
+    return Problem("not-found", f"{what} not found")
+
+
+@router.get("/namespaces", summary="List namespaces", responses=ERRORS)
+async def list_namespaces(conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0) -> Json:
+    rows, total = await service.list_namespaces(conn, limit=limit, offset=offset)
+    return {"namespaces": rows, "totalCount": total}
+
+
+@router.get("/namespaces/{namespace}", summary="Get a namespace", responses=ERRORS)
+async def get_namespace(namespace: Namespace, conn: ReadConn, _: PrincipalDep) -> Json:
+    row = await service.get_namespace(conn, namespace)
+    if row is None:
+        raise _not_found(f"namespace {namespace!r}")
+    return row
+
+
+@router.get("/namespaces/{namespace}/datasets", summary="List a namespace's datasets", responses=ERRORS)
+async def list_datasets(
+    namespace: Namespace, conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+) -> Json:
+    page = await service.list_datasets(conn, namespace=namespace, limit=limit, offset=offset)
+    if page is None:
+        raise _not_found(f"namespace {namespace!r}")
+    return {"datasets": page[0], "totalCount": page[1]}
+
+
+@router.get("/namespaces/{namespace}/datasets/{dataset:path}", summary="Get a dataset", responses=ERRORS)
+async def get_dataset(namespace: Namespace, dataset: DatasetName, conn: ReadConn, _: PrincipalDep) -> Json:
+    row = await service.get_dataset(conn, namespace=namespace, name=dataset)
+    if row is None:
+        raise _not_found(f"dataset {dataset!r} in namespace {namespace!r}")
+    return row
+
+
+@router.get("/namespaces/{namespace}/jobs", summary="List a namespace's jobs", responses=ERRORS)
+async def list_jobs(
+    namespace: Namespace, conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+) -> Json:
+    page = await service.list_jobs(conn, namespace=namespace, limit=limit, offset=offset)
+    if page is None:
+        raise _not_found(f"namespace {namespace!r}")
+    return {"jobs": page[0], "totalCount": page[1]}
+
+
+@router.get(
+    "/namespaces/{namespace}/jobs/{job}/runs", summary="List a job's runs, newest first", responses=ERRORS
+)
+async def list_runs(
+    namespace: Namespace,
+    job: JobName,
+    conn: ReadConn,
+    _: PrincipalDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Json:
+    page = await service.list_runs(conn, namespace=namespace, job=job, limit=limit, offset=offset)
+    if page is None:
+        raise _not_found(f"job {job!r} in namespace {namespace!r}")
+    return {"runs": page[0], "totalCount": page[1]}
+
+
+@router.get("/namespaces/{namespace}/jobs/{job:path}", summary="Get a job", responses=ERRORS)
+async def get_job(namespace: Namespace, job: JobName, conn: ReadConn, _: PrincipalDep) -> Json:
+    row = await service.get_job(conn, namespace=namespace, name=job)
+    if row is None:
+        raise _not_found(f"job {job!r} in namespace {namespace!r}")
+    return row
+
+
+@router.get("/jobs/runs/{run_id}", summary="Get a run by its OpenLineage run id", responses=ERRORS)
+async def get_run(run_id: uuid.UUID, conn: ReadConn, _: PrincipalDep) -> Json:
+    row = await service.get_run(conn, run_id=run_id)
+    if row is None:
+        raise _not_found(f"run {run_id}")
+    return row
+
+
+@router.get("/events/lineage", summary="List stored OpenLineage events by event time", responses=ERRORS)
+async def list_events(
+    conn: ReadConn,
+    _: PrincipalDep,
+    before: Annotated[
+        dt.datetime | None, Query(description="Only events strictly before this instant.")
+    ] = None,
+    after: Annotated[
+        dt.datetime | None, Query(description="Only events strictly after this instant.")
+    ] = None,
+    sortDirection: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Json:
+    for name, value in (("before", before), ("after", after)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(
+                "invalid-parameter", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)", pointer=name
+            )
+    rows, total = await service.list_events(
+        conn, before=before, after=after, limit=limit, offset=offset, ascending=sortDirection == "asc"
+    )
+    return {"events": rows, "totalCount": total}
