@@ -1,0 +1,308 @@
+"""The GraphQL schema: root queries, and the protection every query goes through (depth, alias and token
+limits, a page size cap, a time limit, masking of unexpected errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from catalog.api.graphql.context import Limits
+from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
+from catalog.api.graphql.types import (
+    ColumnLineageEdge,
+    ColumnLineageGraph,
+    ColumnNode,
+    Dataset,
+    DatasetField,
+    Info,
+    Job,
+    LineageDirection,
+    LineageEdge,
+    LineageGraph,
+    LineageNode,
+    Namespace,
+    NodeInput,
+    NodeKind,
+    Page,
+    PageInfo,
+    Run,
+    SearchResult,
+    decode_cursor,
+    described,
+    encode_cursor,
+    page_size,
+)
+from catalog.lineage import service as lineage_service
+from catalog.metadata import batch
+
+
+@strawberry.type
+class Query:
+    @described("Namespaces by name.")
+    async def namespaces(self, info: Info, first: int = 100, after: str | None = None) -> Page[Namespace]:
+        limit = page_size(info, first)
+        key = str(decode_cursor(after, 1)[0]) if after is not None else None
+        async with info.context.db.use() as conn:
+            rows = await batch.namespaces_page(conn, after=key, limit=limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        end = encode_cursor(rows[-1].name) if rows else None
+        return Page(
+            nodes=[Namespace(row=r) for r in rows], page_info=PageInfo(has_next_page=more, end_cursor=end)
+        )
+
+    @described(
+        "Datasets ordered by namespace then name; `search` matches part of the name "
+        "(case-insensitive). Product, tier and PII filters arrive with classifications."
+    )
+    async def datasets(
+        self,
+        info: Info,
+        namespace: str | None = None,
+        search: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Page[Dataset]:
+        limit = page_size(info, first)
+        key: tuple[str, str] | None = None
+        if after is not None:
+            ns, name = decode_cursor(after, 2)
+            key = (str(ns), str(name))
+        async with info.context.db.use() as conn:
+            # One row more than asked tells whether there is a next page without a count.
+            rows = await batch.datasets_page(
+                conn, namespace=namespace, search=search, after=key, limit=limit + 1
+            )
+        more, rows = len(rows) > limit, rows[:limit]
+        for row in rows:  # later lookups of these datasets by id need no query
+            info.context.loaders.dataset_by_id.prime(row.id, row)
+        end = encode_cursor(rows[-1].namespace, rows[-1].name) if rows else None
+        return Page(
+            nodes=[Dataset(row=r) for r in rows], page_info=PageInfo(has_next_page=more, end_cursor=end)
+        )
+
+    @described("A dataset by namespace and name.")
+    async def dataset(self, info: Info, namespace: str, name: str) -> Dataset | None:
+        row = await info.context.loaders.dataset_by_name.load((namespace, name))
+        return Dataset(row=row) if row else None
+
+    @described("A job by namespace and name.")
+    async def job(self, info: Info, namespace: str, name: str) -> Job | None:
+        row = await info.context.loaders.job_by_name.load((namespace, name))
+        return Job(row=row) if row else None
+
+    @described(
+        "A run by its OpenLineage run id (when a producer reused the id under several "
+        "jobs, the most recently seen run)."
+    )
+    async def run(self, info: Info, id: uuid.UUID) -> Run | None:
+        async with info.context.db.use() as conn:
+            rows = await batch.runs_by_uuid(conn, id)
+        return Run(row=rows[0]) if rows else None
+
+    @described(
+        "Datasets, jobs and fields whose name contains `query`: exact matches first, then "
+        "prefixes, then shorter names."
+    )
+    async def search(self, info: Info, query: str, first: int = 20) -> list[SearchResult]:
+        limit = page_size(info, first)
+        if not query.strip():
+            raise UserError("`query` must not be blank")
+        async with info.context.db.use() as conn:
+            hits = await batch.search(conn, term=query.strip(), limit=limit)
+        loaders = info.context.loaders
+        out: list[Dataset | Job | DatasetField] = []
+        # The loaders batch each kind into one statement; gathering keeps the hits' order.
+        found = await asyncio.gather(
+            *(
+                loaders.dataset_by_id.load(i)
+                if kind == "dataset"
+                else loaders.job_by_id.load(i)
+                if kind == "job"
+                else loaders.field_by_id.load(i)
+                for kind, i in hits
+            )
+        )
+        for row in found:
+            if isinstance(row, batch.DatasetRow):
+                out.append(Dataset(row=row))
+            elif isinstance(row, batch.JobRow):
+                out.append(Job(row=row))
+            elif isinstance(row, batch.FieldRow):
+                out.append(DatasetField(row=row))
+        return out
+
+    @described(
+        "Datasets and jobs within `depth` job hops of a node, walking up (what it is made from), down "
+        "(what is made from it) or both; `asOf` gives the graph as it stood at that instant. Null when "
+        "the node does not exist (at `asOf`)."
+    )
+    async def lineage(
+        self,
+        info: Info,
+        node: NodeInput,
+        direction: LineageDirection = LineageDirection.BOTH,
+        depth: int = 5,
+        as_of: dt.datetime | None = None,
+    ) -> LineageGraph | None:
+        async with info.context.db.use() as conn:
+            graph = await lineage_service.lineage(
+                conn,
+                kind="dataset" if node.kind is NodeKind.DATASET else "job",
+                namespace=node.namespace,
+                name=node.name,
+                direction=direction.value,
+                depth=lineage_depth(info, depth),
+                as_of=as_of,
+            )
+        if graph is None:
+            return None
+        return LineageGraph(
+            root=strawberry.ID(graph.root),
+            nodes=[
+                LineageNode(id=strawberry.ID(n.id), kind=NodeKind(n.kind), namespace=n.namespace, name=n.name)
+                for n in graph.nodes
+            ],
+            edges=[
+                LineageEdge(
+                    origin=strawberry.ID(e.origin),
+                    destination=strawberry.ID(e.destination),
+                    first_seen=e.first_seen,
+                    last_seen=e.last_seen,
+                )
+                for e in graph.edges
+            ],
+        )
+
+    @described(
+        "Column-level lineage of a field (or of every field of the dataset when `field` is null) within "
+        "`depth` hops, each edge with its transformation (type, subtype, masking) and the job behind it."
+    )
+    async def column_lineage(
+        self,
+        info: Info,
+        namespace: str,
+        dataset: str,
+        field: str | None = None,
+        direction: LineageDirection = LineageDirection.UPSTREAM,
+        depth: int = 5,
+        as_of: dt.datetime | None = None,
+    ) -> ColumnLineageGraph | None:
+        async with info.context.db.use() as conn:
+            graph = await lineage_service.column_lineage(
+                conn,
+                namespace=namespace,
+                dataset=dataset,
+                field=field,
+                direction=direction.value,
+                depth=lineage_depth(info, depth),
+                as_of=as_of,
+            )
+        if graph is None:
+            return None
+        return ColumnLineageGraph(
+            root=strawberry.ID(graph.root),
+            nodes=[
+                ColumnNode(id=strawberry.ID(n.id), namespace=n.namespace, dataset=n.dataset, field=n.field)
+                for n in graph.nodes
+            ],
+            edges=[
+                ColumnLineageEdge(
+                    origin=strawberry.ID(e.origin),
+                    destination=strawberry.ID(e.destination),
+                    transformation_type=e.transformation_type,
+                    transformation_subtype=e.transformation_subtype,
+                    masking=e.masking,
+                    description=e.description,
+                    job_namespace=e.job_namespace,
+                    job_name=e.job_name,
+                    first_seen=e.first_seen,
+                    last_seen=e.last_seen,
+                )
+                for e in graph.edges
+            ],
+        )
+
+
+def lineage_depth(info: Info, depth: int) -> int:
+    """`depth`, checked against the configured maximum (the walk's cost grows with it)."""
+    maximum = info.context.limits.max_lineage_depth
+    if not 0 <= depth <= maximum:
+        raise UserError(f"`depth` must be between 0 and {maximum}; got {depth}")
+    return depth
+
+
+class CatalogSchema(strawberry.Schema):
+    """The schema with a time limit on each operation: parsing, validation and execution together."""
+
+    def __init__(self, *, timeout_seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout_seconds = timeout_seconds
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # The database also cancels any single statement (statement_timeout, see context.py); this
+        # bounds everything else, e.g. many statements that are each quick, or Python-side work.
+        try:
+            async with asyncio.timeout(self.timeout_seconds) as deadline:
+                return await super().execute(
+                    query,
+                    variable_values=variable_values,
+                    context_value=context_value,
+                    root_value=root_value,
+                    operation_name=operation_name,
+                    allowed_operation_types=allowed_operation_types,
+                    operation_extensions=operation_extensions,
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            error = QueryTimeout(self.timeout_seconds)
+            return ExecutionResult(
+                data=None, errors=[GraphQLError(str(error), extensions={"code": error.code})]
+            )
+
+
+def _add_error_codes(error: GraphQLError) -> bool:
+    """MaskErrors predicate that also labels what it lets through with a machine-readable code."""
+    if is_user_error(error):
+        if isinstance(error.original_error, UserError):
+            error.extensions = {**(error.extensions or {}), "code": error.original_error.code}
+        return False
+    return True
+
+
+def build_schema(limits: Limits) -> CatalogSchema:
+    """The schema with the given limits (one per app: the limits come from its settings)."""
+    return CatalogSchema(
+        timeout_seconds=limits.timeout_seconds,
+        query=Query,
+        # Factories, not instances: strawberry builds fresh extensions per request.
+        extensions=[
+            partial(QueryDepthLimiter, max_depth=limits.max_depth),
+            partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+            partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+            partial(
+                MaskErrors,
+                should_mask_error=_add_error_codes,
+                error_message="internal error; quote the X-Request-ID response header",
+            ),
+        ],
+    )

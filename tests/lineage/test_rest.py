@@ -1,0 +1,141 @@
+"""Marquez-compatible lineage REST: /lineage, /column-lineage, /search, versions and tags, over ASGI."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+
+from tests.factories import at, dataset, run_event, schema
+from tests.lineage.conftest import BQ, JOBS, PG, chain_events, ingest
+
+CUSTOMERS = f"dataset:{PG}:payments.public.customers"
+RAW = f"dataset:{BQ}:dw.raw_customers"
+EXTRACT = f"job:{JOBS}:extract_customers"
+
+
+def enc(name: str) -> str:
+    return quote(name, safe="")
+
+
+async def test_lineage_graph_has_marquez_nodes_and_edges(client: httpx.AsyncClient) -> None:
+    await ingest(client, *chain_events())
+    response = await client.get("/api/v1/lineage", params={"nodeId": CUSTOMERS, "depth": 1})
+    assert response.status_code == 200, response.text
+    nodes = {n["id"]: n for n in response.json()["graph"]}
+    assert set(nodes) == {CUSTOMERS, EXTRACT, RAW}
+    assert nodes[CUSTOMERS]["type"] == "DATASET"
+    assert nodes[CUSTOMERS]["data"]["namespace"] == PG
+    assert [f["name"] for f in nodes[CUSTOMERS]["data"]["fields"]] == ["id", "cpf", "email"]
+    assert nodes[EXTRACT]["type"] == "JOB"
+    assert nodes[EXTRACT]["data"]["name"] == "extract_customers"
+    assert nodes[EXTRACT]["inEdges"] == [{"origin": CUSTOMERS, "destination": EXTRACT}]
+    assert nodes[EXTRACT]["outEdges"] == [{"origin": EXTRACT, "destination": RAW}]
+    assert nodes[CUSTOMERS]["inEdges"] == []
+
+
+async def test_lineage_as_of_and_errors(client: httpx.AsyncClient) -> None:
+    await ingest(client, *chain_events())
+    before = await client.get("/api/v1/lineage", params={"nodeId": RAW, "asOf": "2026-03-01T00:00:00Z"})
+    assert before.status_code == 404
+    naive = await client.get("/api/v1/lineage", params={"nodeId": RAW, "asOf": "2026-03-05T00:00:00"})
+    assert naive.status_code == 400
+    assert naive.json()["pointer"] == "asOf"
+    unknown = await client.get("/api/v1/lineage", params={"nodeId": f"dataset:{PG}:nope"})
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+    garbage = await client.get("/api/v1/lineage", params={"nodeId": "nonsense"})
+    assert garbage.status_code == 404
+
+
+async def test_column_lineage_upstream_and_with_downstream(client: httpx.AsyncClient) -> None:
+    await ingest(client, *chain_events())
+    node = f"datasetField:{BQ}:dw.raw_customers:cpf"
+    up = await client.get("/api/v1/column-lineage", params={"nodeId": node, "withDownstream": "False"})
+    assert up.status_code == 200, up.text
+    ids = {n["id"] for n in up.json()["graph"]}
+    assert ids == {node, f"datasetField:{PG}:payments.public.customers:cpf"}
+    raw_cpf = next(n for n in up.json()["graph"] if n["id"] == node)
+    assert raw_cpf["type"] == "DATASET_FIELD"
+    assert raw_cpf["data"]["inputFields"][0]["field"] == "cpf"
+    assert raw_cpf["data"]["inputFields"][0]["masking"] is True
+    both = await client.get("/api/v1/column-lineage", params={"nodeId": node, "withDownstream": "True"})
+    assert f"datasetField:{BQ}:dw.dim_customers:cpf_hash" in {n["id"] for n in both.json()["graph"]}
+    job = await client.get("/api/v1/column-lineage", params={"nodeId": EXTRACT})
+    assert {n["id"] for n in job.json()["graph"]} >= {node, f"datasetField:{BQ}:dw.raw_customers:id"}
+    bad = await client.get("/api/v1/column-lineage", params={"nodeId": node, "withDownstream": "maybe"})
+    assert bad.status_code == 400
+
+
+async def test_search_by_substring_filter_and_sort(client: httpx.AsyncClient) -> None:
+    await ingest(client, *chain_events())
+    response = await client.get("/api/v1/search", params={"q": "CUSTOMERS"})
+    results = response.json()["results"]
+    assert response.json()["totalCount"] == len(results) == 5
+    assert [r["name"] for r in results][:2] == ["dw.dim_customers", "dw.raw_customers"]
+    jobs = (await client.get("/api/v1/search", params={"q": "customers", "filter": "JOB"})).json()["results"]
+    assert {(r["type"], r["nodeId"]) for r in jobs} == {
+        ("JOB", EXTRACT),
+        ("JOB", f"job:{JOBS}:model_customers"),
+    }
+    newest = (
+        await client.get("/api/v1/search", params={"q": "customers", "sort": "UPDATE_AT", "limit": 1})
+    ).json()
+    assert newest["results"][0]["updatedAt"] == "2026-03-03T00:00:00Z"
+    literal = (await client.get("/api/v1/search", params={"q": "%"})).json()
+    assert literal["totalCount"] == 0
+
+
+async def test_dataset_versions(client: httpx.AsyncClient) -> None:
+    table = "payments.public.accounts"
+    await ingest(
+        client,
+        run_event(when=at(2), job=(JOBS, "j"), outputs=[dataset(PG, table, schema=schema("id"))]),
+        run_event(when=at(3), job=(JOBS, "j"), outputs=[dataset(PG, table, schema=schema("id", "iban"))]),
+    )
+    base = f"/api/v1/namespaces/{enc(PG)}/datasets/{enc(table)}/versions"
+    body = (await client.get(base)).json()
+    assert body["totalCount"] == 2
+    newest, oldest = body["versions"]
+    assert [f["name"] for f in newest["fields"]] == ["id", "iban"]
+    assert [f["name"] for f in oldest["fields"]] == ["id"]
+    one = await client.get(f"{base}/{oldest['version']}")
+    assert one.status_code == 200
+    assert one.json()["version"] == oldest["version"]
+    assert (await client.get(f"/api/v1/namespaces/{enc(PG)}/datasets/nope/versions")).status_code == 404
+
+
+async def test_tags_on_datasets_and_fields(client: httpx.AsyncClient) -> None:
+    await ingest(client, *chain_events())
+    base = f"/api/v1/namespaces/{enc(PG)}/datasets/{enc('payments.public.customers')}"
+    created = await client.put("/api/v1/tags/PII", json={"description": "personal data"})
+    assert created.json() == {"name": "PII", "description": "personal data"}
+    tagged = await client.post(f"{base}/tags/SENSITIVE")
+    assert tagged.status_code == 200
+    assert tagged.json()["tags"] == ["SENSITIVE"]
+    field = await client.post(f"{base}/fields/cpf/tags/PII")
+    cpf = next(f for f in field.json()["fields"] if f["name"] == "cpf")
+    assert cpf["tags"] == ["PII"]
+    tags = (await client.get("/api/v1/tags")).json()["tags"]
+    assert tags == [
+        {"name": "PII", "description": "personal data"},
+        {"name": "SENSITIVE", "description": None},
+    ]
+    assert (await client.delete(f"{base}/tags/SENSITIVE")).json()["tags"] == []
+    assert (await client.delete(f"{base}/tags/SENSITIVE")).status_code == 404
+    assert (await client.post(f"{base}/fields/nope/tags/PII")).status_code == 404
+    # Node data in the lineage graph carries the tags too.
+    graph = (await client.get("/api/v1/lineage", params={"nodeId": CUSTOMERS, "depth": 0})).json()["graph"]
+    cpf_in_graph = next(f for f in graph[0]["data"]["fields"] if f["name"] == "cpf")
+    assert cpf_in_graph["tags"] == ["PII"]
+
+
+async def test_every_route_needs_a_credential(client: httpx.AsyncClient) -> None:
+    for method, path in [
+        ("GET", f"/api/v1/lineage?nodeId={enc(CUSTOMERS)}"),
+        ("GET", "/api/v1/search?q=x"),
+        ("GET", "/api/v1/tags"),
+        ("PUT", "/api/v1/tags/x"),
+    ]:
+        response = await client.request(method, path, headers={"Authorization": ""})
+        assert response.status_code == 401, path
