@@ -1,0 +1,186 @@
+"""REST for PII classifications: effective classifications, stewards' decisions, the PII inventory and flows.
+
+GET    /api/v1/classifications?namespace=&dataset=[&field=]   effective classifications of a dataset
+GET    /api/v1/classifications/decisions                      stewards' decisions (audit trail)
+POST   /api/v1/classifications/decisions                      add / confirm / reject a tag on a field
+DELETE /api/v1/classifications/decisions/{id}                 withdraw a decision (kept, marked retired)
+GET    /api/v1/pii/inventory?namespace=&asOf=                 every field holding PII
+GET    /api/v1/pii/flow?namespace=&dataset=&field=            where a column's value goes, hop by hop
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from catalog.api.rest.deps import PrincipalDep
+from catalog.api.rest.problems import Problem, problem_responses
+from catalog.classification import service
+from catalog.db.engine import raw_transaction
+from catalog.ingest.writer import is_unavailable
+
+router = APIRouter(prefix="/api/v1", tags=["classification"])
+
+ERRORS = problem_responses(400, 401, 404, 503)
+Json = dict[str, Any]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
+
+
+if TYPE_CHECKING:
+    RawConnection: TypeAlias = asyncpg.Connection[Any]
+else:  # asyncpg's Connection is generic only to type checkers; FastAPI evaluates the annotation
+    RawConnection = asyncpg.Connection
+
+
+async def transaction(request: Request) -> AsyncIterator[RawConnection]:
+    """One asyncpg transaction per request: a decision and the re-propagation it causes commit together."""
+    try:
+        async with raw_transaction(request.app.state.engine) as raw:
+            yield raw
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
+        raise
+
+
+Tx = Annotated[RawConnection, Depends(transaction)]
+
+
+class DecisionIn(BaseModel):
+    """A steward's decision on one tag of one field (omit `field` to decide on the whole dataset)."""
+
+    namespace: str = Field(min_length=1, max_length=1024)
+    dataset: str = Field(min_length=1, max_length=4096)
+    field: str | None = Field(None, max_length=4096)
+    tag: str = Field(min_length=1, max_length=200, examples=["PII.CPF"])
+    action: Literal["add", "confirm", "reject"]
+    reason: str | None = Field(None, max_length=4000)
+
+
+@router.get("/classifications", summary="Effective classifications of a dataset", responses=ERRORS)
+async def list_classifications(
+    conn: Tx,
+    _: PrincipalDep,
+    namespace: Annotated[str, Query(min_length=1)],
+    dataset: Annotated[str, Query(min_length=1)],
+    field: str | None = None,
+) -> Json:
+    rows = await service.list_classifications(conn, namespace=namespace, dataset=dataset, field=field)
+    if rows is None:
+        raise Problem("not-found", f"dataset {dataset!r} in namespace {namespace!r} not found")
+    return {"classifications": rows}
+
+
+@router.get("/classifications/decisions", summary="Stewards' classification decisions", responses=ERRORS)
+async def list_decisions(
+    conn: Tx,
+    _: PrincipalDep,
+    namespace: str | None = None,
+    dataset: str | None = None,
+    include_retired: Annotated[bool, Query(alias="includeRetired")] = False,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Json:
+    rows, total = await service.list_decisions(
+        conn,
+        namespace=namespace,
+        dataset=dataset,
+        include_retired=include_retired,
+        limit=limit,
+        offset=offset,
+    )
+    return {"decisions": rows, "totalCount": total}
+
+
+@router.post(
+    "/classifications/decisions",
+    status_code=201,
+    summary="Add, confirm or reject a classification (re-propagates downstream)",
+    responses=ERRORS,
+)
+async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -> Json:
+    try:
+        return await service.record_decision(
+            conn,
+            namespace=body.namespace,
+            dataset=body.dataset,
+            field=body.field,
+            tag=body.tag,
+            action=body.action,
+            reason=body.reason,
+            author=_author(principal),
+        )
+    except (service.DatasetNotFound, service.FieldNotFound) as exc:
+        raise Problem("not-found", str(exc)) from exc
+
+
+@router.delete(
+    "/classifications/decisions/{decision_id}",
+    summary="Withdraw a decision (kept for audit; re-propagates downstream)",
+    responses=ERRORS,
+)
+async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -> Json:
+    try:
+        return await service.retire_decision(conn, decision_id=decision_id, author=_author(principal))
+    except service.DecisionNotFound as exc:
+        raise Problem("not-found", str(exc)) from exc
+
+
+@router.get("/pii/inventory", summary="Every field holding PII (effective, unmasked)", responses=ERRORS)
+async def pii_inventory(
+    conn: Tx,
+    _: PrincipalDep,
+    namespace: str | None = None,
+    product: Annotated[
+        str | None, Query(description="Not available yet: products arrive with the boundaries work.")
+    ] = None,
+    tier: Annotated[
+        str | None, Query(description="Not available yet: tiers arrive with the boundaries work.")
+    ] = None,
+    as_of: Annotated[dt.datetime | None, Query(alias="asOf")] = None,
+    limit: Limit = 1000,
+    offset: Offset = 0,
+) -> Json:
+    if product is not None or tier is not None:
+        raise Problem(
+            "invalid-parameter",
+            "product and tier filters are not available yet (namespaces have no product/tier); use namespace",
+            pointer="product" if product is not None else "tier",
+        )
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.UTC)
+    rows, total = await service.pii_inventory(
+        conn, namespace=namespace, as_of=as_of, limit=limit, offset=offset
+    )
+    return {"fields": rows, "totalCount": total}
+
+
+@router.get("/pii/flow", summary="Where a column's value goes, hop by hop, masking marked", responses=ERRORS)
+async def pii_flow(
+    conn: Tx,
+    _: PrincipalDep,
+    namespace: Annotated[str, Query(min_length=1)],
+    dataset: Annotated[str, Query(min_length=1)],
+    field: Annotated[str, Query(min_length=1)],
+) -> Json:
+    flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field)
+    if flow is None:
+        raise Problem("not-found", f"field {field!r} of {namespace!r}/{dataset!r} not found")
+    return flow
+
+
+STEWARD_ROLES = ("steward", "admin")
+
+
+def _author(principal: Any) -> str:
+    """The decision's author as recorded for audit: the key's name and its public id (never the secret).
+    Only stewards (and admins) decide classifications."""
+    if principal.role not in STEWARD_ROLES:
+        raise Problem("forbidden", "classification decisions need a steward or admin key")
+    return f"{principal.name} ({principal.key_id})"

@@ -1,0 +1,162 @@
+"""PII name rules: load them from `policies/classification.yaml` and match field names and types against them.
+
+Pure Python, no I/O beyond loading the YAML once: the hot path calls `RuleSet.match` for the fields a
+batch touched. The matching algorithm is described at the top of the YAML file, next to the rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "policies" / "classification.yaml"
+
+# camelCase / PascalCase / acronym runs / digit runs, applied to one alphanumeric chunk at a time.
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_CHUNK = re.compile(r"[A-Za-z0-9]+")
+
+
+def tokenize(name: str) -> tuple[str, ...]:
+    """`cpfCliente` -> (cpf, cliente); `data_nascimento` -> (data, nascimento); `endereço.CEP` -> (endereco, cep)."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return tuple(word.lower() for chunk in _CHUNK.findall(plain) for word in _WORD.findall(chunk) if word)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    tag: str
+    category: str
+    confidence: float
+    patterns: tuple[tuple[str, ...], ...]
+    unless: frozenset[str] = frozenset()
+    context: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One rule that fired on one name."""
+
+    tag: str
+    category: str
+    confidence: float
+    rule: str  # the tag and the pattern that matched, e.g. "PII.CPF:cpf" (kept as evidence)
+    span: tuple[int, int]  # token positions [start, end) the pattern covered
+
+
+def _find(tokens: Sequence[str], pattern: Sequence[str]) -> int:
+    """Index of the first contiguous occurrence of `pattern` in `tokens`, or -1."""
+    n = len(pattern)
+    for i in range(len(tokens) - n + 1):
+        if tuple(tokens[i : i + n]) == tuple(pattern):
+            return i
+    return -1
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    negative_tokens: frozenset[str]
+    negative_types: frozenset[str]
+
+    def match(self, name: str, field_type: str | None = None) -> list[Detection]:
+        """Every tag the name (a dotted field path) and type indicate; [] when none or vetoed."""
+        if field_type is not None and field_type.strip().lower() in self.negative_types:
+            return []
+        tokens = tokenize(name)
+        if not tokens:
+            return []
+        found: dict[str, Detection] = {}
+        for rule in self.rules:
+            best: Detection | None = None
+            for pattern in rule.patterns:
+                start = _find(tokens, pattern)
+                if start < 0:
+                    continue
+                end = start + len(pattern)
+                rest = set(tokens[:start]) | set(tokens[end:])
+                if rest & self.negative_tokens or rest & rule.unless:
+                    continue
+                if rule.context and not rest & rule.context:
+                    continue
+                if best is None or end - start > best.span[1] - best.span[0]:
+                    best = Detection(
+                        rule.tag,
+                        rule.category,
+                        rule.confidence,
+                        f"{rule.tag}:{' '.join(pattern)}",
+                        (start, end),
+                    )
+            if best is not None:
+                current = found.get(rule.tag)
+                if current is None or best.confidence > current.confidence:
+                    found[rule.tag] = best
+        return _drop_subsumed(list(found.values()))
+
+
+def _drop_subsumed(detections: list[Detection]) -> list[Detection]:
+    """ip_address: the IP rule's span `ip address` contains the address rule's `address`: keep the longer."""
+
+    def inside(a: Detection, b: Detection) -> bool:
+        return (
+            b.span[0] <= a.span[0]
+            and a.span[1] <= b.span[1]
+            and (b.span[1] - b.span[0]) > (a.span[1] - a.span[0])
+        )
+
+    return sorted(
+        (d for d in detections if not any(inside(d, other) for other in detections if other is not d)),
+        key=lambda d: d.tag,
+    )
+
+
+def _tokens(values: Iterable[Any]) -> frozenset[str]:
+    return frozenset(str(v).lower() for v in values)
+
+
+def parse_rules(document: dict[str, Any]) -> RuleSet:
+    """Build a RuleSet from the YAML document's structure (validated loosely: a bad file fails loudly)."""
+    rules = []
+    for i, raw in enumerate(document.get("rules") or []):
+        try:
+            patterns = tuple(tuple(str(t).lower() for t in p) for p in raw["patterns"])
+            rules.append(
+                Rule(
+                    tag=str(raw["tag"]),
+                    category=str(raw["category"]),
+                    confidence=float(raw["confidence"]),
+                    patterns=patterns,
+                    unless=_tokens(raw.get("unless") or []),
+                    context=_tokens(raw.get("context") or []),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"classification rule #{i} is malformed: {exc!r}") from exc
+        if not 0 < rules[-1].confidence <= 1:
+            raise ValueError(f"classification rule #{i} ({rules[-1].tag}): confidence must be in (0, 1]")
+    return RuleSet(
+        rules=tuple(rules),
+        negative_tokens=_tokens(document.get("negative_tokens") or []),
+        negative_types=_tokens(document.get("negative_types") or []),
+    )
+
+
+def load_rules(path: Path | None = None) -> RuleSet:
+    """Read a rules file (the repository's `policies/classification.yaml` by default)."""
+    with (path or DEFAULT_RULES_PATH).open(encoding="utf-8") as fh:
+        document = yaml.safe_load(fh)
+    if not isinstance(document, dict):
+        raise ValueError("the classification rules file must be a mapping")
+    return parse_rules(document)
+
+
+@functools.cache
+def default_rules() -> RuleSet:
+    """The repository's rules, loaded once per process (the file is policy shipped with the code)."""
+    return load_rules()

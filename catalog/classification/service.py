@@ -1,0 +1,483 @@
+"""Classification use cases: classify an ingested batch, record stewards' decisions, and read the results.
+
+Precedence (one classification per field and tag is *effective*):
+
+    manual (a steward's add/confirm)  >  declared (producer tags)  >  detected (name rules)  >  propagated
+
+and a steward's **reject** suppresses the tag on that field whatever its source, stops it propagating
+through the field, and survives re-detection and `catalog rebuild` (decisions live in their own table,
+keyed by names, which a rebuild does not touch; precedence is applied when reading and when propagating,
+so replaying the log re-applies it). A propagated row with `masked` is a masked derivative, not PII, and
+ranks below an unmasked one.
+
+The caller owns the transaction everywhere; nothing here commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.classification.detect import refresh_declared, refresh_detected
+from catalog.classification.propagate import (
+    CARRIES,
+    MANUAL_DECISIONS,
+    MASKS,
+    propagate_from,
+    targets_of_classified_sources,
+)
+from catalog.classification.rules import RuleSet, default_rules
+from catalog.db.engine import raw_connection
+
+Json = dict[str, Any]
+
+
+# -- ingest hook ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyOutcome:
+    detected_changed: int
+    declared_changed: int
+    region: int  # fields whose propagated classifications were recomputed
+
+
+async def classify_batch(
+    conn: asyncpg.Connection[Any],
+    *,
+    field_ids: Iterable[int],
+    dataset_ids: Iterable[int],
+    rules: RuleSet | None = None,
+) -> ClassifyOutcome:
+    """Classify what a batch touched and propagate only from what changed (in the caller's transaction)."""
+    fields = sorted(set(field_ids))
+    detected = await refresh_detected(conn, rules or default_rules(), fields)
+    declared = await refresh_declared(conn, sorted(set(dataset_ids)))
+    fed = await targets_of_classified_sources(conn, fields)
+    region = await propagate_from(conn, detected | declared | fed)
+    return ClassifyOutcome(len(detected), len(declared), region)
+
+
+# -- manual decisions -------------------------------------------------------------------------------
+
+ACTIONS = ("add", "confirm", "reject")
+
+DECISION_COLUMNS = (
+    "id, namespace, dataset, field_path, tag, action, reason, author, decided_at, retired_at, retired_by"
+)
+
+FIELD_ID = """
+SELECT ds.id AS dataset_id, f.id AS field_id
+FROM namespaces n JOIN datasets ds ON ds.namespace_id = n.id AND ds.name = $2
+LEFT JOIN dataset_fields f ON f.dataset_id = ds.id AND f.path = $3
+WHERE n.name = $1
+"""
+
+
+class DatasetNotFound(LookupError):
+    pass
+
+
+class FieldNotFound(LookupError):
+    pass
+
+
+class DecisionNotFound(LookupError):
+    pass
+
+
+def _decision(row: Any) -> Json:
+    return {
+        "id": row["id"],
+        "namespace": row["namespace"],
+        "dataset": row["dataset"],
+        "field": row["field_path"] or None,
+        "tag": row["tag"],
+        "action": row["action"],
+        "reason": row["reason"],
+        "author": row["author"],
+        "decidedAt": _iso(row["decided_at"]),
+        "retiredAt": _iso(row["retired_at"]),
+        "retiredBy": row["retired_by"],
+    }
+
+
+async def record_decision(
+    conn: asyncpg.Connection[Any],
+    *,
+    namespace: str,
+    dataset: str,
+    field: str | None,
+    tag: str,
+    action: str,
+    reason: str | None,
+    author: str,
+) -> Json:
+    """A steward adds, confirms or rejects a tag on a field (or dataset); the previous live decision on
+    the same (field, tag) is retired, and propagation is redone downstream of the field."""
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
+    path = field or ""
+    target = await conn.fetchrow(FIELD_ID, namespace, dataset, path)
+    if target is None:
+        raise DatasetNotFound(f"dataset {dataset!r} in namespace {namespace!r} not found")
+    if path and target["field_id"] is None:
+        raise FieldNotFound(f"field {path!r} of dataset {dataset!r} not found")
+    # Serialise decisions on one key so two stewards cannot both hold a live decision.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))", f"{namespace}\x00{dataset}\x00{path}\x00{tag}"
+    )
+    await conn.execute(
+        "UPDATE classification_decisions SET retired_at = now(), retired_by = $5 "
+        "WHERE namespace = $1 AND dataset = $2 AND field_path = $3 AND tag = $4 AND retired_at IS NULL",
+        namespace,
+        dataset,
+        path,
+        tag,
+        author,
+    )
+    row = await conn.fetchrow(
+        "INSERT INTO classification_decisions (namespace, dataset, field_path, tag, action, reason, author) "
+        f"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {DECISION_COLUMNS}",
+        namespace,
+        dataset,
+        path,
+        tag,
+        action,
+        reason,
+        author,
+    )
+    if target["field_id"] is not None:
+        await propagate_from(conn, [target["field_id"]])
+    return _decision(row)
+
+
+async def retire_decision(conn: asyncpg.Connection[Any], *, decision_id: int, author: str) -> Json:
+    """Withdraw a live decision (kept for audit, marked retired); the field falls back to the derived
+    sources and propagation is redone downstream of it."""
+    row = await conn.fetchrow(
+        "UPDATE classification_decisions SET retired_at = now(), retired_by = $2 "
+        f"WHERE id = $1 AND retired_at IS NULL RETURNING {DECISION_COLUMNS}",
+        decision_id,
+        author,
+    )
+    if row is None:
+        raise DecisionNotFound(f"no live decision {decision_id}")
+    target = await conn.fetchrow(FIELD_ID, row["namespace"], row["dataset"], row["field_path"])
+    if target is not None and target["field_id"] is not None:
+        await propagate_from(conn, [target["field_id"]])
+    return _decision(row)
+
+
+async def list_decisions(
+    conn: asyncpg.Connection[Any],
+    *,
+    namespace: str | None = None,
+    dataset: str | None = None,
+    include_retired: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Json], int]:
+    where = ["($1::text IS NULL OR namespace = $1)", "($2::text IS NULL OR dataset = $2)"]
+    if not include_retired:
+        where.append("retired_at IS NULL")
+    clause = " AND ".join(where)
+    rows = await conn.fetch(
+        f"SELECT {DECISION_COLUMNS} FROM classification_decisions WHERE {clause} "
+        "ORDER BY decided_at DESC, id DESC LIMIT $3 OFFSET $4",
+        namespace,
+        dataset,
+        limit,
+        offset,
+    )
+    total = await conn.fetchval(
+        f"SELECT count(*) FROM classification_decisions WHERE {clause}", namespace, dataset
+    )
+    return [_decision(r) for r in rows], total
+
+
+# -- effective classifications ----------------------------------------------------------------------
+
+# {filter} restricts both derived rows (alias c) and manual ones (alias m) by dataset_id/field_id.
+EFFECTIVE = f"""
+WITH manual AS ({MANUAL_DECISIONS}),
+cand AS (
+    SELECT c.dataset_id, c.field_id, c.tag, c.source, c.category, c.confidence, c.masked, c.depth::int AS depth,
+           c.path, c.path_names, c.rule,
+           CASE c.source WHEN 'declared' THEN 1 WHEN 'detected' THEN 2 ELSE CASE WHEN c.masked THEN 4 ELSE 3 END END
+               AS rank
+    FROM classifications c WHERE {{filter_c}}
+    UNION ALL
+    SELECT m.dataset_id, m.field_id, m.tag, 'manual', NULL, 1.0, false, 0, NULL, NULL, m.action, 0
+    FROM manual m WHERE m.action IN ('add', 'confirm') AND {{filter_m}}
+),
+best AS (
+    SELECT DISTINCT ON (dataset_id, field_id, tag) * FROM cand ORDER BY dataset_id, field_id, tag, rank
+)
+SELECT b.*, n.name AS namespace, d.name AS dataset, f.path AS field, f.first_seen AS field_first_seen,
+       d.first_seen AS dataset_first_seen
+FROM best b
+JOIN datasets d ON d.id = b.dataset_id JOIN namespaces n ON n.id = d.namespace_id
+LEFT JOIN dataset_fields f ON f.id = b.field_id
+WHERE NOT EXISTS (SELECT 1 FROM manual x WHERE x.action = 'reject' AND x.dataset_id = b.dataset_id
+                  AND x.field_id IS NOT DISTINCT FROM b.field_id AND x.tag = b.tag)
+"""
+
+
+def _effective_query(filter_c: str, filter_m: str) -> str:
+    return EFFECTIVE.replace("{filter_c}", filter_c).replace("{filter_m}", filter_m)
+
+
+def _classification(row: Any) -> Json:
+    return {
+        "namespace": row["namespace"],
+        "dataset": row["dataset"],
+        "field": row["field"],
+        "tag": row["tag"],
+        "source": row["source"],
+        "category": row["category"],
+        "confidence": float(row["confidence"]),
+        "status": "masked" if row["masked"] else "pii",
+        "depth": row["depth"],
+        "path": list(row["path_names"]) if row["path_names"] else None,
+        "rule": row["rule"],
+    }
+
+
+async def classifications_for_datasets(
+    conn: asyncpg.Connection[Any], dataset_ids: Sequence[int]
+) -> dict[int, list[Json]]:
+    """Effective classifications of the given datasets (fields and dataset level), in one statement."""
+    if not dataset_ids:
+        return {}
+    rows = await conn.fetch(
+        _effective_query("c.dataset_id = ANY($1::bigint[])", "m.dataset_id = ANY($1::bigint[])")
+        + " ORDER BY b.dataset_id, f.path NULLS FIRST, b.tag",
+        sorted(set(dataset_ids)),
+    )
+    out: dict[int, list[Json]] = defaultdict(list)
+    for r in rows:
+        out[r["dataset_id"]].append(_classification(r))
+    return out
+
+
+async def list_classifications(
+    conn: asyncpg.Connection[Any],
+    *,
+    namespace: str,
+    dataset: str,
+    field: str | None = None,
+) -> list[Json] | None:
+    """Effective classifications of one dataset (or one of its fields); None when the dataset is unknown."""
+    ds = await conn.fetchval(
+        "SELECT d.id FROM datasets d JOIN namespaces n ON n.id = d.namespace_id WHERE n.name = $1 AND d.name = $2",
+        namespace,
+        dataset,
+    )
+    if ds is None:
+        return None
+    rows = (await classifications_for_datasets(conn, [ds])).get(ds, [])
+    return [r for r in rows if field is None or r["field"] == field]
+
+
+async def pii_inventory(
+    conn: asyncpg.Connection[Any],
+    *,
+    namespace: str | None = None,
+    as_of: dt.datetime | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> tuple[list[Json], int]:
+    """Every field holding PII (effective, unmasked), optionally in one namespace and as of a date.
+
+    `as_of`: the field existed then (event time), a manual add was in force then, and for propagated
+    rows every edge on the path had been seen by then. Product and tier filters arrive with the
+    product-boundaries work (namespaces have no product/tier yet).
+    """
+    ns_filter = "($1::text IS NULL OR d.namespace_id = (SELECT id FROM namespaces WHERE name = $1))"
+    filter_c = f"c.dataset_id IN (SELECT d.id FROM datasets d WHERE {ns_filter})"
+    filter_m = f"m.dataset_id IN (SELECT d.id FROM datasets d WHERE {ns_filter})"
+    query = _effective_query(filter_c, filter_m)
+    if as_of is not None:
+        # Decisions made after as_of did not exist yet; ones retired before as_of no longer applied.
+        query = query.replace(
+            "WHERE d.retired_at IS NULL",
+            "WHERE d.decided_at <= $2 AND (d.retired_at IS NULL OR d.retired_at > $2)",
+            1,
+        )
+    rows = await conn.fetch(
+        f"SELECT * FROM ({query}) q WHERE NOT q.masked "
+        "AND ($2::timestamptz IS NULL OR coalesce(q.field_first_seen, q.dataset_first_seen) <= $2) "
+        "ORDER BY q.namespace, q.dataset, q.field NULLS FIRST, q.tag",
+        namespace,
+        as_of,
+    )
+    items = [_classification(r) for r in rows]
+    if as_of is not None:
+        items = await _paths_seen_by(conn, items, list(rows), as_of)
+    return items[offset : offset + limit], len(items)
+
+
+async def _paths_seen_by(
+    conn: asyncpg.Connection[Any], items: list[Json], rows: list[Any], as_of: dt.datetime
+) -> list[Json]:
+    """Drop propagated rows whose path used an edge first seen after `as_of` (one statement)."""
+    pairs: list[tuple[int, int, int]] = []
+    for i, r in enumerate(rows):
+        if r["source"] == "propagated" and r["path"]:
+            path = list(r["path"])
+            pairs.extend((i, a, b) for a, b in itertools.pairwise(path))
+    if not pairs:
+        return items
+    late = await conn.fetch(
+        "SELECT DISTINCT u.i FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(i, s, t) "
+        "WHERE NOT EXISTS (SELECT 1 FROM column_edges e WHERE e.source_field_id = u.s AND e.target_field_id = u.t "
+        "AND e.first_seen <= $4)",
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        [p[2] for p in pairs],
+        as_of,
+    )
+    drop = {r["i"] for r in late}
+    return [item for i, item in enumerate(items) if i not in drop]
+
+
+# -- flow -------------------------------------------------------------------------------------------
+
+REACHABLE = f"""
+WITH RECURSIVE reach(id) AS (
+    SELECT $1::bigint
+    UNION
+    SELECT e.target_field_id FROM reach r JOIN column_edges e ON e.source_field_id = r.id WHERE {CARRIES}
+)
+SELECT array_agg(id) FROM reach
+"""
+
+FLOW_EDGES = f"""
+SELECT e.source_field_id, e.target_field_id, e.target_dataset_id, e.transformation_type, e.transformation_subtype,
+       e.masking, {CARRIES} AS carries, {MASKS} AS masks,
+       tn.name AS target_namespace, td.name AS target_dataset, tf.path AS target_field,
+       jn.name AS job_namespace, j.name AS job_name, e.first_seen, e.last_seen
+FROM column_edges e
+JOIN datasets td ON td.id = e.target_dataset_id JOIN namespaces tn ON tn.id = td.namespace_id
+LEFT JOIN dataset_fields tf ON tf.id = e.target_field_id
+LEFT JOIN jobs j ON j.id = e.job_id LEFT JOIN namespaces jn ON jn.id = j.namespace_id
+WHERE e.source_field_id = ANY($1::bigint[])
+"""
+
+
+def _effect(edge: Any) -> str:
+    if edge["carries"]:
+        return "masked" if edge["masks"] else "carries"
+    if edge["transformation_type"] == "INDIRECT":
+        return "influences"
+    if edge["transformation_subtype"] == "AGGREGATION":
+        return "aggregated"
+    return "does-not-carry"
+
+
+async def pii_flow(conn: asyncpg.Connection[Any], *, namespace: str, dataset: str, field: str) -> Json | None:
+    """Where a column goes, hop by hop: every edge out of it and out of every column its value reaches,
+    with what each edge does to the value (carries / masked / aggregated / influences) and the effective
+    classifications of each target. Only carrying edges are followed further; a fixed number of statements."""
+    target = await conn.fetchrow(FIELD_ID, namespace, dataset, field)
+    if target is None or target["field_id"] is None:
+        return None
+    origin = target["field_id"]
+    reach = await conn.fetchval(REACHABLE, origin)
+    edges = await conn.fetch(FLOW_EDGES, reach)
+    by_source: dict[int, list[Any]] = defaultdict(list)
+    for e in edges:
+        by_source[e["source_field_id"]].append(e)
+    names = {
+        r["id"]: (r["namespace"], r["dataset"], r["path"])
+        for r in await conn.fetch(
+            "SELECT f.id, n.name AS namespace, d.name AS dataset, f.path FROM dataset_fields f "
+            "JOIN datasets d ON d.id = f.dataset_id JOIN namespaces n ON n.id = d.namespace_id "
+            "WHERE f.id = ANY($1::bigint[])",
+            reach,
+        )
+    }
+    dataset_ids = {target["dataset_id"]} | {e["target_dataset_id"] for e in edges}
+    classes = await classifications_for_datasets(conn, sorted(dataset_ids))
+    tags_of: dict[tuple[str, str, str | None], list[Json]] = defaultdict(list)
+    for items in classes.values():
+        for c in items:
+            tags_of[(c["namespace"], c["dataset"], c["field"])].append(
+                {k: c[k] for k in ("tag", "source", "status", "confidence", "path")}
+            )
+    # Breadth-first from the origin, so each hop carries its distance and masking points read in order.
+    hops: list[Json] = []
+    depth = {origin: 0}
+    queue = deque([origin])
+    while queue:
+        source = queue.popleft()
+        for e in sorted(
+            by_source.get(source, []),
+            key=lambda x: (x["target_namespace"], x["target_dataset"], x["target_field"] or ""),
+        ):
+            src = names[source]
+            hops.append(
+                {
+                    "depth": depth[source] + 1,
+                    "from": {"namespace": src[0], "dataset": src[1], "field": src[2]},
+                    "to": {
+                        "namespace": e["target_namespace"],
+                        "dataset": e["target_dataset"],
+                        "field": e["target_field"],
+                    },
+                    "job": {"namespace": e["job_namespace"], "name": e["job_name"]}
+                    if e["job_name"]
+                    else None,
+                    "transformation": {
+                        "type": e["transformation_type"],
+                        "subtype": e["transformation_subtype"],
+                        "masking": e["masking"],
+                    },
+                    "effect": _effect(e),
+                    "maskingPoint": bool(e["carries"] and e["masks"]),
+                    "targetClassifications": tags_of.get(
+                        (e["target_namespace"], e["target_dataset"], e["target_field"]), []
+                    ),
+                }
+            )
+            nxt = e["target_field_id"]
+            if e["carries"] and nxt is not None and nxt not in depth:
+                depth[nxt] = depth[source] + 1
+                queue.append(nxt)
+    return {
+        "origin": {
+            "namespace": namespace,
+            "dataset": dataset,
+            "field": field,
+            "classifications": tags_of.get((namespace, dataset, field), []),
+        },
+        "hops": hops,
+    }
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return None if at is None else at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+async def pii_tags_by_dataset(
+    conn: AsyncConnection, dataset_ids: Sequence[int]
+) -> dict[int, dict[str | None, list[str]]]:
+    """Effective, unmasked tags per dataset and field path (None = dataset level), in one statement:
+    what dataset reads show as `fields[].tags`."""
+    if not dataset_ids:
+        return {}
+    raw = await raw_connection(conn)
+    out: dict[int, dict[str | None, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for dataset_id, items in (await classifications_for_datasets(raw, dataset_ids)).items():
+        for c in items:
+            if c["status"] == "pii":
+                out[dataset_id][c["field"]].append(c["tag"])
+    return out
