@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from catalog.audit.service import record_raw
 from catalog.db.engine import raw_connection, raw_transaction
 from catalog.ingest.service import project_only
+from catalog.ingest.statistics import analyze_catalog
 from catalog.openlineage.events import Limits
 from catalog.openlineage.validation import parse_event
 
@@ -94,6 +95,7 @@ async def rebuild_projection(
         await raw.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)} RESTART IDENTITY")
         total = await raw.fetchval("SELECT count(*) FROM event_log")
         done = 0
+        analyze_at = 1000  # the replay starts from empty tables: refresh statistics as they grow
         batch = []
         async for record in raw.cursor("SELECT payload FROM event_log ORDER BY id", prefetch=batch_size):
             batch.append(parse_event(_json(record["payload"]), limits=REPLAY_LIMITS))
@@ -101,6 +103,9 @@ async def rebuild_projection(
                 await project_only(raw, batch)
                 done += len(batch)
                 batch = []
+                if done >= analyze_at:
+                    await analyze_catalog(raw)
+                    analyze_at = 2 * done
                 if progress:
                     progress(done, total)
         if batch:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import raw_transaction
 from catalog.ingest.service import PartitionCache, append_and_project
+from catalog.ingest.statistics import GrowthAnalyzer
 from catalog.openlineage.events import OpenLineageEvent
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class IngestWriter:
         self._max_group = max_group
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._partitions = PartitionCache()
+        self._analyzer = GrowthAnalyzer(engine)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -131,6 +133,10 @@ class IngestWriter:
             return
         for request, result in zip(group, counts, strict=True):
             request.done.set_result(result)
+        try:
+            await self._analyzer.maybe_analyze(sum(stored for stored, _ in counts))
+        except Exception as exc:  # statistics are an optimisation: never fail ingest for them
+            log.warning("ANALYZE after ingest failed: %s", exc)
 
     async def _commit(self, batches: list[Sequence[OpenLineageEvent]]) -> list[tuple[int, int]]:
         """Commit several requests' events in one transaction; (stored, duplicates) per request."""
