@@ -18,6 +18,7 @@ from catalog import __version__
 from catalog.audit.cli import audit_app, cli_actor, signing_app
 from catalog.config import Settings, load_settings
 from catalog.export.cli import export_app
+from catalog.findings.cli import scan
 
 app = typer.Typer(
     help="Lineage & governance catalog. With no CATALOG_DATABASE_URL, commands use the embedded "
@@ -30,6 +31,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(signing_app, name="signing")
 app.add_typer(export_app, name="export")
+app.command("scan")(scan)
 
 console = Console(stderr=True)
 out = Console()
@@ -189,9 +191,11 @@ def ingest(
 async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, int]:
     from catalog.db.engine import create_engine, raw_transaction
     from catalog.ingest.service import PartitionCache, append_and_project
+    from catalog.ingest.statistics import GrowthAnalyzer
 
     engine = create_engine(url, pool_size=2)
     partitions = PartitionCache()
+    analyzer = GrowthAnalyzer(engine)
     stored = duplicates = 0
     try:
         with _progress() as progress:
@@ -203,6 +207,7 @@ async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, in
                     outcome = await append_and_project(raw, batch)
                 stored += outcome.stored
                 duplicates += outcome.duplicates
+                await analyzer.maybe_analyze(outcome.stored)
                 progress.advance(task, len(batch))
     finally:
         await engine.dispose()

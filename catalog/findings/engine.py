@@ -40,13 +40,16 @@ SELECT d.id, d.namespace_id, n.name AS namespace, d.name, d.last_seen,
          AS owners
 FROM {source}
 LEFT JOIN facets src ON src.subject_kind = 'dataset' AND src.subject_id = d.id AND src.name = 'dataSource'
+{where}
 """
 DATASET_FACTS_BY_NAME = _DATASET_FACTS.format(
     source="unnest($1::text[], $2::text[]) AS k(ns, nm) "
-    "JOIN namespaces n ON n.name = k.ns JOIN datasets d ON d.namespace_id = n.id AND d.name = k.nm"
+    "JOIN namespaces n ON n.name = k.ns JOIN datasets d ON d.namespace_id = n.id AND d.name = k.nm",
+    where="",
 )
 DATASET_FACTS_BY_ID = _DATASET_FACTS.format(
-    source="datasets d JOIN namespaces n ON n.id = d.namespace_id WHERE d.id = ANY($1::bigint[])"
+    source="datasets d JOIN namespaces n ON n.id = d.namespace_id",
+    where="WHERE d.id = ANY($1::bigint[])",
 )
 
 _JOB_FACTS = """
@@ -55,13 +58,16 @@ SELECT j.id, j.namespace_id, n.name AS namespace, j.name, j.last_seen,
        (SELECT array_agg(o.name) FROM owners o WHERE o.subject_kind = 'job' AND o.subject_id = j.id) AS owners
 FROM {source}
 LEFT JOIN facets jt ON jt.subject_kind = 'job' AND jt.subject_id = j.id AND jt.name = 'jobType'
+{where}
 """
 JOB_FACTS_BY_NAME = _JOB_FACTS.format(
     source="unnest($1::text[], $2::text[]) AS k(ns, nm) "
-    "JOIN namespaces n ON n.name = k.ns JOIN jobs j ON j.namespace_id = n.id AND j.name = k.nm"
+    "JOIN namespaces n ON n.name = k.ns JOIN jobs j ON j.namespace_id = n.id AND j.name = k.nm",
+    where="",
 )
 JOB_FACTS_BY_ID = _JOB_FACTS.format(
-    source="jobs j JOIN namespaces n ON n.id = j.namespace_id WHERE j.id = ANY($1::bigint[])"
+    source="jobs j JOIN namespaces n ON n.id = j.namespace_id",
+    where="WHERE j.id = ANY($1::bigint[])",
 )
 
 UPSERT_ASSIGNMENTS = """

@@ -1,7 +1,7 @@
 """The central route table: every HTTP route's (object, action) and where its product domain comes from.
 
 Keyed by (method, path template) exactly as the app declares them, so a new route without an entry is
-caught by the route-table test (tests/policy/test_route_matrix.py) — and, at run time, falls back to
+caught by the route-table test (tests/policy/test_matrix.py) — and, at run time, falls back to
 `route.unmapped`, which only admin may use (fail closed). Domain sources:
 
 - `global`: no product (catalog-wide lists; the role's ":other" form applies)
@@ -9,6 +9,8 @@ caught by the route-table test (tests/policy/test_route_matrix.py) — and, at r
 - `run`: the product of the job of the path's run id
 - `node`: the product of the `nodeId` query parameter (`dataset:<ns>:<name>` / `job:<ns>:<name>`)
 - `query-dataset`: the dataset named by the `namespace` + `dataset` query parameters (else `own`)
+- `body-dataset`: the dataset named by the JSON body's `namespace` + `dataset` members (else `own`)
+- `decision`: the dataset of the classification decision in the path
 - `product`: the `product` query parameter, else the caller's own product
 - `finding` / `grant`: the product of the finding / the grantor of the grant in the path
 - `own`: the caller's own product (the handler checks the body's product itself)
@@ -27,6 +29,8 @@ DomainSource = Literal[
     "run",
     "node",
     "query-dataset",
+    "body-dataset",
+    "decision",
     "product",
     "finding",
     "grant",
@@ -91,9 +95,10 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     # classification (catalog/api/rest/classification.py)
     ("GET", f"{V1}/classifications"): RoutePolicy("catalog.internals", "read", "query-dataset"),
     ("GET", f"{V1}/classifications/decisions"): RoutePolicy("catalog.internals", "read", "query-dataset"),
-    ("POST", f"{V1}/classifications/decisions"): RoutePolicy("classification", "write", "own"),
+    # a decision is judged in the product of the dataset it is about (body / stored decision)
+    ("POST", f"{V1}/classifications/decisions"): RoutePolicy("classification", "write", "body-dataset"),
     ("DELETE", f"{V1}/classifications/decisions/{{decision_id}}"): RoutePolicy(
-        "classification", "write", "own"
+        "classification", "write", "decision"
     ),
     ("GET", f"{V1}/pii/inventory"): RoutePolicy("catalog.internals", "read", "product"),
     ("GET", f"{V1}/pii/flow"): RoutePolicy("catalog.internals", "read", "query-dataset"),

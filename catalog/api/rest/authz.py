@@ -12,7 +12,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from fastapi import FastAPI, Request
+from sqlalchemy import text
 from starlette.routing import BaseRoute
 
 from catalog.api.rest.problems import Problem
@@ -89,10 +91,32 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         q_namespace, q_name = request.query_params.get("namespace"), request.query_params.get("dataset")
         if not q_namespace or not q_name:
             return principal.product or GLOBAL, None
+        for member, value in (("namespace", q_namespace), ("dataset", q_name)):
+            if "\x00" in value:  # PostgreSQL text cannot carry NUL: a 400 naming the field, not a 500
+                raise Problem(
+                    "invalid-parameter", f"{member}: must not contain NUL", status=400, pointer=member
+                )
         async with request.app.state.engine.connect() as conn:
             owner = await service.dataset_product(conn, products, q_namespace, q_name)
         return owner, dataset_object(q_namespace, q_name)
+    if source == "body-dataset":
+        named = await _body_dataset(request)
+        if named is None:
+            return principal.product or GLOBAL, None
+        async with request.app.state.engine.connect() as conn:
+            owner = await service.dataset_product(conn, products, *named)
+        return owner, None
     async with request.app.state.engine.connect() as conn:
+        if source == "decision":
+            row = (
+                await conn.execute(
+                    text("SELECT namespace, dataset FROM classification_decisions WHERE id = :id"),
+                    {"id": _int(_param(request, "decision_id"))},
+                )
+            ).first()
+            if row is None:
+                return principal.product or GLOBAL, None  # the handler answers 404
+            return await service.dataset_product(conn, products, row.namespace, row.dataset), None
         if source == "dataset":
             namespace, name = _param(request, "namespace"), _param(request, "dataset")
             return await service.dataset_product(conn, products, namespace, name), dataset_object(
@@ -114,6 +138,21 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         if not exists:
             raise Problem("not-found", f"{source} not found")
         return found or UNOWNED, None
+
+
+async def _body_dataset(request: Request) -> tuple[str, str] | None:
+    """(namespace, dataset) named by a JSON body; None when it names none (validation answers next).
+    Starlette caches the body, so the handler reads the same bytes."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    namespace, name = body.get("namespace"), body.get("dataset")
+    if not isinstance(namespace, str) or not isinstance(name, str) or "\x00" in namespace + name:
+        return None
+    return namespace, name
 
 
 def _int(value: str) -> int:
