@@ -122,30 +122,35 @@ class _Bundle:
     ) -> SectionResult:
         result = SectionResult(section)
         csv_name, json_name = f"{section.name}.csv", f"{section.name}.json"
-        with tempfile.TemporaryFile() as spool, self.zf.open(self._entry(csv_name), "w") as raw_csv:
-            csv_out = _HashingWriter(raw_csv)
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            stream = await conn.stream(text(sql), params)
-            columns = list(stream.keys())
-            result.columns = columns
-            writer.writerow(columns)
-            spool.write(b"[")
-            async for row in stream:
-                values = list(row)
-                cells = [_cell(v) for v in values]
-                writer.writerow(cells)
-                if buffer.tell() > 64 * 1024:
-                    csv_out.write(buffer.getvalue().encode())
-                    buffer.seek(0)
-                    buffer.truncate()
-                spool.write(b",\n" if result.rows else b"\n")
-                spool.write(orjson.dumps({c: _json_value(v) for c, v in zip(columns, values, strict=True)}))
-                if len(result.sample) < SAMPLE_ROWS:
-                    result.sample.append(cells)
-                result.rows += 1
-            csv_out.write(buffer.getvalue().encode())
-            spool.write(b"\n]\n")
+        # zipfile allows one write handle at a time: the CSV entry is streamed (and closed) first while
+        # the JSON twin is spooled to a temporary file, then copied into its own entry.
+        with tempfile.TemporaryFile() as spool:
+            with self.zf.open(self._entry(csv_name), "w") as raw_csv:
+                csv_out = _HashingWriter(raw_csv)
+                buffer = io.StringIO()
+                writer = csv.writer(buffer)
+                stream = await conn.stream(text(sql), params)
+                columns = list(stream.keys())
+                result.columns = columns
+                writer.writerow(columns)
+                spool.write(b"[")
+                async for row in stream:
+                    values = list(row)
+                    cells = [_cell(v) for v in values]
+                    writer.writerow(cells)
+                    if buffer.tell() > 64 * 1024:
+                        csv_out.write(buffer.getvalue().encode())
+                        buffer.seek(0)
+                        buffer.truncate()
+                    spool.write(b",\n" if result.rows else b"\n")
+                    spool.write(
+                        orjson.dumps({c: _json_value(v) for c, v in zip(columns, values, strict=True)})
+                    )
+                    if len(result.sample) < SAMPLE_ROWS:
+                        result.sample.append(cells)
+                    result.rows += 1
+                csv_out.write(buffer.getvalue().encode())
+                spool.write(b"\n]\n")
             self.files[csv_name] = {
                 "sha256": csv_out.sha.hexdigest(),
                 "bytes": csv_out.size,
@@ -167,8 +172,8 @@ class _Bundle:
 async def _flow_graph(
     conn: AsyncConnection, params: dict[str, Any], tables: set[str], limit: int = 40
 ) -> FlowGraph:
-    """Dataset-to-dataset flows for the picture: PII flows when classifications exist, else all flows;
-    the `limit` busiest datasets, so the drawing stays legible."""
+    """Dataset-to-dataset flows for the picture: the `limit` busiest datasets of the PII flows when
+    classifications exist (else of all flows), so the drawing stays legible, with every flow among them."""
     has_pii = {"classifications", "product_assignments"} <= tables
     product = (
         "(SELECT pa.product FROM product_assignments pa WHERE pa.subject_kind = 'dataset' AND pa.subject_id = {})"
@@ -197,33 +202,28 @@ FROM job_io i JOIN job_io o ON o.job_id = i.job_id AND o.direction = 'output'
 WHERE i.direction = 'input' AND i.first_seen <= :as_of AND o.first_seen <= :as_of AND i.dataset_id <> o.dataset_id
   AND NOT EXISTS (SELECT 1 FROM column_edges e WHERE e.source_dataset_id = i.dataset_id
                   AND e.target_dataset_id = o.dataset_id AND e.first_seen <= :as_of)"""
-    only_pii = " WHERE pii" if has_pii else ""
-    rows = (
-        await conn.execute(
-            text(
-                f"WITH edges AS ({edges_sql}), chosen AS (SELECT * FROM edges{only_pii}), "
-                "degree AS (SELECT id, count(*) AS n FROM (SELECT src AS id FROM chosen UNION ALL SELECT dst FROM chosen) x "
-                "GROUP BY id ORDER BY n DESC, id LIMIT :limit) "
-                "SELECT src, dst, pii, masked, columns FROM chosen WHERE src IN (SELECT id FROM degree) "
-                "AND dst IN (SELECT id FROM degree)"
-            ),
-            {"as_of": params["as_of"], "limit": limit},
+
+    async def picture(basis: str) -> list[Any]:
+        # The busiest datasets of the basis flows; then every flow among them (plain ones too, drawn grey,
+        # so a PII picture still shows how data moves between the datasets it holds).
+        return list(
+            (
+                await conn.execute(
+                    text(
+                        f"WITH edges AS ({edges_sql}), basis AS (SELECT * FROM edges{basis}), "
+                        "degree AS (SELECT id, count(*) AS n FROM (SELECT src AS id FROM basis UNION ALL "
+                        "SELECT dst FROM basis) x GROUP BY id ORDER BY n DESC, id LIMIT :limit) "
+                        "SELECT src, dst, pii, masked, columns FROM edges WHERE src IN (SELECT id FROM degree) "
+                        "AND dst IN (SELECT id FROM degree)"
+                    ),
+                    {"as_of": params["as_of"], "limit": limit},
+                )
+            ).all()
         )
-    ).all()
+
+    rows = await picture(" WHERE pii" if has_pii else "")
     if not rows and has_pii:
-        # No PII flows: show the plain flows rather than an empty picture.
-        rows = (
-            await conn.execute(
-                text(
-                    f"WITH chosen AS ({edges_sql}), "
-                    "degree AS (SELECT id, count(*) AS n FROM (SELECT src AS id FROM chosen UNION ALL SELECT dst FROM chosen) x "
-                    "GROUP BY id ORDER BY n DESC, id LIMIT :limit) "
-                    "SELECT src, dst, pii, masked, columns FROM chosen WHERE src IN (SELECT id FROM degree) "
-                    "AND dst IN (SELECT id FROM degree)"
-                ),
-                {"as_of": params["as_of"], "limit": limit},
-            )
-        ).all()
+        rows = await picture("")  # no PII flows: show the plain flows rather than an empty picture
     ids = sorted({r.src for r in rows} | {r.dst for r in rows})
     nodes: dict[int, dict[str, Any]] = {}
     if ids:

@@ -3,7 +3,8 @@
 `authorize(enforcer, principal, obj, act, product)` is what every entry point calls (REST through the
 route dependency, GraphQL fields and mutations directly, the ingest flow per event): it returns the
 decision or raises `AccessDenied` carrying the rule that denied. `record_denial` writes the denial in
-its own short transaction so it is kept even though the request fails.
+its own short transaction so it is kept even though the request fails, together with its audit-log row
+(`<object>.denied`, e.g. `export.denied`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from catalog.audit import service as audit
 from catalog.auth.service import Principal
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer
@@ -67,6 +69,21 @@ async def record_denial(
                     "product": principal.product,
                     "domain": decision.domain,
                     "obj": decision.obj,
+                    "act": decision.act,
+                    "rule": decision.rule,
+                    "path": path,
+                },
+            )
+            # Every denial is also audit material, chained in the same transaction (issue 6).
+            await audit.record(
+                conn,
+                action=f"{decision.obj.split(':', 1)[0]}.denied",
+                actor=principal.key_id,
+                subject=decision.obj,
+                details={
+                    "role": principal.role,
+                    "product": principal.product,
+                    "domain": decision.domain,
                     "act": decision.act,
                     "rule": decision.rule,
                     "path": path,

@@ -5,6 +5,7 @@ or reordered."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,80 @@ async def test_a_cut_off_tail_is_caught_by_the_signed_checkpoint(engine: AsyncEn
     problem = (await _verify(engine)).problem
     assert problem is not None
     assert (problem.seq, problem.kind) == (checkpointed.seq - 1, "deleted")
+
+
+@pytest.mark.parametrize(
+    ("statements", "named"),
+    [
+        (["""UPDATE audit_log SET details = '{"i": 999}' WHERE seq = 4"""], "row 4 (edited)"),
+        (["DELETE FROM audit_log WHERE seq = 4"], "row 4 (deleted)"),
+        (
+            [
+                "UPDATE audit_log SET seq = 100 WHERE seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = 100",
+            ],
+            "row 3 (reordered)",
+        ),
+    ],
+)
+def test_catalog_audit_verify_names_the_first_bad_row(
+    database_url: str, statements: list[str], named: str
+) -> None:
+    """The operator's command, end to end: intact chain exits 0; after tampering it exits 1 naming the row."""
+    from typer.testing import CliRunner
+
+    from catalog.cli import app
+    from catalog.db.engine import create_engine
+
+    async def run(work: str) -> None:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            if work == "append":
+                await _append(engine, 6)
+            else:
+                await _attack(engine, *statements)
+        finally:
+            await engine.dispose()
+
+    runner = CliRunner()
+    asyncio.run(run("append"))
+    intact = runner.invoke(app, ["audit", "verify", "--database-url", database_url])
+    assert intact.exit_code == 0, intact.output
+    assert "audit chain intact" in intact.output
+    asyncio.run(run("attack"))
+    broken = runner.invoke(app, ["audit", "verify", "--database-url", database_url])
+    assert broken.exit_code == 1, broken.output
+    assert f"audit chain broken at {named}" in " ".join(broken.output.split())
+
+
+async def _as_role(engine: AsyncEngine, role: str, statement: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL ROLE {role}"))
+        await conn.execute(text(statement))
+
+
+async def test_an_application_role_cannot_rewrite_history_even_with_table_grants(engine: AsyncEngine) -> None:
+    """The trigger, not only grants, holds: a non-owner role granted every privilege still cannot
+    UPDATE or DELETE audit rows, nor switch the trigger off."""
+    await _append(engine, 2)
+    role = f"catalog_app_{secrets.token_hex(4)}"  # roles are cluster-wide: unique per test run
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE ROLE {role} NOLOGIN"))
+        await conn.execute(text(f"GRANT ALL ON audit_log TO {role}"))
+    try:
+        for statement in (
+            "UPDATE audit_log SET actor = 'mallory' WHERE seq = 1",
+            "DELETE FROM audit_log WHERE seq = 2",
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        ):
+            with pytest.raises(DBAPIError, match=r"append-only|must be owner"):
+                await _as_role(engine, role, statement)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"SET LOCAL ROLE {role}"))
+            await audit.record(conn, action="test.action", actor="app", subject="ok", details={})
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"REVOKE ALL ON audit_log FROM {role}"))
+            await conn.execute(text(f"DROP ROLE {role}"))
+    assert (await _verify(engine)).ok

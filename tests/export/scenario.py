@@ -102,6 +102,33 @@ def fintech_events() -> list[dict[str, Any]]:
                 ],
             )
         )
+    # Services consuming other products' CDC topics (cross-product reads of PII off the stream).
+    for reader, owner, target in (
+        ("ledger", "payments", "ledger.public.reconciliation"),
+        ("fraud", "onboarding", "fraud.public.kyc_signals"),
+    ):
+        topic = f"{owner}.cdc.customers"
+        kafka = f"kafka://{owner}-kafka:9093"
+        events.append(
+            run_event(
+                when=at(day, 2),
+                job=(f"{reader}-consumer", f"consume_{owner}_customers"),
+                inputs=[dataset(kafka, topic)],
+                outputs=[
+                    dataset(
+                        _ns(reader),
+                        target,
+                        schema=schema("cpf", "amount_cents"),
+                        columnLineage=column_lineage(
+                            {
+                                c: [(kafka, topic, c, "DIRECT", "IDENTITY", False)]
+                                for c in ("cpf", "amount_cents")
+                            }
+                        ),
+                    )
+                ],
+            )
+        )
     for name, sources in (
         ("analytics.customer_360", ("payments", "merchant", "cards", "pix")),
         ("analytics.risk_features", ("fraud", "risk", "onboarding")),
