@@ -25,12 +25,13 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.classification.detect import refresh_declared, refresh_detected
+from catalog.classification.detect import refresh_declared, refresh_detected, tag_name
 from catalog.classification.propagate import (
     CARRIES,
     MANUAL_DECISIONS,
     MASKS,
     propagate_from,
+    relax_into,
     targets_of_classified_sources,
 )
 from catalog.classification.rules import RuleSet, default_rules
@@ -61,7 +62,10 @@ async def classify_batch(
     detected = await refresh_detected(conn, rules or default_rules(), fields)
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
     fed = await targets_of_classified_sources(conn, fields)
-    region = await propagate_from(conn, detected | declared | fed)
+    # A changed detection or declaration can remove PII, so everything downstream is recomputed; a new
+    # edge from a classified column can only add, so only the rows it improves are touched.
+    region = await propagate_from(conn, detected | declared)
+    region += await relax_into(conn, fed)
     return ClassifyOutcome(len(detected), len(declared), region)
 
 
@@ -91,6 +95,25 @@ class FieldNotFound(LookupError):
 
 class DecisionNotFound(LookupError):
     pass
+
+
+class InvalidDecision(ValueError):
+    """A decision the catalog cannot record; `field` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _check_decision_input(values: dict[str, str | None]) -> None:
+    # PostgreSQL text cannot hold NUL, and no catalog name contains one (ingest replaces it): reject it
+    # here with the field's name rather than let the driver fail mid-transaction.
+    for name, value in values.items():
+        if value is not None and "\x00" in value:
+            raise InvalidDecision(name, "must not contain NUL (\\u0000) characters")
+    if tag_name(values["tag"] or "") is None:
+        raise InvalidDecision("tag", "must be a PII or PCI classification, e.g. PII.CPF or PCI.PAN")
 
 
 def _decision(row: Any) -> Json:
@@ -123,16 +146,33 @@ async def record_decision(
     """A steward adds, confirms or rejects a tag on a field (or dataset); the previous live decision on
     the same (field, tag) is retired, and propagation is redone downstream of the field."""
     if action not in ACTIONS:
-        raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
+        raise InvalidDecision("action", f"must be one of {', '.join(ACTIONS)}")
+    _check_decision_input(
+        {
+            "namespace": namespace,
+            "dataset": dataset,
+            "field": field,
+            "tag": tag,
+            "reason": reason,
+            "author": author,
+        }
+    )
+    tag = tag_name(tag) or tag  # the canonical spelling: "pii.CPF" -> "PII.CPF"
     path = field or ""
     target = await conn.fetchrow(FIELD_ID, namespace, dataset, path)
     if target is None:
         raise DatasetNotFound(f"dataset {dataset!r} in namespace {namespace!r} not found")
     if path and target["field_id"] is None:
         raise FieldNotFound(f"field {path!r} of dataset {dataset!r} not found")
-    # Serialise decisions on one key so two stewards cannot both hold a live decision.
+    # Serialise decisions on one key so two stewards cannot both hold a live decision. The key is the
+    # JSON array of the four names (unambiguous, and free of the NUL a text parameter cannot carry).
     await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1))", f"{namespace}\x00{dataset}\x00{path}\x00{tag}"
+        "SELECT pg_advisory_xact_lock(hashtextextended(jsonb_build_array($1::text, $2::text, $3::text, "
+        "$4::text)::text, 0))",
+        namespace,
+        dataset,
+        path,
+        tag,
     )
     await conn.execute(
         "UPDATE classification_decisions SET retired_at = now(), retired_by = $5 "

@@ -136,8 +136,16 @@ async def test_cpf_flows_from_oltp_through_cdc_to_bigquery_masked_in_one_branch(
     masked = await classifications(client, BQ, MASKED)
     assert [(c["tag"], c["status"]) for c in masked["customer_key"]] == [("PII.CPF", "masked")]
     segments = await classifications(client, BQ, SEGMENTS)
-    assert [(c["tag"], c["status"], c["depth"]) for c in segments["customer_key"]] == [
-        ("PII.CPF", "masked", 3)
+    # Like `document` above, depth counts from the nearest classified origin (the topic's detected `cpf`):
+    # topic#cpf -> masked#customer_key -> segments#customer_key. The flow read below counts from the OLTP
+    # column the question starts at, so there the same field is 3 hops away.
+    assert [(c["tag"], c["status"], c["depth"], c["path"]) for c in segments["customer_key"]] == [
+        (
+            "PII.CPF",
+            "masked",
+            2,
+            [f"{KAFKA}/{TOPIC}#cpf", f"{BQ}/{MASKED}#customer_key", f"{BQ}/{SEGMENTS}#customer_key"],
+        )
     ]
     assert await classifications(client, BQ, DAILY) == {}  # an aggregation does not carry the value
     assert await classifications(client, BQ, ORDERS) == {}  # a join key influences, does not carry
@@ -232,11 +240,15 @@ async def test_a_steward_rejects_a_false_positive_and_it_survives_reingest_and_r
 ) -> None:
     ns = "postgres://marketing-db:5432"
     campaigns = dataset(ns, "marketing.public.campaigns", schema=schema("agencia", "budget"))  # an ad agency
+    # The copy is renamed so that only lineage makes it PII: a copy still named `agencia` would be detected
+    # by its own name (detected outranks propagated) and would need its own decision.
     report = dataset(
         BQ,
         "analytics.marketing.campaigns",
-        schema=schema("agencia"),
-        columnLineage=column_lineage({"agencia": [identity(ns, "marketing.public.campaigns", "agencia")]}),
+        schema=schema("agency_name"),
+        columnLineage=column_lineage(
+            {"agency_name": [identity(ns, "marketing.public.campaigns", "agencia")]}
+        ),
     )
     await batch(
         client, run_event(when=at(1), job=("airflow", "campaigns"), inputs=[campaigns], outputs=[report])
@@ -244,7 +256,8 @@ async def test_a_steward_rejects_a_false_positive_and_it_survives_reingest_and_r
     detected = await classifications(client, ns, "marketing.public.campaigns")
     assert [c["tag"] for c in detected["agencia"]] == ["PII.BANK_ACCOUNT"]
     assert [
-        c["source"] for c in (await classifications(client, BQ, "analytics.marketing.campaigns"))["agencia"]
+        c["source"]
+        for c in (await classifications(client, BQ, "analytics.marketing.campaigns"))["agency_name"]
     ] == ["propagated"]
 
     response = await client.post(
@@ -284,7 +297,8 @@ async def test_a_steward_rejects_a_false_positive_and_it_survives_reingest_and_r
     # Withdrawing the decision brings the detection back, downstream too; the decision stays for audit.
     assert (await client.delete(f"/api/v1/classifications/decisions/{decision['id']}")).status_code == 200
     assert [
-        c["source"] for c in (await classifications(client, BQ, "analytics.marketing.campaigns"))["agencia"]
+        c["source"]
+        for c in (await classifications(client, BQ, "analytics.marketing.campaigns"))["agency_name"]
     ] == ["propagated"]
     audit = (
         await client.get(

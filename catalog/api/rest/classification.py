@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses
@@ -30,6 +30,16 @@ ERRORS = problem_responses(400, 401, 404, 503)
 Json = dict[str, Any]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL and no stored name has one: a 400 naming the field, never a 500.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_no_nul)]
 
 
 if TYPE_CHECKING:
@@ -55,21 +65,21 @@ Tx = Annotated[RawConnection, Depends(transaction)]
 class DecisionIn(BaseModel):
     """A steward's decision on one tag of one field (omit `field` to decide on the whole dataset)."""
 
-    namespace: str = Field(min_length=1, max_length=1024)
-    dataset: str = Field(min_length=1, max_length=4096)
-    field: str | None = Field(None, max_length=4096)
-    tag: str = Field(min_length=1, max_length=200, examples=["PII.CPF"])
+    namespace: Name = Field(min_length=1, max_length=1024)
+    dataset: Name = Field(min_length=1, max_length=4096)
+    field: Name | None = Field(None, max_length=4096)
+    tag: Name = Field(min_length=1, max_length=200, examples=["PII.CPF"], description="A PII.* or PCI.* tag.")
     action: Literal["add", "confirm", "reject"]
-    reason: str | None = Field(None, max_length=4000)
+    reason: Name | None = Field(None, max_length=4000)
 
 
 @router.get("/classifications", summary="Effective classifications of a dataset", responses=ERRORS)
 async def list_classifications(
     conn: Tx,
     _: PrincipalDep,
-    namespace: Annotated[str, Query(min_length=1)],
-    dataset: Annotated[str, Query(min_length=1)],
-    field: str | None = None,
+    namespace: Annotated[Name, Query(min_length=1)],
+    dataset: Annotated[Name, Query(min_length=1)],
+    field: Annotated[Name | None, Query()] = None,
 ) -> Json:
     rows = await service.list_classifications(conn, namespace=namespace, dataset=dataset, field=field)
     if rows is None:
@@ -81,8 +91,8 @@ async def list_classifications(
 async def list_decisions(
     conn: Tx,
     _: PrincipalDep,
-    namespace: str | None = None,
-    dataset: str | None = None,
+    namespace: Annotated[Name | None, Query()] = None,
+    dataset: Annotated[Name | None, Query()] = None,
     include_retired: Annotated[bool, Query(alias="includeRetired")] = False,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -118,6 +128,8 @@ async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -
         )
     except (service.DatasetNotFound, service.FieldNotFound) as exc:
         raise Problem("not-found", str(exc)) from exc
+    except service.InvalidDecision as exc:
+        raise Problem("invalid-parameter", str(exc), pointer=exc.field) from exc
 
 
 @router.delete(
@@ -136,7 +148,7 @@ async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -
 async def pii_inventory(
     conn: Tx,
     _: PrincipalDep,
-    namespace: str | None = None,
+    namespace: Annotated[Name | None, Query()] = None,
     product: Annotated[
         str | None, Query(description="Not available yet: products arrive with the boundaries work.")
     ] = None,
@@ -165,9 +177,9 @@ async def pii_inventory(
 async def pii_flow(
     conn: Tx,
     _: PrincipalDep,
-    namespace: Annotated[str, Query(min_length=1)],
-    dataset: Annotated[str, Query(min_length=1)],
-    field: Annotated[str, Query(min_length=1)],
+    namespace: Annotated[Name, Query(min_length=1)],
+    dataset: Annotated[Name, Query(min_length=1)],
+    field: Annotated[Name, Query(min_length=1)],
 ) -> Json:
     flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field)
     if flow is None:
