@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -120,6 +120,39 @@ async def dataset_product(conn: AsyncConnection, products: ProductMap, namespace
     if stored is not None:
         return stored
     return products.assign("dataset", namespace, name).product or UNOWNED
+
+
+def resolve_product(products: ProductMap, kind: str, namespace: str, name: str, stored: str | None) -> str:
+    """The product of a dataset/job: its stored assignment (which includes ownership facets) when it
+    has one, else what the patterns of products.yaml say — the rule `dataset_product` applies."""
+    if stored is not None:
+        return stored
+    return products.assign(kind, namespace, name).product or UNOWNED
+
+
+async def stored_products(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str | None]:
+    """Stored product assignments of many (kind 'dataset'|'job', namespace, name) at once, in one
+    statement (the GraphQL loader's batch); subjects without a stored product are absent."""
+    rows = await conn.execute(
+        text(
+            "SELECT k.kind, k.namespace, k.name, pa.product "
+            "FROM unnest(CAST(:kinds AS text[]), CAST(:namespaces AS text[]), CAST(:names AS text[])) "
+            "AS k(kind, namespace, name) "
+            "JOIN namespaces n ON n.name = k.namespace "
+            "LEFT JOIN datasets d ON k.kind = 'dataset' AND d.namespace_id = n.id AND d.name = k.name "
+            "LEFT JOIN jobs j ON k.kind = 'job' AND j.namespace_id = n.id AND j.name = k.name "
+            "JOIN product_assignments pa ON pa.subject_kind = k.kind "
+            "AND pa.subject_id = coalesce(d.id, j.id) WHERE pa.product IS NOT NULL"
+        ),
+        {
+            "kinds": [k[0] for k in keys],
+            "namespaces": [k[1] for k in keys],
+            "names": [k[2] for k in keys],
+        },
+    )
+    return {(r.kind, r.namespace, r.name): r.product for r in rows}
 
 
 async def job_product(conn: AsyncConnection, products: ProductMap, namespace: str, name: str) -> str:

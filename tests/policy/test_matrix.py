@@ -486,40 +486,92 @@ async def check(world: World, response: httpx.Response, outcome: str) -> None:
 
 
 # -- GraphQL operations --------------------------------------------------------------------------------
+#
+# The /graphql route admits catalog users (the ("graphql", "read") row above); each root field and each
+# field of Dataset and Job is then authorised on its own in the product domain of what it reads
+# (catalog/api/graphql/authz.py). A denied field is null with an error whose extensions carry
+# code FORBIDDEN and the rule, and the denial is recorded (path /graphql).
 
+DISCOVER = ("catalog.discover", "read")
+INTERNALS_READ = ("catalog.internals", "read")
 DATASET_VARS = "query($ns: String!, $n: String!)"
-# Every root field of the schema, with a query that selects what every catalog user may see of it.
-# `side` None: the operation names no product's resource.
-GRAPHQL_OPS: dict[str, tuple[str, Callable[[str], dict[str, Any]] | None]] = {
-    "namespaces": ("{ namespaces { nodes { name } } }", None),
-    "datasets": ("{ datasets(first: 5) { nodes { name } } }", None),
-    "dataset": (
-        f"{DATASET_VARS} {{ dataset(namespace: $ns, name: $n) {{ name }} }}",
-        lambda p: {"ns": SIDES[p]["ns"], "n": SIDES[p]["ds"]},
+Variables = Callable[[str, World], dict[str, Any]]
+
+
+def _dataset_vars(p: str, w: World) -> dict[str, Any]:
+    return {"ns": SIDES[p]["ns"], "n": SIDES[p]["ds"]}
+
+
+def _job_vars(p: str, w: World) -> dict[str, Any]:
+    return {"ns": SIDES[p]["job_ns"], "n": SIDES[p]["job"]}
+
+
+@dataclass(frozen=True)
+class GqlOp:
+    query: str
+    variables: Variables | None  # None: the operation names no product's resource (one side)
+    policy: tuple[str, str]
+
+
+# Every root field of the schema.
+GRAPHQL_OPS: dict[str, GqlOp] = {
+    "namespaces": GqlOp("{ namespaces { nodes { name } } }", None, DISCOVER),
+    "datasets": GqlOp("{ datasets(first: 5) { nodes { name } } }", None, DISCOVER),
+    "dataset": GqlOp(
+        f"{DATASET_VARS} {{ dataset(namespace: $ns, name: $n) {{ name }} }}", _dataset_vars, DISCOVER
     ),
-    "job": (
-        f"{DATASET_VARS} {{ job(namespace: $ns, name: $n) {{ name }} }}",
-        lambda p: {"ns": SIDES[p]["job_ns"], "n": SIDES[p]["job"]},
-    ),
-    "search": ('{ search(query: "scores") { __typename } }', None),
-    # lineage internals: per the policy another product's need a grant, which GraphQL does not check
-    # yet — only the own side is in the matrix (see the report of issue 5)
-    "run": ("query($id: UUID!) { run(id: $id) { id } }", None),
-    "lineage": (
+    "job": GqlOp(f"{DATASET_VARS} {{ job(namespace: $ns, name: $n) {{ name }} }}", _job_vars, DISCOVER),
+    "search": GqlOp('{ search(query: "scores") { __typename } }', None, DISCOVER),
+    "run": GqlOp("query($id: UUID!) { run(id: $id) { id } }", lambda p, w: {"id": w.runs[p]}, INTERNALS_READ),
+    "lineage": GqlOp(
         f"{DATASET_VARS} {{ lineage(node: {{kind: DATASET, namespace: $ns, name: $n}}) {{ root }} }}",
-        None,
+        _dataset_vars,
+        INTERNALS_READ,
     ),
-    "columnLineage": (f"{DATASET_VARS} {{ columnLineage(namespace: $ns, dataset: $n) {{ root }} }}", None),
+    "columnLineage": GqlOp(
+        f"{DATASET_VARS} {{ columnLineage(namespace: $ns, dataset: $n) {{ root }} }}",
+        _dataset_vars,
+        INTERNALS_READ,
+    ),
 }
 
-
-def gql_variables(op: str, world: World) -> dict[str, Any]:
-    _, by_side = GRAPHQL_OPS[op]
-    if op == "run":
-        return {"id": world.runs[OWN]}
-    if op in ("lineage", "columnLineage"):
-        return {"ns": SIDES[OWN]["ns"], "n": SIDES[OWN]["ds"]}
-    return by_side(OWN) if by_side is not None else {}
+# Every field of the catalog's object types, with its selection and policy: a new field without an
+# entry fails `test_every_graphql_field_has_a_policy`.
+D, INT = DISCOVER, INTERNALS_READ
+GRAPHQL_FIELDS: dict[str, dict[str, tuple[str, tuple[str, str]]]] = {
+    "Dataset": {
+        "id": ("id", D),
+        "namespace": ("namespace", D),
+        "name": ("name", D),
+        "firstSeen": ("firstSeen", D),
+        "lastSeen": ("lastSeen", D),
+        "description": ("description", D),
+        "product": ("product", D),
+        "tier": ("tier", D),
+        "owners": ("owners { name }", D),
+        "producers": ("producers { name }", D),
+        "consumers": ("consumers { name }", D),
+        "sourceUri": ("sourceUri", INT),
+        "fields": ("fields { path type }", INT),
+        "field": ('field(path: "id") { path }', INT),
+        "versions": ("versions { id fields }", INT),
+        "facets": ("facets", INT),
+    },
+    "Job": {
+        "id": ("id", D),
+        "namespace": ("namespace", D),
+        "name": ("name", D),
+        "firstSeen": ("firstSeen", D),
+        "lastSeen": ("lastSeen", D),
+        "product": ("product", D),
+        "owners": ("owners { name }", D),
+        "inputs": ("inputs { name }", D),
+        "outputs": ("outputs { name }", D),
+        "facets": ("facets", INT),
+        "runs": ("runs { nodes { id } }", INT),
+    },
+}
+ROOT_OF = {"Dataset": ("dataset", _dataset_vars), "Job": ("job", _job_vars)}
 
 
 async def test_every_graphql_operation_is_in_the_matrix(world: World) -> None:
@@ -532,27 +584,108 @@ async def test_every_graphql_operation_is_in_the_matrix(world: World) -> None:
     operations = {f["name"] for f in schema_["queryType"]["fields"]}
     operations |= {f["name"] for f in (schema_["mutationType"] or {}).get("fields") or []}
     assert sorted(operations - set(GRAPHQL_OPS)) == [], "add these GraphQL operations to GRAPHQL_OPS"
+    assert sorted(set(GRAPHQL_OPS) - operations) == [], "operations in GRAPHQL_OPS that do not exist"
+
+
+async def test_every_graphql_field_has_a_policy(world: World) -> None:
+    for type_name, policies in GRAPHQL_FIELDS.items():
+        answer = await world.http.post(
+            "/graphql",
+            json={"query": f'{{ __type(name: "{type_name}") {{ fields {{ name }} }} }}'},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        fields = {f["name"] for f in answer.json()["data"]["__type"]["fields"]}
+        assert fields == set(policies), f"{type_name}: classify every field in GRAPHQL_FIELDS"
+
+
+def gql_outcome(policy: tuple[str, str], role: str, side: str) -> tuple[str, bool]:
+    """(outcome, at the endpoint): the endpoint's denial comes first (403), then the field's."""
+    endpoint = EXPECTED[("graphql", "read")][role][1]
+    if endpoint != ALLOW:
+        return endpoint, True
+    own, other = EXPECTED[policy][role]
+    return (own if side == OWN else other), False
+
+
+async def post_gql(world: World, role: str, query: str, variables: dict[str, Any]) -> httpx.Response:
+    return await world.http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=world.keys[role].headers
+    )
+
+
+async def check_gql(
+    world: World, response: httpx.Response, outcome: str, at_endpoint: bool, path: list[str]
+) -> None:
+    """Allowed: data at `path`, no error. Denied at the endpoint: 403 problem+json. Denied on the
+    field: null at `path`, one FORBIDDEN error there naming the rule, and the denial recorded."""
+    if at_endpoint:
+        await check(world, response, outcome)
+        return
+    assert response.status_code == 200, response.text
+    body = response.json()
+    value: Any = body["data"]
+    for key in path[:-1]:
+        value = value[key]
+    if outcome == ALLOW:
+        assert "errors" not in body, body
+        assert value is not None, body
+        # a root operation answers; a field may be legitimately null (no description, say)
+        assert value[path[-1]] is not None or len(path) > 1, body
+        return
+    assert value is not None, body  # the rest of the object is answered
+    assert value[path[-1]] is None, body
+    [error] = body["errors"]
+    assert error["path"] == path, error
+    assert error["extensions"]["code"] == "FORBIDDEN", error
+    assert error["extensions"]["rule"] == outcome, error
+    assert outcome in error["message"]
+    async with world.engine.connect() as conn:
+        last = (
+            await conn.execute(text("SELECT rule, path, obj FROM access_denials ORDER BY id DESC LIMIT 1"))
+        ).one()
+    assert (last.rule, last.path, last.obj) == (outcome, "/graphql", "catalog.internals")
 
 
 GQL_CASES = [
     pytest.param(op, role, side, id=f"graphql {op} {role} {'own' if side == OWN else 'other'}")
-    for op, (_, by_side) in sorted(GRAPHQL_OPS.items())
+    for op, spec in sorted(GRAPHQL_OPS.items())
     for role in ROLES
-    for side in ((OWN, OTHER) if by_side is not None else (OWN,))
+    for side in ((OWN, OTHER) if spec.variables is not None else (OTHER,))
 ]
 
 
 @pytest.mark.parametrize(("op", "role", "side"), GQL_CASES)
 async def test_graphql_matrix(world: World, op: str, role: str, side: str) -> None:
-    query, by_side = GRAPHQL_OPS[op]
-    variables = by_side(side) if by_side is not None else gql_variables(op, world)
-    response = await world.http.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=world.keys[role].headers
+    spec = GRAPHQL_OPS[op]
+    variables = spec.variables(side, world) if spec.variables is not None else {}
+    response = await post_gql(world, role, spec.query, variables)
+    outcome, at_endpoint = gql_outcome(spec.policy, role, side)
+    await check_gql(world, response, outcome, at_endpoint, [op])
+
+
+GQL_FIELD_CASES = [
+    pytest.param(
+        type_name,
+        field,
+        role,
+        side,
+        id=f"graphql {type_name}.{field} {role} {'own' if side == OWN else 'other'}",
     )
-    # The endpoint's policy; the fields selected are discoverable by every catalog user.
-    outcome = EXPECTED[("graphql", "read")][role][1]
-    await check(world, response, outcome)
-    if outcome == ALLOW:
-        body = response.json()
-        assert "errors" not in body, body
-        assert body["data"][op] is not None
+    for type_name, fields in sorted(GRAPHQL_FIELDS.items())
+    for field in sorted(fields)
+    for role in ROLES
+    for side in (OWN, OTHER)
+]
+
+
+@pytest.mark.parametrize(("type_name", "field", "role", "side"), GQL_FIELD_CASES)
+async def test_graphql_field_matrix(world: World, type_name: str, field: str, role: str, side: str) -> None:
+    selection, policy = GRAPHQL_FIELDS[type_name][field]
+    root, variables = ROOT_OF[type_name]
+    # the discoverable `name` next to the field: a denied field leaves the rest of the object answered
+    query = f"{DATASET_VARS} {{ {root}(namespace: $ns, name: $n) {{ name {selection} }} }}"
+    response = await post_gql(world, role, query, variables(side, world))
+    outcome, at_endpoint = gql_outcome(policy, role, side)
+    await check_gql(world, response, outcome, at_endpoint, [root, field])
+    if not at_endpoint:
+        assert response.json()["data"][root]["name"] == variables(side, world)["n"]

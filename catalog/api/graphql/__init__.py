@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 from strawberry.fastapi import GraphQLRouter
 
+from catalog.api.graphql.authz import Authorizer
 from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
 from catalog.api.graphql.schema import build_schema
@@ -56,7 +57,14 @@ def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext
             principal = await require_principal(request, await bearer(request))
         db = RequestDatabase(request.app.state.engine, timeout_seconds=limits.timeout_seconds)
         try:
-            yield GraphQLContext(principal=principal, db=db, loaders=Loaders(db), limits=limits)
+            loaders = Loaders(db)
+            authz = Authorizer(
+                principal=principal,
+                enforcer=getattr(request.app.state, "enforcer", None),
+                engine=request.app.state.engine,
+                products=loaders.products,
+            )
+            yield GraphQLContext(principal=principal, db=db, loaders=loaders, limits=limits, authz=authz)
         finally:
             await db.close()
 

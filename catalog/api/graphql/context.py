@@ -29,6 +29,7 @@ from catalog.auth.service import Principal
 from catalog.config import Settings
 
 if TYPE_CHECKING:
+    from catalog.api.graphql.authz import Authorizer
     from catalog.api.graphql.loaders import Loaders
 
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
@@ -109,10 +110,17 @@ class GraphQLContext(BaseContext):
     """What every resolver gets as `info.context`."""
 
     def __init__(
-        self, *, principal: Principal | None, db: RequestDatabase, loaders: Loaders, limits: Limits
+        self,
+        *,
+        principal: Principal | None,
+        db: RequestDatabase,
+        loaders: Loaders,
+        limits: Limits,
+        authz: Authorizer,
     ) -> None:
         super().__init__()
         self.principal = principal
         self.db = db
         self.loaders = loaders
         self.limits = limits
+        self.authz = authz

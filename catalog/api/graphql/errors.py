@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from graphql import GraphQLError
 
 
@@ -9,6 +11,10 @@ class UserError(Exception):
     """A mistake in the query the caller can fix (bad argument, page too large, bad cursor)."""
 
     code = "BAD_USER_INPUT"
+
+    def extensions(self) -> dict[str, Any]:
+        """What the error adds to the GraphQL error's `extensions`."""
+        return {"code": self.code}
 
 
 class QueryTimeout(UserError):

@@ -13,6 +13,7 @@ from strawberry.dataloader import DataLoader
 from catalog.api.graphql.context import RequestDatabase
 from catalog.metadata import batch
 from catalog.metadata.batch import DatasetRow, FieldRow, JobRow, OwnerRow, RunRow, VersionRow
+from catalog.policy import service as policy_service
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -45,6 +46,10 @@ class Loaders:
             batch.versions_of_datasets, []
         )
         self.runs: DataLoader[RunPageKey, list[RunRow]] = DataLoader(load_fn=self._runs)
+        # Stored product assignments of (kind, namespace, name): what per-field authorisation needs.
+        self.products: DataLoader[tuple[str, str, str], str | None] = self._by_key(
+            policy_service.stored_products, None
+        )
 
     def _by_key(
         self,

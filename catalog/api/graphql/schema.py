@@ -4,11 +4,12 @@ limits, a page size cap, a time limit, masking of unexpected errors)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import strawberry
 from graphql import GraphQLError
@@ -40,9 +41,11 @@ from catalog.api.graphql.types import (
     decode_cursor,
     described,
     encode_cursor,
+    internals,
     page_size,
 )
 from catalog.lineage import service as lineage_service
+from catalog.lineage.service import ColumnGraph
 from catalog.metadata import batch
 
 
@@ -102,12 +105,18 @@ class Query:
 
     @described(
         "A run by its OpenLineage run id (when a producer reused the id under several "
-        "jobs, the most recently seen run)."
+        "jobs, the most recently seen run). Internals of its job's product: another product's "
+        "runs are null with a FORBIDDEN error."
     )
     async def run(self, info: Info, id: uuid.UUID) -> Run | None:
         async with info.context.db.use() as conn:
             rows = await batch.runs_by_uuid(conn, id)
-        return Run(row=rows[0]) if rows else None
+        if not rows:
+            return None
+        job = await info.context.loaders.job_by_id.load(rows[0].job_id)
+        assert job is not None  # a run's job exists (foreign key)
+        await internals(info, "job", job)
+        return Run(row=rows[0])
 
     @described(
         "Datasets, jobs and fields whose name contains `query`: exact matches first, then "
@@ -120,6 +129,7 @@ class Query:
         async with info.context.db.use() as conn:
             hits = await batch.search(conn, term=query.strip(), limit=limit)
         loaders = info.context.loaders
+        authz = info.context.authz
         out: list[Dataset | Job | DatasetField] = []
         # The loaders batch each kind into one statement; gathering keeps the hits' order.
         found = await asyncio.gather(
@@ -132,7 +142,19 @@ class Query:
                 for kind, i in hits
             )
         )
+        # A field is another product's internals: hits in datasets the caller may not read are left
+        # out (names of datasets and jobs are discoverable). Both look-ups batch across the hits.
+        field_rows = [r for r in found if isinstance(r, batch.FieldRow)]
+        owners = await asyncio.gather(*(loaders.dataset_by_id.load(f.dataset_id) for f in field_rows))
+        readable = await asyncio.gather(
+            *(authz.allows("dataset", d.namespace, d.name) for d in owners if d is not None)
+        )
+        hidden = {
+            d.id for d, ok in zip((d for d in owners if d is not None), readable, strict=True) if not ok
+        }
         for row in found:
+            if isinstance(row, batch.FieldRow) and row.dataset_id in hidden:
+                continue
             if isinstance(row, batch.DatasetRow):
                 out.append(Dataset(row=row))
             elif isinstance(row, batch.JobRow):
@@ -144,7 +166,9 @@ class Query:
     @described(
         "Datasets and jobs within `depth` job hops of a node, walking up (what it is made from), down "
         "(what is made from it) or both; `asOf` gives the graph as it stood at that instant. Null when "
-        "the node does not exist (at `asOf`)."
+        "the node does not exist (at `asOf`). Internals of the node's product: another product's "
+        "graph needs a grant on the node (null with a FORBIDDEN error); within a readable graph, "
+        "other products' nodes appear by name and their dataset's own fields stay protected."
     )
     async def lineage(
         self,
@@ -154,10 +178,12 @@ class Query:
         depth: int = 5,
         as_of: dt.datetime | None = None,
     ) -> LineageGraph | None:
+        kind: Literal["dataset", "job"] = "dataset" if node.kind is NodeKind.DATASET else "job"
+        await info.context.authz.require(kind, node.namespace, node.name)
         async with info.context.db.use() as conn:
             graph = await lineage_service.lineage(
                 conn,
-                kind="dataset" if node.kind is NodeKind.DATASET else "job",
+                kind=kind,
                 namespace=node.namespace,
                 name=node.name,
                 direction=direction.value,
@@ -185,7 +211,10 @@ class Query:
 
     @described(
         "Column-level lineage of a field (or of every field of the dataset when `field` is null) within "
-        "`depth` hops, each edge with its transformation (type, subtype, masking) and the job behind it."
+        "`depth` hops, each edge with its transformation (type, subtype, masking) and the job behind it. "
+        "Another product's dataset needs a grant (null with a FORBIDDEN error); within a readable "
+        "graph, columns of datasets the caller may not read appear only as their dataset (`field` "
+        "null) and the edges those datasets declare are left out."
     )
     async def column_lineage(
         self,
@@ -197,6 +226,7 @@ class Query:
         depth: int = 5,
         as_of: dt.datetime | None = None,
     ) -> ColumnLineageGraph | None:
+        await info.context.authz.require("dataset", namespace, dataset)
         async with info.context.db.use() as conn:
             graph = await lineage_service.column_lineage(
                 conn,
@@ -209,6 +239,7 @@ class Query:
             )
         if graph is None:
             return None
+        graph = await readable_columns(info, graph)
         return ColumnLineageGraph(
             root=strawberry.ID(graph.root),
             nodes=[
@@ -231,6 +262,37 @@ class Query:
                 for e in graph.edges
             ],
         )
+
+
+async def readable_columns(info: Info, graph: ColumnGraph) -> ColumnGraph:
+    """The graph with the columns of datasets the caller may not read collapsed to their dataset's
+    node (`field` null), and without the edges such a dataset declares (its column lineage facet is
+    its internals); edges from its columns into readable ones keep the readable side's transformation."""
+    datasets = sorted({(n.namespace, n.dataset) for n in graph.nodes})
+    verdicts = await asyncio.gather(*(info.context.authz.allows("dataset", ns, ds) for ns, ds in datasets))
+    hidden = {key for key, ok in zip(datasets, verdicts, strict=True) if not ok}
+    if not hidden:
+        return graph
+    replaced: dict[str, str] = {}
+    nodes: dict[str, lineage_service.ColumnNode] = {}
+    for n in graph.nodes:
+        if (n.namespace, n.dataset) in hidden:
+            whole = lineage_service.field_node_id(n.namespace, n.dataset, None)
+            replaced[n.id] = whole
+            nodes.setdefault(whole, dataclasses.replace(n, id=whole, field=None))
+        else:
+            nodes.setdefault(n.id, n)
+    edges: dict[tuple[Any, ...], lineage_service.ColumnLineageEdge] = {}
+    for e in graph.edges:
+        if e.destination in replaced:
+            continue
+        edge = dataclasses.replace(e, origin=replaced.get(e.origin, e.origin))
+        key = (edge.origin, edge.destination, edge.transformation_type, edge.transformation_subtype)
+        edges.setdefault((*key, edge.job_namespace, edge.job_name), edge)
+    root = replaced.get(graph.root, graph.root)
+    return dataclasses.replace(
+        graph, root=root, nodes=sorted(nodes.values(), key=lambda n: n.id), edges=list(edges.values())
+    )
 
 
 def lineage_depth(info: Info, depth: int) -> int:
@@ -284,7 +346,7 @@ def _add_error_codes(error: GraphQLError) -> bool:
     """MaskErrors predicate that also labels what it lets through with a machine-readable code."""
     if is_user_error(error):
         if isinstance(error.original_error, UserError):
-            error.extensions = {**(error.extensions or {}), "code": error.original_error.code}
+            error.extensions = {**(error.extensions or {}), **error.original_error.extensions()}
         return False
     return True
 

@@ -25,6 +25,7 @@ from catalog.metadata.batch import (
     VersionRow,
 )
 from catalog.metadata.service import version_uuid
+from catalog.policy.enforcer import UNOWNED
 
 Info = strawberry.Info[GraphQLContext, None]
 T = TypeVar("T")
@@ -35,6 +36,11 @@ def described(description: str) -> Callable[[F], F]:
     """`@strawberry.field(description=...)` with its type kept (strawberry's overload for a field
     decorator called with arguments returns Any, which mypy --strict rejects as untyped)."""
     return cast("Callable[[F], F]", strawberry.field(description=description))
+
+
+async def internals(info: Info, kind: str, row: DatasetRow | JobRow) -> None:
+    """Raise Forbidden unless the caller may read this dataset's/job's internals (see authz.py)."""
+    await info.context.authz.require(kind, row.namespace, row.name)
 
 
 TERMINAL_RANK = 3  # runs.state_rank of COMPLETE/FAIL/ABORT (see catalog.metadata.models.Run)
@@ -129,6 +135,10 @@ class DatasetVersion:
         return JSON(self.row.fields)
 
 
+def _known(product: str) -> str | None:
+    return None if product == UNOWNED else product
+
+
 def _parent_path(path: str, paths: set[str]) -> str | None:
     """The nearest ancestor of a dotted path that is itself a known field (None: top level). A nested
     field named only by column lineage may have no row for its parent; it then hangs off the nearest
@@ -214,17 +224,34 @@ class Dataset:
         doc = (await info.context.loaders.facets.load(("dataset", self.row.id))).get("documentation")
         return doc.get("description") if isinstance(doc, dict) else None
 
-    @described("From the dataSource facet (credentials were redacted at ingest).")
+    @described("The product that owns it (stored assignment or products.yaml); null when none does.")
+    async def product(self, info: Info) -> str | None:
+        return _known(await info.context.authz.product("dataset", self.row.namespace, self.row.name))
+
+    @described("The tier of its namespace (oltp, analytics, stream, file, api) per products.yaml.")
+    def tier(self, info: Info) -> str | None:
+        return info.context.authz.tier(self.row.namespace)
+
+    @described(
+        "From the dataSource facet (credentials were redacted at ingest). Internals: another "
+        "product's need a grant (null with a FORBIDDEN error)."
+    )
     async def source_uri(self, info: Info) -> str | None:
+        await internals(info, "dataset", self.row)
         source = (await info.context.loaders.facets.load(("dataset", self.row.id))).get("dataSource")
         return source.get("uri") if isinstance(source, dict) else None
 
-    @described("Top-level fields, or with `path` the fields nested directly under that field.")
-    async def fields(self, info: Info, path: str | None = None) -> list[DatasetField]:
+    @described(
+        "Top-level fields, or with `path` the fields nested directly under that field. Internals: "
+        "another product's need a grant (null with a FORBIDDEN error)."
+    )
+    async def fields(self, info: Info, path: str | None = None) -> list[DatasetField] | None:
+        await internals(info, "dataset", self.row)
         return _children(await info.context.loaders.fields.load(self.row.id), path)
 
-    @described("One field by its dotted path.")
+    @described("One field by its dotted path. Internals (see `fields`).")
     async def field(self, info: Info, path: str) -> DatasetField | None:
+        await internals(info, "dataset", self.row)
         found = [f for f in await info.context.loaders.fields.load(self.row.id) if f.path == path]
         return DatasetField(row=found[0]) if found else None
 
@@ -232,8 +259,9 @@ class Dataset:
     async def owners(self, info: Info) -> list[Owner]:
         return [Owner.of(o) for o in await info.context.loaders.owners.load(("dataset", self.row.id))]
 
-    @described("Schema versions, newest (current) first.")
-    async def versions(self, info: Info, first: int = 10) -> list[DatasetVersion]:
+    @described("Schema versions, newest (current) first. Internals (see `fields`).")
+    async def versions(self, info: Info, first: int = 10) -> list[DatasetVersion] | None:
+        await internals(info, "dataset", self.row)
         rows = await info.context.loaders.versions.load((self.row.id, page_size(info, first)))
         return [DatasetVersion(row=v) for v in rows]
 
@@ -245,8 +273,9 @@ class Dataset:
     async def consumers(self, info: Info) -> list[Job]:
         return [Job(row=j) for j in await info.context.loaders.jobs_of_dataset.load((self.row.id, "input"))]
 
-    @described("The current facets by name (removed facets left out).")
-    async def facets(self, info: Info) -> JSON:
+    @described("The current facets by name (removed facets left out). Internals (see `fields`).")
+    async def facets(self, info: Info) -> JSON | None:
+        await internals(info, "dataset", self.row)
         return JSON(await info.context.loaders.facets.load(("dataset", self.row.id)))
 
 
@@ -274,6 +303,10 @@ class Job:
     def last_seen(self) -> dt.datetime:
         return self.row.last_seen
 
+    @described("The product that owns it (stored assignment or products.yaml); null when none does.")
+    async def product(self, info: Info) -> str | None:
+        return _known(await info.context.authz.product("job", self.row.namespace, self.row.name))
+
     @described("Datasets the job reads.")
     async def inputs(self, info: Info) -> list[Dataset]:
         return [
@@ -290,13 +323,18 @@ class Job:
     async def owners(self, info: Info) -> list[Owner]:
         return [Owner.of(o) for o in await info.context.loaders.owners.load(("job", self.row.id))]
 
-    @described("The current facets by name (removed facets left out).")
-    async def facets(self, info: Info) -> JSON:
+    @described(
+        "The current facets by name (removed facets left out). Internals: another product's need "
+        "its steward's grant (null with a FORBIDDEN error)."
+    )
+    async def facets(self, info: Info) -> JSON | None:
+        await internals(info, "job", self.row)
         return JSON(await info.context.loaders.facets.load(("job", self.row.id)))
 
-    @described("Runs, newest first.")
-    async def runs(self, info: Info, first: int = 20, after: str | None = None) -> Page[Run]:
+    @described("Runs, newest first. Internals (see `facets`).")
+    async def runs(self, info: Info, first: int = 20, after: str | None = None) -> Page[Run] | None:
         limit = page_size(info, first)
+        await internals(info, "job", self.row)
         key: tuple[dt.datetime, int] | None = None
         if after is not None:
             raw_time, raw_id = decode_cursor(after, 2)

@@ -1,0 +1,146 @@
+"""Per-field authorisation of GraphQL with the enforcer, products and grants the REST routes use.
+
+The /graphql route itself only admits catalog users (`graphql` in routes.py); what an operation may
+read is decided here, field by field, in the product domain of the dataset or job it belongs to:
+
+- discoverable (`catalog.discover`): id, namespace, name, first/last seen, description, owners,
+  product, tier of datasets and jobs; the producers/consumers/inputs/outputs of a dataset or job
+  (names at the dataset/job level, as lineage graph nodes are).
+- internals (`catalog.internals`): a dataset's fields, versions, facets and source URI; a job's facets
+  and runs; a run; a lineage or column-lineage graph rooted at a node. Another product's internals
+  need a grant on the dataset (the REST rule: `enforcer.decide(..., resource=dataset:<ns>/<name>)`).
+
+How a denial shows (one rule throughout): a field that asks for one object's internals resolves to
+null with a GraphQL error whose extensions are `{code: "FORBIDDEN", rule, domain, object, action}` —
+the GraphQL form of REST's 403 problem+json; the object's discoverable fields in the same query are
+still answered. Inside a result made of many products' nodes (a search, a lineage graph rooted at a
+readable node) the unreadable parts are omitted instead: a search leaves out fields of datasets the
+caller may not read, a column-lineage graph shows another product's columns only as their dataset
+(field null) and leaves out the edges that dataset's own column lineage declares.
+
+Decisions are made in Python: the products of the datasets and jobs a request touches are loaded
+through one DataLoader (one statement per batch), and not at all when the caller may read internals
+in every product (auditor, admin). A denial is recorded like REST's (`record_denial`), once per
+request and rule, not once per row of a page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.dataloader import DataLoader
+
+from catalog.api.graphql.errors import UserError
+from catalog.auth.service import Principal
+from catalog.policy import service
+from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
+from catalog.policy.products import ProductMap
+
+DISCOVER = "catalog.discover"
+INTERNALS = "catalog.internals"
+READ = "read"
+PATH = "/graphql"  # what access_denials.path holds for a GraphQL denial (REST: the request path)
+
+ProductKey = tuple[str, str, str]  # kind ('dataset' | 'job'), namespace, name
+
+
+class Forbidden(UserError):
+    """A denied field: the caller sees which rule denied, as REST's problem+json says."""
+
+    code = "FORBIDDEN"
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.describe())
+        self.decision = decision
+
+    def extensions(self) -> dict[str, Any]:
+        return {
+            **super().extensions(),
+            "rule": self.decision.rule,
+            "domain": self.decision.domain,
+            "object": self.decision.obj,
+            "action": self.decision.act,
+        }
+
+
+class Authorizer:
+    """One request's authorisation: the caller, the enforcer, and the product loader."""
+
+    def __init__(
+        self,
+        *,
+        principal: Principal | None,
+        enforcer: PolicyEnforcer | None,
+        engine: AsyncEngine,
+        products: DataLoader[ProductKey, str | None],
+    ) -> None:
+        self.principal = principal
+        self.enforcer = enforcer
+        self._engine = engine
+        self._stored = products
+        self._everywhere: dict[str, bool] = {}
+        self._recorded: set[tuple[str, str, str]] = set()
+
+    @property
+    def product_map(self) -> ProductMap | None:
+        return self.enforcer.products.current if self.enforcer is not None else None
+
+    async def product(self, kind: str, namespace: str, name: str) -> str:
+        """The product of a dataset/job, as REST finds it (stored assignment, else the patterns)."""
+        products = self.product_map
+        if products is None:
+            return UNOWNED
+        stored = await self._stored.load((kind, namespace, name))
+        return service.resolve_product(products, kind, namespace, name, stored)
+
+    def tier(self, namespace: str) -> str | None:
+        products = self.product_map
+        return products.namespace(namespace)[1] if products is not None else None
+
+    def _reads_everywhere(self, enforcer: PolicyEnforcer, principal: Principal, obj: str) -> bool:
+        """May the caller read `obj` in every product's domain (and where none is known)? Then no
+        product needs to be looked up. Memoised per request (the enforcer memoises each decision)."""
+        known = self._everywhere.get(obj)
+        if known is None:
+            domains = [*sorted(enforcer.products.current.products), UNOWNED]
+            known = all(enforcer.decide(principal, obj, READ, d).allowed for d in domains)
+            self._everywhere[obj] = known
+        return known
+
+    async def decide(self, kind: str, namespace: str, name: str, obj: str = INTERNALS) -> Decision | None:
+        """The decision on reading `obj` of a dataset/job; None when the caller may read it anywhere."""
+        if self.enforcer is None:
+            return None  # no policy configured: REST lets everything through too
+        if self.principal is None:
+            # GraphQL only executes authenticated POSTs; fail closed should that ever change.
+            return Decision(False, "default-deny", "anonymous", GLOBAL, obj, READ)
+        if self._reads_everywhere(self.enforcer, self.principal, obj):
+            return None
+        product = await self.product(kind, namespace, name)
+        resource = dataset_object(namespace, name) if kind == "dataset" else None
+        return self.enforcer.decide(self.principal, obj, READ, product, resource=resource)
+
+    async def allows(self, kind: str, namespace: str, name: str, obj: str = INTERNALS) -> bool:
+        """For omitting what the caller may not read from a many-product result (denial recorded)."""
+        decision = await self.decide(kind, namespace, name, obj)
+        if decision is None or decision.allowed:
+            return True
+        await self._record(decision)
+        return False
+
+    async def require(self, kind: str, namespace: str, name: str, obj: str = INTERNALS) -> None:
+        """For a field asking for one object's internals: raise Forbidden (denial recorded)."""
+        decision = await self.decide(kind, namespace, name, obj)
+        if decision is None or decision.allowed:
+            return
+        await self._record(decision)
+        raise Forbidden(decision)
+
+    async def _record(self, decision: Decision) -> None:
+        """Keep the denial, once per request and rule (a page of 100 denied rows is one denial)."""
+        key = (decision.rule, decision.obj, decision.act)
+        if key in self._recorded or self.principal is None:
+            return
+        self._recorded.add(key)  # before the await: concurrent resolvers of the page see it
+        await service.record_denial(self._engine, self.principal, decision, PATH)
