@@ -21,7 +21,6 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db.base import Base
@@ -33,10 +32,13 @@ ACTIONS = ("add", "confirm", "reject")
 class Classification(Base):
     """A tag on a field (or on a whole dataset when field_id is NULL), from one derived source.
 
-    Propagated rows carry the hop-by-hop `path` (field ids, origin first, this field last) and
-    `path_names` (the same as `namespace/dataset#field` strings, which stay stable across a rebuild and
-    break ties deterministically). `masked` marks a masked derivative: the value passed through a
-    masking transformation somewhere on the path, so the field is not PII itself.
+    A propagated row keeps its `depth` (hops from the nearest classified origin) and a pointer to the
+    state it came from: the parent field (`via_field_id`) and whether the value was already masked there
+    (`via_masked`); the parent is itself a seed when `depth` is 1, else the propagated row
+    (via_field_id, tag, via_masked) at depth - 1. The hop-by-hop path is rebuilt at read time by following
+    the pointers, so a row stays small and a better path upstream rewrites only the rows it changes.
+    `masked` marks a masked derivative: the value passed through a masking transformation somewhere on
+    the path, so the field is not PII itself.
     """
 
     __tablename__ = "classifications"
@@ -54,6 +56,7 @@ class Classification(Base):
         ),
         Index("ix_classifications_field_id", "field_id"),
         Index("ix_classifications_tag", "tag"),
+        Index("ix_classifications_via_field_id", "via_field_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -66,8 +69,8 @@ class Classification(Base):
     rule: Mapped[str | None] = mapped_column(Text)
     masked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     depth: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-    path: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
-    path_names: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    via_field_id: Mapped[int | None] = mapped_column(BigInteger)
+    via_masked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class ClassificationDecision(Base):

@@ -250,12 +250,12 @@ EFFECTIVE = f"""
 WITH manual AS ({MANUAL_DECISIONS}),
 cand AS (
     SELECT c.dataset_id, c.field_id, c.tag, c.source, c.category, c.confidence, c.masked, c.depth::int AS depth,
-           c.path, c.path_names, c.rule,
+           c.via_field_id, c.via_masked, c.rule,
            CASE c.source WHEN 'declared' THEN 1 WHEN 'detected' THEN 2 ELSE CASE WHEN c.masked THEN 4 ELSE 3 END END
                AS rank
     FROM classifications c WHERE {{filter_c}}
     UNION ALL
-    SELECT m.dataset_id, m.field_id, m.tag, 'manual', NULL, 1.0, false, 0, NULL, NULL, m.action, 0
+    SELECT m.dataset_id, m.field_id, m.tag, 'manual', NULL, 1.0, false, 0, NULL, false, m.action, 0
     FROM manual m WHERE m.action IN ('add', 'confirm') AND {{filter_m}}
 ),
 best AS (
@@ -275,7 +275,58 @@ def _effective_query(filter_c: str, filter_m: str) -> str:
     return EFFECTIVE.replace("{filter_c}", filter_c).replace("{filter_m}", filter_m)
 
 
-def _classification(row: Any) -> Json:
+# The paths of propagated rows, rebuilt by following the via pointers back to the origin (bounded by depth:
+# each step goes to the parent at depth - 1). Rows are numbered by k; one result row per hop, in order.
+PATHS = """
+WITH RECURSIVE chain(k, field_id, tag, via_field_id, via_masked, depth) AS (
+    SELECT u.k, u.field_id, u.tag, u.via_field_id, u.via_masked, u.depth
+    FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::int[])
+         AS u(k, field_id, tag, via_field_id, via_masked, depth)
+    UNION ALL
+    SELECT ch.k, p.field_id, p.tag, p.via_field_id, p.via_masked, p.depth::int
+    FROM chain ch
+    JOIN classifications p ON p.source = 'propagated' AND p.field_id = ch.via_field_id AND p.tag = ch.tag
+     AND p.masked = ch.via_masked AND p.depth = ch.depth - 1
+    WHERE ch.depth > 1
+),
+hops AS (
+    SELECT k, depth AS pos, field_id FROM chain
+    UNION ALL
+    SELECT k, 0, via_field_id FROM chain WHERE depth = 1
+)
+SELECT h.k, h.field_id, n.name || '/' || d.name || '#' || f.path AS name
+FROM hops h
+JOIN dataset_fields f ON f.id = h.field_id JOIN datasets d ON d.id = f.dataset_id
+JOIN namespaces n ON n.id = d.namespace_id
+ORDER BY h.k, h.pos
+"""
+
+
+async def propagated_paths(
+    conn: asyncpg.Connection[Any], rows: Sequence[Any]
+) -> dict[int, list[tuple[int, str]]]:
+    """Index in `rows` -> the path of that propagated row as (field id, "ns/dataset#field") hops, origin
+    first and the row's own field last; one statement for all of them."""
+    picked = [
+        (i, r) for i, r in enumerate(rows) if r["source"] == "propagated" and r["via_field_id"] is not None
+    ]
+    if not picked:
+        return {}
+    out: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for h in await conn.fetch(
+        PATHS,
+        [i for i, _ in picked],
+        [r["field_id"] for _, r in picked],
+        [r["tag"] for _, r in picked],
+        [r["via_field_id"] for _, r in picked],
+        [r["via_masked"] for _, r in picked],
+        [r["depth"] for _, r in picked],
+    ):
+        out[h["k"]].append((h["field_id"], h["name"]))
+    return out
+
+
+def _classification(row: Any, path: list[tuple[int, str]] | None = None) -> Json:
     return {
         "namespace": row["namespace"],
         "dataset": row["dataset"],
@@ -286,7 +337,7 @@ def _classification(row: Any) -> Json:
         "confidence": float(row["confidence"]),
         "status": "masked" if row["masked"] else "pii",
         "depth": row["depth"],
-        "path": list(row["path_names"]) if row["path_names"] else None,
+        "path": [name for _, name in path] if path else None,
         "rule": row["rule"],
     }
 
@@ -302,9 +353,10 @@ async def classifications_for_datasets(
         + " ORDER BY b.dataset_id, f.path NULLS FIRST, b.tag",
         sorted(set(dataset_ids)),
     )
+    paths = await propagated_paths(conn, rows)
     out: dict[int, list[Json]] = defaultdict(list)
-    for r in rows:
-        out[r["dataset_id"]].append(_classification(r))
+    for i, r in enumerate(rows):
+        out[r["dataset_id"]].append(_classification(r, paths.get(i)))
     return out
 
 
@@ -359,21 +411,23 @@ async def pii_inventory(
         namespace,
         as_of,
     )
-    items = [_classification(r) for r in rows]
+    paths = await propagated_paths(conn, rows)
+    items = [_classification(r, paths.get(i)) for i, r in enumerate(rows)]
     if as_of is not None:
-        items = await _paths_seen_by(conn, items, list(rows), as_of)
+        items = await _paths_seen_by(conn, items, paths, as_of)
     return items[offset : offset + limit], len(items)
 
 
 async def _paths_seen_by(
-    conn: asyncpg.Connection[Any], items: list[Json], rows: list[Any], as_of: dt.datetime
+    conn: asyncpg.Connection[Any],
+    items: list[Json],
+    paths: dict[int, list[tuple[int, str]]],
+    as_of: dt.datetime,
 ) -> list[Json]:
     """Drop propagated rows whose path used an edge first seen after `as_of` (one statement)."""
     pairs: list[tuple[int, int, int]] = []
-    for i, r in enumerate(rows):
-        if r["source"] == "propagated" and r["path"]:
-            path = list(r["path"])
-            pairs.extend((i, a, b) for a, b in itertools.pairwise(path))
+    for i, path in sorted(paths.items()):
+        pairs.extend((i, a, b) for (a, _), (b, _) in itertools.pairwise(path))
     if not pairs:
         return items
     late = await conn.fetch(

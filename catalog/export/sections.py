@@ -131,6 +131,24 @@ ORDER BY sn.name, sd.name, sf.path, tn.name, td.name, tf.path, job""",
     ]
 
 
+# The path of a propagated row (alias c), rebuilt from its via pointers (bounded by its depth), as
+# "ns/dataset#field -> ... -> ns/dataset#field"; NULL for other sources.
+_PROPAGATED_VIA = """(
+    WITH RECURSIVE chain(field_id, via_field_id, via_masked, depth) AS (
+        SELECT c.field_id, c.via_field_id, c.via_masked, c.depth WHERE c.source = 'propagated'
+        UNION ALL
+        SELECT p.field_id, p.via_field_id, p.via_masked, p.depth
+        FROM chain ch JOIN classifications p ON p.source = 'propagated' AND p.field_id = ch.via_field_id
+         AND p.tag = c.tag AND p.masked = ch.via_masked AND p.depth = ch.depth - 1
+        WHERE ch.depth > 1
+    )
+    SELECT string_agg(pn.name || '/' || pd.name || '#' || pf.path, ' -> ' ORDER BY h.pos)
+    FROM (SELECT depth AS pos, field_id FROM chain UNION ALL SELECT 0, via_field_id FROM chain WHERE depth = 1) h
+    JOIN dataset_fields pf ON pf.id = h.field_id JOIN datasets pd ON pd.id = pf.dataset_id
+    JOIN namespaces pn ON pn.id = pd.namespace_id
+)"""
+
+
 def _governance() -> list[Section]:
     return [
         Section(
@@ -139,7 +157,7 @@ def _governance() -> list[Section]:
             ("classifications", "product_assignments"),
             f"""
 SELECT n.name AS namespace, d.name AS dataset, f.path AS column_path, c.tag, c.category, c.source,
-       c.confidence, c.masked, c.depth, array_to_string(c.path_names, ' -> ') AS propagated_via,
+       c.confidence, c.masked, c.depth, {_PROPAGATED_VIA} AS propagated_via,
        {_DS_PRODUCT.format("d.id")} AS product
 FROM classifications c
 JOIN datasets d ON d.id = c.dataset_id JOIN namespaces n ON n.id = d.namespace_id

@@ -40,6 +40,10 @@ _JOB = (
     "(SELECT n.name || '/' || j.name FROM jobs j JOIN namespaces n ON n.id = j.namespace_id WHERE j.id = {})"
 )
 _FIELD = "(SELECT f.path FROM dataset_fields f WHERE f.id = {})"
+_FIELD_NAME = (
+    "(SELECT n.name || '/' || d.name || '#' || f.path FROM dataset_fields f JOIN datasets d ON d.id = f.dataset_id "
+    "JOIN namespaces n ON n.id = d.namespace_id WHERE f.id = {})"
+)
 FINGERPRINT_QUERIES = {
     "namespaces": "SELECT row(name, first_seen, last_seen)::text FROM namespaces",
     "datasets": f"SELECT row({_DS.format('x.id')}, first_seen, last_seen)::text FROM datasets x",
@@ -66,7 +70,8 @@ FINGERPRINT_QUERIES = {
     f"WHEN 'job' THEN {_JOB.format('x.owner_id')} ELSE {_DS.format('x.owner_id')} END, observed_at)::text "
     "FROM lineage_observations x",
     "classifications": f"SELECT row({_DS.format('x.dataset_id')}, {_FIELD.format('x.field_id')}, tag, source, "
-    "category, confidence, rule, masked, depth, path_names)::text FROM classifications x",
+    f"category, confidence, rule, masked, depth, {_FIELD_NAME.format('x.via_field_id')}, via_masked)::text "
+    "FROM classifications x",
 }
 
 
