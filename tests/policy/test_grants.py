@@ -1,12 +1,17 @@
 """Runtime grants: the owning product's steward lets another product read a dataset (reason, expiry),
 that product's engineer then reads its columns; revocation and expiry take it back; and a grant made
-through one service instance is enforced by another on the same database within a second."""
+through one service instance is enforced by another on the same database within a second (another app in
+this process, and `catalog serve` in another OS process)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +19,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port
 from tests.factories import dataset, run_event, schema
 from tests.findings.helpers import PAYMENTS_DB, ingest, source
 from tests.keys import make_key
@@ -193,3 +198,55 @@ async def test_a_grant_made_through_one_instance_is_enforced_by_another_within_a
         created = await client.post("/api/v1/grants", json=grant_body(), headers=steward.headers)
         assert created.status_code == 201, created.text
         assert await wait_for_status(other, url, fraud_engineer.headers, 200, within=1.0) < 1.0
+
+
+async def test_a_grant_is_enforced_by_another_os_process_within_a_second(
+    client: httpx.AsyncClient, database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The same across OS processes: `catalog serve` in a subprocess, grants made through this one."""
+    await load_payments(client)
+    steward = await make_key(engine, "steward", "payments")
+    fraud_engineer = await make_key(engine, "engineer", "fraud")
+    url = dataset_url("payments.transactions")
+    port = free_port()
+    env = dict(
+        os.environ, CATALOG_DATABASE_URL=database_url, CATALOG_HOME=str(tmp_path), CATALOG_LOG_LEVEL="WARNING"
+    )
+    env.pop("CATALOG_ADMIN_TOKEN", None)
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "catalog.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as other:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if (await other.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.returncode is not None:
+                    stderr = await process.stderr.read() if process.stderr else b""
+                    raise AssertionError(f"catalog serve exited: {stderr.decode()}")
+                assert time.monotonic() < deadline, "catalog serve did not come up"
+                await asyncio.sleep(0.1)
+            assert denied_by(await other.get(url, headers=fraud_engineer.headers), INTERNALS)
+
+            created = await client.post("/api/v1/grants", json=grant_body(), headers=steward.headers)
+            assert created.status_code == 201, created.text
+            assert await wait_for_status(other, url, fraud_engineer.headers, 200, within=1.0) < 1.0
+
+            revoked = await client.delete(f"/api/v1/grants/{created.json()['id']}", headers=steward.headers)
+            assert revoked.status_code == 200, revoked.text
+            assert await wait_for_status(other, url, fraud_engineer.headers, 403, within=1.0) < 1.0
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
