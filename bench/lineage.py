@@ -13,7 +13,7 @@
      service_asof the same, as of a mid-load instant
      graphql      the same query through POST /graphql (the app in process over ASGI, auth included)
      column       catalog.lineage.service.column_lineage(BOTH, depth 5) around a random field
-     cte          the alternative considered: one directed recursive CTE per walk (our tables/indexes)
+     cte          a floor: one bare directed recursive CTE per walk, node ids only (our tables/indexes)
      marquez      Marquez 0.51's LineageDao.getLineage (recursive CTE over per-job input/output arrays,
                   undirected `&&` overlap) + getDatasetData, reproduced on our job_io table, depth 5
 3. Prints a table and the speed-up, and writes bench/results/lineage-latest.json.
@@ -57,6 +57,7 @@ from catalog.config import Settings  # noqa: E402
 from catalog.db import migrate  # noqa: E402
 from catalog.db.engine import create_engine, raw_transaction  # noqa: E402
 from catalog.ingest.service import PartitionCache, append_and_project  # noqa: E402
+from catalog.ingest.statistics import GrowthAnalyzer  # noqa: E402
 from catalog.lineage import service as lineage_service  # noqa: E402
 from catalog.openlineage.events import Limits  # noqa: E402
 from catalog.openlineage.validation import parse_event  # noqa: E402
@@ -113,8 +114,8 @@ LEFT JOIN LATERAL (SELECT fields FROM dataset_versions v WHERE v.dataset_id = ds
 WHERE ds.id = ANY($1::bigint[])
 """
 
-# The alternative to the level-by-level walk: one recursive CTE per direction (directed, indexed, no
-# global visited set possible in SQL, so nodes reached at several depths are re-expanded).
+# A floor for the service's walk: one bare recursive CTE per direction (directed, indexed, node ids
+# only — no edges, names or as-of, and nodes reached at several depths are re-expanded).
 CTE_WALK = """
 WITH RECURSIVE walk(kind, id, depth) AS (
     SELECT $1::text, $2::bigint, 0
@@ -195,6 +196,7 @@ async def load(url: str, events: list[dict[str, Any]], *, classify: bool = True)
     limits = Limits(latest_skew=dt.timedelta(days=3650))
     engine = create_engine(url, pool_size=2)
     partitions = PartitionCache()
+    analyzer = GrowthAnalyzer(engine)  # as the service's ingest writer does
     started = time.perf_counter()
     skip = contextlib.nullcontext() if classify else patch(CLASSIFY_STEP, new=_no_classification)
     try:
@@ -203,7 +205,8 @@ async def load(url: str, events: list[dict[str, Any]], *, classify: bool = True)
             await partitions.ensure(engine, [e.event_time for e in parsed])
             async with raw_transaction(engine) as raw:
                 with skip:
-                    await append_and_project(raw, parsed)
+                    outcome = await append_and_project(raw, parsed)
+            await analyzer.maybe_analyze(outcome.stored)
             print(f"  loaded {min(i + BATCH, len(events))}/{len(events)} events", end="\r", flush=True)
         print()
         async with raw_transaction(engine) as raw:
@@ -416,14 +419,16 @@ def main() -> None:
     args = parser.parse_args()
 
     base = args.dsn.rsplit("/", 1)[0]
-    url = f"{base}/{DB_NAME}"
+    # One database per graph size, so a --reuse'd big graph survives runs at other sizes.
+    db_name = f"{DB_NAME}_{args.datasets}_{args.seed}" + ("_noclass" if args.skip_classification else "")
+    url = f"{base}/{db_name}"
     with psycopg.connect(args.dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
         if exists and not args.reuse:
-            conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE "{db_name}" WITH (FORCE)')
             exists = None
         if not exists:
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            conn.execute(f'CREATE DATABASE "{db_name}"')
     load_seconds = None
     n_events = None
     if not exists:
@@ -439,7 +444,7 @@ def main() -> None:
     finally:
         if not args.reuse:
             with psycopg.connect(args.dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
     speedup = results["marquez"]["p50_ms"] / max(results["service"]["p50_ms"], 1e-6)
     speedup95 = results["marquez"]["p95_ms"] / max(results["service"]["p95_ms"], 1e-6)
     out = {

@@ -1,10 +1,12 @@
 """Lineage traversal: the dataset/job graph and the column graph around a node, now or as of an instant.
 
-Traversal is a breadth-first walk done level by level: one set-based statement per level fetches every
-live edge leaving the whole frontier (both directions at once), and Python keeps the visited sets, so
-cycles terminate and no node is expanded twice. On the 100k-dataset benchmark (bench/lineage.py) this
-answers 5 hops BOTH in a few milliseconds; the indexes it needs are job_io's primary key (job side),
-ix_job_io_dataset_id_direction (dataset side), and column_edges' identity / source indexes.
+The dataset/job walk is one recursive statement (WALK): a breadth-first walk per direction, bounded by
+depth, that returns the edges and the names of the nodes in one round trip; cycles terminate because
+the walk is depth-bounded and UNION drops a node already reached at that depth by that edge. The
+column walk goes level by level: one set-based statement per level fetches every live edge leaving the
+whole frontier (both directions at once), and Python keeps the visited sets. The indexes they need are
+job_io's primary key (job side), ix_job_io_dataset_id_direction (dataset side), column_edges' identity /
+source indexes, and pk_lineage_observations (liveness, probed per edge).
 
 As-of semantics: an edge is live at T iff `first_seen <= T` and its owner (the job for job_io, the
 target dataset for column edges) has no observation in `(edge.last_seen, T]` — i.e. the owner was not
@@ -118,24 +120,62 @@ _ROOT_FIELD = text(
     "WHERE n.name = :ns AND d.name = :name AND f.first_seen <= :t"
 )
 
+# An edge is dead at T iff its owner was observed in (edge.last_seen, T], i.e. iff the owner's latest
+# observation up to T is after last_seen. Asked as a scalar subquery on purpose: it stays a per-edge
+# probe of pk_lineage_observations (a backward index scan, one row), where NOT EXISTS lets the planner
+# pick an anti join that hashes every owner's observations — on each statement.
 _LIVE_IO = (
-    "io.first_seen <= $5 AND NOT EXISTS (SELECT 1 FROM lineage_observations o WHERE o.owner_kind = 'job' "
-    "AND o.owner_id = io.job_id AND o.observed_at > io.last_seen AND o.observed_at <= $5)"
+    "io.first_seen <= $5 AND io.last_seen >= coalesce((SELECT max(o.observed_at) FROM lineage_observations o "
+    "WHERE o.owner_kind = 'job' AND o.owner_id = io.job_id AND o.observed_at <= $5), '-infinity')"
 )
-# One level of the walk for every frontier at once. Each branch is an index range scan:
+# The live job_io rows leaving node `w` in its walk's direction: upstream a dataset leads to the jobs
+# writing it and a job to its inputs; downstream a dataset to the jobs reading it and a job to its
+# outputs. One branch runs per node (the other's one-time filter is false), as an index range scan:
 # dataset side on ix_job_io_dataset_id_direction, job side on the primary key (job_id, direction, ...).
-LEVEL_JOB_IO = f"""
-SELECT true AS up, io.job_id, io.dataset_id, io.direction, io.first_seen, io.last_seen
-FROM job_io io WHERE io.dataset_id = ANY($1::bigint[]) AND io.direction = 'output' AND {_LIVE_IO}
+_STEP = f"""
+    SELECT io.job_id, io.dataset_id, io.direction, io.first_seen, io.last_seen, io.job_id AS next_id
+    FROM job_io io
+    WHERE NOT w.is_job AND io.dataset_id = w.id
+      AND io.direction = CASE WHEN w.up THEN 'output' ELSE 'input' END AND {_LIVE_IO}
+    UNION ALL
+    SELECT io.job_id, io.dataset_id, io.direction, io.first_seen, io.last_seen, io.dataset_id
+    FROM job_io io
+    WHERE w.is_job AND io.job_id = w.id
+      AND io.direction = CASE WHEN w.up THEN 'input' ELSE 'output' END AND {_LIVE_IO}
+"""
+# The whole walk in one statement (one round trip instead of one per level): a breadth-first recursive
+# walk per direction ($3: which walks, true = upstream) bounded by $4 levels, whose rows are
+# (walk, node, depth, the edge it was reached by). UNION drops a row equal to an earlier one, so a node
+# reached again at the same depth by the same edge is not expanded again, and cycles only add rows up
+# to the depth bound. The nodes are every node of the walk; the edges, every edge a node was reached
+# by — i.e. every live edge leaving a node within $4 - 1 levels in its walk's direction, exactly what a
+# level-by-level walk with visited sets finds. Rows: the edges (kind 'edge'), then the name of every
+# node (kind 'dataset' / 'job'), the root included.
+WALK = f"""
+WITH RECURSIVE walk(up, is_job, id, depth, job_id, dataset_id, direction, first_seen, last_seen) AS (
+    SELECT w.up, $2::boolean, $1::bigint, 0, NULL::bigint, NULL::bigint, NULL::text,
+           NULL::timestamptz, NULL::timestamptz
+    FROM unnest($3::boolean[]) AS w(up)
+    UNION
+    SELECT w.up, NOT w.is_job, step.next_id, w.depth + 1,
+           step.job_id, step.dataset_id, step.direction, step.first_seen, step.last_seen
+    FROM walk w CROSS JOIN LATERAL ({_STEP}) step
+    WHERE w.depth < $4
+),
+nodes AS (
+    SELECT DISTINCT is_job, id FROM walk
+)
+SELECT DISTINCT 'edge' AS kind, e.job_id, e.dataset_id, e.direction, e.first_seen, e.last_seen,
+       NULL::text AS namespace, NULL::text AS name
+FROM walk e WHERE e.depth > 0
 UNION ALL
-SELECT true, io.job_id, io.dataset_id, io.direction, io.first_seen, io.last_seen
-FROM job_io io WHERE io.job_id = ANY($2::bigint[]) AND io.direction = 'input' AND {_LIVE_IO}
+SELECT 'dataset', NULL, d.id, NULL, NULL, NULL, n.name, d.name
+FROM datasets d JOIN namespaces n ON n.id = d.namespace_id
+WHERE d.id = ANY(ARRAY(SELECT id FROM nodes WHERE NOT is_job UNION SELECT $1 WHERE NOT $2))
 UNION ALL
-SELECT false, io.job_id, io.dataset_id, io.direction, io.first_seen, io.last_seen
-FROM job_io io WHERE io.dataset_id = ANY($3::bigint[]) AND io.direction = 'input' AND {_LIVE_IO}
-UNION ALL
-SELECT false, io.job_id, io.dataset_id, io.direction, io.first_seen, io.last_seen
-FROM job_io io WHERE io.job_id = ANY($4::bigint[]) AND io.direction = 'output' AND {_LIVE_IO}
+SELECT 'job', j.id, NULL, NULL, NULL, NULL, n.name, j.name
+FROM jobs j JOIN namespaces n ON n.id = j.namespace_id
+WHERE j.id = ANY(ARRAY(SELECT id FROM nodes WHERE is_job UNION SELECT $1 WHERE $2))
 """
 
 NAMES = """
@@ -146,9 +186,10 @@ SELECT 'job', j.id, n.name, j.name FROM jobs j
 JOIN namespaces n ON n.id = j.namespace_id WHERE j.id = ANY($2::bigint[])
 """
 
+# As _LIVE_IO: the owner's latest observation up to T, probed per edge.
 _LIVE_EDGE = (
-    "e.first_seen <= $7 AND NOT EXISTS (SELECT 1 FROM lineage_observations o WHERE o.owner_kind = 'dataset' "
-    "AND o.owner_id = e.target_dataset_id AND o.observed_at > e.last_seen AND o.observed_at <= $7)"
+    "e.first_seen <= $7 AND e.last_seen >= coalesce((SELECT max(o.observed_at) FROM lineage_observations o "
+    "WHERE o.owner_kind = 'dataset' AND o.owner_id = e.target_dataset_id AND o.observed_at <= $7), '-infinity')"
 )
 _EDGE_COLUMNS = (
     "e.id, e.target_dataset_id, e.target_field_id, e.source_dataset_id, e.source_field_id, e.job_id, "
@@ -213,46 +254,32 @@ async def lineage(
         return None
     root_id: int = row[0]
     raw = await raw_connection(conn)
-    up, down = direction in ("UPSTREAM", "BOTH"), direction in ("DOWNSTREAM", "BOTH")
-    # Frontiers and visited sets per walk direction: a node reached upstream may still need expanding
-    # downstream (BOTH), but never twice in the same direction — that is what makes cycles terminate.
-    seen: dict[bool, tuple[set[int], set[int]]] = {True: (set(), set()), False: (set(), set())}
-    frontier: dict[bool, tuple[list[int], list[int]]] = {}
-    for walk, on in ((True, up), (False, down)):
-        datasets, jobs = ([root_id], []) if kind == "dataset" else ([], [root_id])
-        frontier[walk] = (datasets, jobs) if on else ([], [])
-        seen[walk][0 if kind == "dataset" else 1].add(root_id)
+    walks = [
+        w
+        for w, on in ((True, direction in ("UPSTREAM", "BOTH")), (False, direction in ("DOWNSTREAM", "BOTH")))
+        if on
+    ]
     levels = 2 * depth + (1 if kind == "job" else 0)
-    edges: dict[tuple[int, int, str], asyncpg.Record] = {}
-    for _ in range(levels):
-        (ud, uj), (dd, dj) = frontier[True], frontier[False]
-        if not (ud or uj or dd or dj):
-            break
-        rows = await raw.fetch(LEVEL_JOB_IO, ud, uj, dd, dj, t)
-        next_: dict[bool, tuple[list[int], list[int]]] = {True: ([], []), False: ([], [])}
-        for r in rows:
-            edges.setdefault((r["job_id"], r["dataset_id"], r["direction"]), r)
-            walk = r["up"]
-            seen_ds, seen_jobs = seen[walk]
-            # An edge found from a dataset leads to its job, and vice versa.
-            if r["dataset_id"] not in seen_ds:
-                seen_ds.add(r["dataset_id"])
-                next_[walk][0].append(r["dataset_id"])
-            if r["job_id"] not in seen_jobs:
-                seen_jobs.add(r["job_id"])
-                next_[walk][1].append(r["job_id"])
-        frontier = next_
-    dataset_ids = seen[True][0] | seen[False][0]
-    job_ids = seen[True][1] | seen[False][1]
-    names = await _names(raw, dataset_ids, job_ids)
+    rows = await raw.fetch(WALK, root_id, kind == "job", walks, levels, t)
+    names: dict[tuple[str, int], tuple[str, str, str]] = {}
+    edge_rows = []
+    for r in rows:
+        if r["kind"] == "edge":
+            edge_rows.append(r)
+        elif r["kind"] == "dataset":
+            ns, n = r["namespace"], r["name"]
+            names[("dataset", r["dataset_id"])] = (dataset_node_id(ns, n), ns, n)
+        else:
+            ns, n = r["namespace"], r["name"]
+            names[("job", r["job_id"])] = (job_node_id(ns, n), ns, n)
     nodes = [
         LineageNode(id=node_id, kind="dataset" if node_kind == "dataset" else "job", namespace=ns, name=n)
         for (node_kind, _), (node_id, ns, n) in sorted(names.items(), key=lambda item: item[1][0])
     ]
     graph_edges = []
-    for (job_id, dataset_id, io_direction), r in edges.items():
-        job, dataset = names[("job", job_id)][0], names[("dataset", dataset_id)][0]
-        origin, destination = (dataset, job) if io_direction == "input" else (job, dataset)
+    for r in edge_rows:
+        job, dataset = names[("job", r["job_id"])][0], names[("dataset", r["dataset_id"])][0]
+        origin, destination = (dataset, job) if r["direction"] == "input" else (job, dataset)
         graph_edges.append(LineageEdge(origin, destination, r["first_seen"], r["last_seen"]))
     graph_edges.sort(key=lambda e: (e.origin, e.destination))
     root = names[(kind, root_id)][0]

@@ -1,0 +1,126 @@
+"""The one-pass completion of lists of plain objects (catalog/api/graphql/execution.py) answers exactly
+what graphql-core's generic path answers — aliases, fragments, directives, __typename, errors — and the
+validation cache never lets through a query that fails validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import pytest
+import strawberry
+from strawberry.extensions import QueryDepthLimiter
+
+from catalog.api.graphql import execution
+from catalog.api.graphql.execution import LeanExecutionContext, ValidatedQueries, ValidQueryCache
+
+AT = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+
+
+@strawberry.enum
+class Kind(enum.Enum):
+    DATASET = "dataset"
+    JOB = "job"
+
+
+@strawberry.type
+class Item:
+    id: strawberry.ID
+    kind: Kind
+    name: str
+    note: str | None
+    seen: dt.datetime
+
+    @strawberry.field
+    def shout(self) -> str:
+        return self.name.upper()
+
+
+BROKEN: list[Item] = [Item(id=strawberry.ID("x"), kind=Kind.JOB, name=None, note=None, seen=AT)]  # type: ignore[arg-type]
+
+
+def some_items() -> list[Item]:
+    return [
+        Item(
+            id=strawberry.ID(f"i{i}"),
+            kind=Kind.DATASET if i % 2 else Kind.JOB,
+            name=f"n{i}",
+            note=None if i % 3 else f"note {i}",
+            seen=AT + dt.timedelta(seconds=i),
+        )
+        for i in range(7)
+    ]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def items(self) -> list[Item]:
+        return some_items()
+
+    @strawberry.field
+    def broken(self) -> list[Item]:
+        return BROKEN
+
+    @strawberry.field
+    async def later(self) -> list[Item]:
+        return some_items()
+
+
+QUERIES = [
+    "{ items { id kind name note seen } }",
+    "{ items { __typename a: name b: name kind } later { id } }",
+    "{ items { ...F } } fragment F on Item { id seen ... on Item { kind } }",
+    "query($s: Boolean!) { items { id name @skip(if: $s) note @include(if: $s) } }",
+    "{ items { id shout } }",  # a resolver field: the generic path
+    "{ broken { id name } }",  # null in a non-null field: the generic path's error
+]
+
+
+async def execute(schema: strawberry.Schema, query: str) -> dict[str, Any]:
+    result = await schema.execute(query, variable_values={"s": True})
+    return {"data": result.data, "errors": [(e.message, e.path) for e in result.errors or []]}
+
+
+@pytest.mark.parametrize("query", QUERIES)
+async def test_lean_completion_answers_what_the_generic_path_answers(query: str) -> None:
+    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
+    generic = strawberry.Schema(query=Query)
+    assert await execute(lean, query) == await execute(generic, query)
+
+
+async def test_lists_of_plain_objects_take_the_one_pass_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    completed: list[bool] = []
+    one_pass = execution._complete
+
+    def spy(plan: Any, items: Any) -> Any:
+        out = one_pass(plan, items)
+        completed.append(out is not None)
+        return out
+
+    monkeypatch.setattr(execution, "_complete", spy)
+    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
+    await execute(lean, QUERIES[1])
+    assert completed == [True, True]  # items and later
+    completed.clear()
+    await execute(lean, "{ items { id shout } }")
+    assert completed == []  # a resolver field: never tried
+
+
+async def test_a_query_failing_validation_fails_every_time() -> None:
+    schema = strawberry.Schema(
+        query=Query,
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=1),
+            lambda: ValidatedQueries(cache=ValidQueryCache(maxsize=2)),
+        ],
+    )
+    for _ in range(3):
+        ok = await schema.execute("{ items { id } }")
+        assert ok.errors is None
+        deep = await schema.execute("{ items { id } broken { id } }  fragment F on Item { id }")
+        assert deep.errors
+        unknown = await schema.execute("{ items { nope } }")
+        assert unknown.errors
+        assert "nope" in unknown.errors[0].message
