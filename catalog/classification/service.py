@@ -36,6 +36,7 @@ from catalog.classification.propagate import (
 )
 from catalog.classification.rules import RuleSet, default_rules
 from catalog.db.engine import raw_connection
+from catalog.policy.products import ProductMap
 
 Json = dict[str, Any]
 
@@ -383,15 +384,29 @@ async def pii_inventory(
     conn: asyncpg.Connection[Any],
     *,
     namespace: str | None = None,
+    product: str | None = None,
+    tier: str | None = None,
     as_of: dt.datetime | None = None,
+    products: ProductMap | None = None,
     limit: int = 1000,
     offset: int = 0,
 ) -> tuple[list[Json], int]:
-    """Every field holding PII (effective, unmasked), optionally in one namespace and as of a date.
+    """Every field holding PII (effective, unmasked), optionally in one namespace, product or tier and
+    as of an instant; each item says its dataset's `product` and `tier`.
 
-    `as_of`: the field existed then (event time), a manual add was in force then, and for propagated
-    rows every edge on the path had been seen by then. Product and tier filters arrive with the
-    product-boundaries work (namespaces have no product/tier yet).
+    `product`: the dataset's product as authorisation finds it (`policy.service.resolve_product`): its
+    stored assignment (`product_assignments`, which includes ownership facets), else what the patterns
+    of products.yaml say when `products` is given. `tier`: the tier of the dataset's namespace: its
+    stored namespace assignment when there is one (even a null tier), else the namespace patterns.
+
+    `as_of` (classifications as they stood at that instant, as far as the stored data allows): the
+    field (or, for a dataset-level tag, the dataset) had been seen by then (event time); a steward's
+    decision counts only if it was made by then and not retired by then (wall-clock `decided_at` /
+    `retired_at`), so a later reject does not hide what was PII then and a later add does not show
+    early; a propagated row counts only if every edge on its path had been first seen by then (event
+    time). Derived rows (detected, declared, propagated) carry no history of their own: they are the
+    catalog's current derivation, cut by those times — a detection whose rule changed since, or a
+    declaration a producer has since dropped, is not reconstructed.
     """
     ns_filter = "($1::text IS NULL OR d.namespace_id = (SELECT id FROM namespaces WHERE name = $1))"
     filter_c = f"c.dataset_id IN (SELECT d.id FROM datasets d WHERE {ns_filter})"
@@ -404,18 +419,52 @@ async def pii_inventory(
             "WHERE d.decided_at <= $2 AND (d.retired_at IS NULL OR d.retired_at > $2)",
             1,
         )
+    # Product and tier as stored; the patterns fill in what has no stored assignment (below). With no
+    # pattern map, the stored product alone decides and can be filtered in SQL.
+    stored_only = products is None
     rows = await conn.fetch(
-        f"SELECT * FROM ({query}) q WHERE NOT q.masked "
+        "SELECT q.*, dp.product AS stored_product, nt.subject_id IS NOT NULL AS tier_stored, "
+        f"nt.tier AS stored_tier FROM ({query}) q "
+        "JOIN datasets qd ON qd.id = q.dataset_id "
+        "LEFT JOIN product_assignments dp ON dp.subject_kind = 'dataset' AND dp.subject_id = q.dataset_id "
+        "LEFT JOIN product_assignments nt ON nt.subject_kind = 'namespace' AND nt.subject_id = qd.namespace_id "
+        "WHERE NOT q.masked "
         "AND ($2::timestamptz IS NULL OR coalesce(q.field_first_seen, q.dataset_first_seen) <= $2) "
+        "AND ($3::text IS NULL OR NOT $4::boolean OR dp.product = $3) "
         "ORDER BY q.namespace, q.dataset, q.field NULLS FIRST, q.tag",
         namespace,
         as_of,
+        product,
+        stored_only,
     )
-    paths = await propagated_paths(conn, rows)
-    items = [_classification(r, paths.get(i)) for i, r in enumerate(rows)]
+    kept: list[Any] = []
+    owners: list[tuple[str | None, str | None]] = []
+    for r in rows:
+        owner = _product_of(r, products)
+        level = _tier_of(r, products)
+        if (product is None or owner == product) and (tier is None or level == tier):
+            kept.append(r)
+            owners.append((owner, level))
+    paths = await propagated_paths(conn, kept)
+    items = [
+        {**_classification(r, paths.get(i)), "product": owner, "tier": level}
+        for i, (r, (owner, level)) in enumerate(zip(kept, owners, strict=True))
+    ]
     if as_of is not None:
         items = await _paths_seen_by(conn, items, paths, as_of)
     return items[offset : offset + limit], len(items)
+
+
+def _product_of(row: Any, products: ProductMap | None) -> str | None:
+    if row["stored_product"] is not None or products is None:
+        return row["stored_product"]  # type: ignore[no-any-return]
+    return products.assign("dataset", row["namespace"], row["dataset"]).product
+
+
+def _tier_of(row: Any, products: ProductMap | None) -> str | None:
+    if row["tier_stored"] or products is None:
+        return row["stored_tier"]  # type: ignore[no-any-return]
+    return products.namespace(row["namespace"])[1]
 
 
 async def _paths_seen_by(
@@ -477,10 +526,18 @@ def _effect(edge: Any) -> str:
     return "does-not-carry"
 
 
-async def pii_flow(conn: asyncpg.Connection[Any], *, namespace: str, dataset: str, field: str) -> Json | None:
+async def pii_flow(
+    conn: asyncpg.Connection[Any],
+    *,
+    namespace: str,
+    dataset: str,
+    field: str,
+    max_depth: int | None = None,
+) -> Json | None:
     """Where a column goes, hop by hop: every edge out of it and out of every column its value reaches,
     with what each edge does to the value (carries / masked / aggregated / influences) and the effective
-    classifications of each target. Only carrying edges are followed further; a fixed number of statements."""
+    classifications of each target. Only carrying edges are followed further, up to `max_depth` hops from
+    the origin (all when None); a fixed number of statements."""
     target = await conn.fetchrow(FIELD_ID, namespace, dataset, field)
     if target is None or target["field_id"] is None:
         return None
@@ -505,7 +562,7 @@ async def pii_flow(conn: asyncpg.Connection[Any], *, namespace: str, dataset: st
     for items in classes.values():
         for c in items:
             tags_of[(c["namespace"], c["dataset"], c["field"])].append(
-                {k: c[k] for k in ("tag", "source", "status", "confidence", "path")}
+                {k: v for k, v in c.items() if k not in ("namespace", "dataset", "field")}
             )
     # Breadth-first from the origin, so each hop carries its distance and masking points read in order.
     hops: list[Json] = []
@@ -513,6 +570,8 @@ async def pii_flow(conn: asyncpg.Connection[Any], *, namespace: str, dataset: st
     queue = deque([origin])
     while queue:
         source = queue.popleft()
+        if max_depth is not None and depth[source] >= max_depth:
+            continue
         for e in sorted(
             by_source.get(source, []),
             key=lambda x: (x["target_namespace"], x["target_dataset"], x["target_field"] or ""),
@@ -575,3 +634,27 @@ async def pii_tags_by_dataset(
             if c["status"] == "pii":
                 out[dataset_id][c["field"]].append(c["tag"])
     return out
+
+
+async def unmasked_pii_columns(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], frozenset[str]]:
+    """Field paths holding effective, unmasked PII/PCI per (namespace, dataset), in one statement: the
+    columns a masked-columns-only grant redacts (catalog/policy/masking.py). Absent: no such column."""
+    if not keys:
+        return {}
+    ids = (
+        "(SELECT d.id FROM unnest($1::text[], $2::text[]) AS k(ns, name) "
+        "JOIN namespaces n ON n.name = k.ns JOIN datasets d ON d.namespace_id = n.id AND d.name = k.name)"
+    )
+    query = _effective_query(f"c.dataset_id IN {ids}", f"m.dataset_id IN {ids}")
+    raw = await raw_connection(conn)
+    rows = await raw.fetch(
+        f"SELECT q.namespace, q.dataset, q.field FROM ({query}) q WHERE NOT q.masked AND q.field IS NOT NULL",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in rows:
+        out[(r["namespace"], r["dataset"])].add(r["field"])
+    return {k: frozenset(v) for k, v in out.items()}

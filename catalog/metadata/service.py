@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.classification.service import pii_tags_by_dataset
+from catalog.policy.masking import redact_dataset
 
 Json = dict[str, Any]
 
@@ -166,8 +167,14 @@ def _dataset(row: Any, facets: Json, pii: dict[str | None, list[str]] | None = N
     }
 
 
+def _masked(body: Json, pii: dict[str | None, list[str]] | None) -> Json:
+    """The body as a masked-columns-only grantee sees it: the columns with unmasked PII tags (the same
+    effective classifications `pii` holds) redacted, see catalog/policy/masking.py."""
+    return redact_dataset(body, {path for path, tags in (pii or {}).items() if path is not None and tags})
+
+
 async def list_datasets(
-    conn: AsyncConnection, *, namespace: str, limit: int, offset: int
+    conn: AsyncConnection, *, namespace: str, limit: int, offset: int, masked: bool = False
 ) -> tuple[list[Json], int] | None:
     page = await _namespace_page(conn, namespace, DATASET_SELECT, "d", "datasets", limit=limit, offset=offset)
     if page is None:
@@ -175,10 +182,16 @@ async def list_datasets(
     rows, total = page
     facets = await _facets(conn, "dataset", [r.id for r in rows])
     pii = await pii_tags_by_dataset(conn, [r.id for r in rows])
-    return [_dataset(r, facets.get(r.id, {}), pii.get(r.id)) for r in rows], total
+    bodies = [_dataset(r, facets.get(r.id, {}), pii.get(r.id)) for r in rows]
+    if masked:
+        bodies = [_masked(b, pii.get(r.id)) for r, b in zip(rows, bodies, strict=True)]
+    return bodies, total
 
 
-async def get_dataset(conn: AsyncConnection, *, namespace: str, name: str) -> Json | None:
+async def get_dataset(
+    conn: AsyncConnection, *, namespace: str, name: str, masked: bool = False
+) -> Json | None:
+    """One dataset; `masked`: read through a masked-columns-only grant (PII columns redacted)."""
     row = (
         await conn.execute(
             text(DATASET_SELECT + " WHERE n.name = :ns AND d.name = :name"), {"ns": namespace, "name": name}
@@ -188,7 +201,8 @@ async def get_dataset(conn: AsyncConnection, *, namespace: str, name: str) -> Js
         return None
     facets = await _facets(conn, "dataset", [row.id])
     pii = await pii_tags_by_dataset(conn, [row.id])
-    return _dataset(row, facets.get(row.id, {}), pii.get(row.id))
+    body = _dataset(row, facets.get(row.id, {}), pii.get(row.id))
+    return _masked(body, pii.get(row.id)) if masked else body
 
 
 # -- jobs ---------------------------------------------------------------------------------------------

@@ -163,7 +163,13 @@ async def test_cpf_flows_from_oltp_through_cdc_to_bigquery_masked_in_one_branch(
     assert [(f["dataset"], f["field"]) for f in only_bq["fields"]] == [(RAW, "document")]
     before = (await client.get("/api/v1/pii/inventory", params={"asOf": "2026-02-01T00:00:00Z"})).json()
     assert before["fields"] == []
-    assert (await client.get("/api/v1/pii/inventory", params={"product": "payments"})).status_code == 400
+    # Product and tier come from the product assignments (tests/classification/test_inventory_filters.py).
+    payments = (await client.get("/api/v1/pii/inventory", params={"product": "payments"})).json()
+    assert {(f["dataset"], f["product"]) for f in payments["fields"]} == {
+        (CUSTOMERS, "payments"),
+        (TOPIC, "payments"),
+        (RAW, "payments"),
+    }
 
     flow = (
         await client.get("/api/v1/pii/flow", params={"namespace": PG, "dataset": CUSTOMERS, "field": "cpf"})

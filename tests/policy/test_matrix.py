@@ -533,6 +533,17 @@ GRAPHQL_OPS: dict[str, GqlOp] = {
         _dataset_vars,
         INTERNALS_READ,
     ),
+    # the inventory of one product: that product's internals, as GET /api/v1/pii/inventory?product=
+    "piiInventory": GqlOp(
+        "query($p: String) { piiInventory(product: $p) { totalCount } }",
+        lambda p, w: {"p": p},
+        INTERNALS_READ,
+    ),
+    "piiFlow": GqlOp(
+        f'{DATASET_VARS} {{ piiFlow(namespace: $ns, dataset: $n, field: "id") {{ hops {{ depth }} }} }}',
+        _dataset_vars,
+        INTERNALS_READ,
+    ),
 }
 
 # Every field of the catalog's object types, with its selection and policy: a new field without an
@@ -556,6 +567,7 @@ GRAPHQL_FIELDS: dict[str, dict[str, tuple[str, tuple[str, str]]]] = {
         "field": ('field(path: "id") { path }', INT),
         "versions": ("versions { id fields }", INT),
         "facets": ("facets", INT),
+        "hasPii": ("hasPii", INT),
     },
     "Job": {
         "id": ("id", D),

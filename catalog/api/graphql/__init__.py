@@ -3,11 +3,13 @@ from vendored assets (no CDN). Authentication is the REST API's: `Authorization:
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from functools import cache
 from pathlib import Path
 from typing import cast
 
+import orjson
 from fastapi import FastAPI, Request, WebSocketException
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -36,6 +38,15 @@ class CatalogGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
         static = request.scope.get("root_path", "") + STATIC_PATH
         return HTMLResponse(_graphiql_template().replace("{{STATIC}}", static))
 
+    def encode_json(self, data: object) -> bytes:
+        """The response body through orjson: several times faster than json.dumps on a large answer
+        (a lineage graph of thousands of nodes and edges). What orjson cannot encode (an integer past
+        64 bits in a JSON facet) goes through json.dumps, as before."""
+        try:
+            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # orjson.JSONEncodeError
+            return json.dumps(data, separators=(",", ":")).encode()
+
 
 @cache
 def _graphiql_template() -> str:
@@ -63,6 +74,7 @@ def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext
                 enforcer=getattr(request.app.state, "enforcer", None),
                 engine=request.app.state.engine,
                 products=loaders.products,
+                pii_columns=loaders.pii_columns,
             )
             yield GraphQLContext(principal=principal, db=db, loaders=loaders, limits=limits, authz=authz)
         finally:

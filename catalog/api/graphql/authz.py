@@ -18,6 +18,11 @@ readable node) the unreadable parts are omitted instead: a search leaves out fie
 caller may not read, a column-lineage graph shows another product's columns only as their dataset
 (field null) and leaves out the edges that dataset's own column lineage declares.
 
+A read allowed only through a masked-columns-only grant (`Decision.masked`) redacts the dataset's
+columns holding unmasked PII (catalog/policy/masking.py, `redactions`): `Dataset.fields`/`field` list
+them with `masked: true` and null type and description, versions and facets leave their details out,
+and column lineage hides their hops.
+
 Decisions are made in Python: the products of the datasets and jobs a request touches are loaded
 through one DataLoader (one statement per batch), and not at all when the caller may read internals
 in every product (auditor, admin). A denial is recorded like REST's (`record_denial`), once per
@@ -74,11 +79,13 @@ class Authorizer:
         enforcer: PolicyEnforcer | None,
         engine: AsyncEngine,
         products: DataLoader[ProductKey, str | None],
+        pii_columns: DataLoader[tuple[str, str], frozenset[str]] | None = None,
     ) -> None:
         self.principal = principal
         self.enforcer = enforcer
         self._engine = engine
         self._stored = products
+        self._pii_columns = pii_columns
         self._everywhere: dict[str, bool] = {}
         self._recorded: set[tuple[str, str, str]] = set()
 
@@ -136,6 +143,29 @@ class Authorizer:
             return
         await self._record(decision)
         raise Forbidden(decision)
+
+    async def require_product(self, product: str, obj: str = INTERNALS) -> None:
+        """For a field asking for one product's internals as a whole (the PII inventory of `product`,
+        REST's `product` domain): raise Forbidden (denial recorded)."""
+        if self.enforcer is None:
+            return
+        if self.principal is None:
+            decision = Decision(False, "default-deny", "anonymous", GLOBAL, obj, READ)
+        else:
+            decision = self.enforcer.decide(self.principal, obj, READ, product)
+        if decision.allowed:
+            return
+        await self._record(decision)
+        raise Forbidden(decision)
+
+    async def redactions(self, namespace: str, name: str) -> frozenset[str]:
+        """The columns of a readable dataset to redact for the caller: those holding unmasked PII when
+        the read is allowed only through a masked-columns-only grant (catalog/policy/masking.py), else
+        none. Batched: one statement for every masked dataset of the request (the `pii_columns` loader)."""
+        decision = await self.decide("dataset", namespace, name)
+        if decision is None or not decision.allowed or not decision.masked or self._pii_columns is None:
+            return frozenset()
+        return await self._pii_columns.load((namespace, name))
 
     async def _record(self, decision: Decision) -> None:
         """Keep the denial, once per request and rule (a page of 100 denied rows is one denial)."""

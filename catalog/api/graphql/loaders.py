@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
+from catalog.api.graphql.classification import classifications_of_datasets
 from catalog.api.graphql.context import RequestDatabase
+from catalog.classification.service import unmasked_pii_columns
 from catalog.metadata import batch
 from catalog.metadata.batch import DatasetRow, FieldRow, JobRow, OwnerRow, RunRow, VersionRow
 from catalog.policy import service as policy_service
@@ -49,6 +51,14 @@ class Loaders:
         # Stored product assignments of (kind, namespace, name): what per-field authorisation needs.
         self.products: DataLoader[tuple[str, str, str], str | None] = self._by_key(
             policy_service.stored_products, None
+        )
+        # Columns holding unmasked PII by (namespace, dataset): what a masked-columns-only grant redacts.
+        self.pii_columns: DataLoader[tuple[str, str], frozenset[str]] = self._by_key(
+            unmasked_pii_columns, frozenset()
+        )
+        # Effective PII classifications of a dataset's fields (and of the dataset itself), by dataset id.
+        self.classifications: DataLoader[int, list[dict[str, Any]]] = self._by_key(
+            classifications_of_datasets, []
         )
 
     def _by_key(

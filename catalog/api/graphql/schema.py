@@ -13,12 +13,21 @@ from typing import Any, Literal
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from catalog.api.graphql import classification as pii_classification
+from catalog.api.graphql.classification import PiiFlow, PiiInventoryPage
 from catalog.api.graphql.context import Limits
 from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
+from catalog.api.graphql.execution import LeanExecutionContext, ValidatedQueries, ValidQueryCache
 from catalog.api.graphql.types import (
     ColumnLineageEdge,
     ColumnLineageGraph,
@@ -47,6 +56,7 @@ from catalog.api.graphql.types import (
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph
 from catalog.metadata import batch
+from catalog.policy.masking import hide_columns
 
 
 @strawberry.type
@@ -152,6 +162,10 @@ class Query:
         hidden = {
             d.id for d, ok in zip((d for d in owners if d is not None), readable, strict=True) if not ok
         }
+        # Fields of datasets read through a masked-columns-only grant come redacted (masking.py).
+        shown = [d for d in owners if d is not None and d.id not in hidden]
+        sets = await asyncio.gather(*(authz.redactions(d.namespace, d.name) for d in shown))
+        redacted = {d.id: s for d, s in zip(shown, sets, strict=True)}
         for row in found:
             if isinstance(row, batch.FieldRow) and row.dataset_id in hidden:
                 continue
@@ -160,7 +174,7 @@ class Query:
             elif isinstance(row, batch.JobRow):
                 out.append(Job(row=row))
             elif isinstance(row, batch.FieldRow):
-                out.append(DatasetField(row=row))
+                out.append(DatasetField(row=row, redacted=redacted.get(row.dataset_id, frozenset())))
         return out
 
     @described(
@@ -263,6 +277,53 @@ class Query:
             ],
         )
 
+    @described(
+        "Every field holding PII (effective, unmasked), ordered by namespace, dataset, field and tag; "
+        "`product` (the dataset's stored assignment, else products.yaml) and `tier` (its namespace's) "
+        "filter, `asOf` gives the inventory as it stood then (see GET /api/v1/pii/inventory). With "
+        "`product`, that product's internals are needed (null with a FORBIDDEN error); without, fields "
+        "of datasets the caller may not read are left out."
+    )
+    async def pii_inventory(
+        self,
+        info: Info,
+        product: str | None = None,
+        tier: str | None = None,
+        as_of: dt.datetime | None = None,
+        first: int = 100,
+        after: str | None = None,
+    ) -> PiiInventoryPage | None:
+        limit = page_size(info, first)
+        offset = 0
+        if after is not None:
+            raw = decode_cursor(after, 1)[0]
+            if not isinstance(raw, int) or raw < 0:
+                raise UserError("`after` is not a cursor this API returned")
+            offset = raw
+        nodes, total = await pii_classification.pii_inventory(
+            info, product=product, tier=tier, as_of=as_of, first=limit, offset=offset
+        )
+        end = offset + len(nodes)
+        return PiiInventoryPage(
+            nodes=nodes,
+            total_count=total,
+            page_info=PageInfo(has_next_page=end < total, end_cursor=encode_cursor(end) if nodes else None),
+        )
+
+    @described(
+        "Where a column's value goes, hop by hop up to `depth` hops: every edge out of it and out of "
+        "every column its value reaches, with what the edge does (carries, masked — a masking point — "
+        "aggregated, influences for INDIRECT edges) and the target's classifications. Null when the field "
+        "does not exist. Internals of the origin dataset (null with a FORBIDDEN error); hops into or out "
+        "of datasets the caller may not read are left out and counted."
+    )
+    async def pii_flow(
+        self, info: Info, namespace: str, dataset: str, field: str, depth: int = 10
+    ) -> PiiFlow | None:
+        return await pii_classification.pii_flow(
+            info, namespace=namespace, dataset=dataset, field=field, depth=lineage_depth(info, depth)
+        )
+
 
 async def readable_columns(info: Info, graph: ColumnGraph) -> ColumnGraph:
     """The graph with the columns of datasets the caller may not read collapsed to their dataset's
@@ -271,6 +332,12 @@ async def readable_columns(info: Info, graph: ColumnGraph) -> ColumnGraph:
     datasets = sorted({(n.namespace, n.dataset) for n in graph.nodes})
     verdicts = await asyncio.gather(*(info.context.authz.allows("dataset", ns, ds) for ns, ds in datasets))
     hidden = {key for key, ok in zip(datasets, verdicts, strict=True) if not ok}
+    # Datasets read through a masked-columns-only grant: their PII columns' hops are hidden (one batched
+    # statement for all of them; catalog/policy/masking.py).
+    readable = [key for key in datasets if key not in hidden]
+    redacted = await asyncio.gather(*(info.context.authz.redactions(ns, ds) for ns, ds in readable))
+    if any(redacted):
+        graph = hide_columns(graph, dict(zip(readable, redacted, strict=True)))
     if not hidden:
         return graph
     replaced: dict[str, str] = {}
@@ -356,11 +423,17 @@ def build_schema(limits: Limits) -> CatalogSchema:
     return CatalogSchema(
         timeout_seconds=limits.timeout_seconds,
         query=Query,
+        # Lineage graphs' node and edge lists are completed in one pass (see execution.py).
+        execution_context_class=LeanExecutionContext,
         # Factories, not instances: strawberry builds fresh extensions per request.
         extensions=[
             partial(QueryDepthLimiter, max_depth=limits.max_depth),
             partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
             partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+            # The explorer repeats a few query texts: parse each once (after the token limit set the
+            # parser's options) and validate it once (execution.py); together several ms a request.
+            partial(ParserCache, maxsize=256),
+            partial(ValidatedQueries, cache=ValidQueryCache()),
             partial(
                 MaskErrors,
                 should_mask_error=_add_error_codes,

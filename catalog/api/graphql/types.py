@@ -13,6 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from catalog.api.graphql.classification import Classification
 from catalog.api.graphql.context import GraphQLContext
 from catalog.api.graphql.errors import UserError
 from catalog.metadata.batch import (
@@ -26,6 +27,7 @@ from catalog.metadata.batch import (
 )
 from catalog.metadata.service import version_uuid
 from catalog.policy.enforcer import UNOWNED
+from catalog.policy.masking import is_redacted, redact_facets, redact_schema
 
 Info = strawberry.Info[GraphQLContext, None]
 T = TypeVar("T")
@@ -117,6 +119,8 @@ class Owner:
 @strawberry.type(description="A distinct schema a dataset was seen with.")
 class DatasetVersion:
     row: strawberry.Private[VersionRow]
+    # Columns redacted for the caller (a masked-columns-only grant, see catalog/policy/masking.py).
+    redacted: strawberry.Private[frozenset[str]] = frozenset()
 
     @described("Stable id of the schema (derived from its digest).")
     def id(self) -> strawberry.ID:
@@ -130,9 +134,12 @@ class DatasetVersion:
     def last_seen(self) -> dt.datetime:
         return self.row.last_seen
 
-    @described("The schema's fields as the producer sent them.")
+    @described(
+        "The schema's fields as the producer sent them (through a masked-columns-only grant, columns "
+        "holding PII only by name, with `masked: true`)."
+    )
     def fields(self) -> JSON:
-        return JSON(self.row.fields)
+        return JSON(redact_schema(self.row.fields, self.redacted))
 
 
 def _known(product: str) -> str | None:
@@ -151,14 +158,19 @@ def _parent_path(path: str, paths: set[str]) -> str | None:
     return None
 
 
-def _children(fields: list[FieldRow], parent: str | None) -> list[DatasetField]:
+def _children(
+    fields: list[FieldRow], parent: str | None, redacted: frozenset[str] = frozenset()
+) -> list[DatasetField]:
     paths = {f.path for f in fields}
-    return [DatasetField(row=f) for f in fields if _parent_path(f.path, paths) == parent]
+    return [DatasetField(row=f, redacted=redacted) for f in fields if _parent_path(f.path, paths) == parent]
 
 
 @strawberry.type(description="A column; nested fields are addressed by dotted paths (`address.city`).")
 class DatasetField:
     row: strawberry.Private[FieldRow]
+    # The redaction set of its dataset for the caller (a masked-columns-only grant, see
+    # catalog/policy/masking.py); this field is redacted when it or a field it is nested under is in it.
+    redacted: strawberry.Private[frozenset[str]] = frozenset()
 
     @described("The dotted path from the top of the schema.")
     def path(self) -> str:
@@ -168,13 +180,24 @@ class DatasetField:
     def name(self) -> str:
         return self.row.path.rsplit(".", 1)[-1]
 
-    @strawberry.field
+    @described("Null when `masked`.")
     def type(self) -> str | None:
-        return self.row.type
+        return None if self.is_masked else self.row.type
 
-    @strawberry.field
+    @described("Null when `masked`.")
     def description(self) -> str | None:
-        return self.row.description
+        return None if self.is_masked else self.row.description
+
+    @described(
+        "True when read through a masked-columns-only grant and the column holds PII (an effective, "
+        "unmasked classification): it is listed by name only, its details are hidden."
+    )
+    def masked(self) -> bool:
+        return self.is_masked
+
+    @property
+    def is_masked(self) -> bool:
+        return is_redacted(self.row.path, self.redacted)
 
     @strawberry.field
     def first_seen(self) -> dt.datetime:
@@ -186,13 +209,27 @@ class DatasetField:
 
     @described("The fields nested directly under this one.")
     async def children(self, info: Info) -> list[DatasetField]:
-        return _children(await info.context.loaders.fields.load(self.row.dataset_id), self.row.path)
+        fields = await info.context.loaders.fields.load(self.row.dataset_id)
+        return _children(fields, self.row.path, self.redacted)
 
     @described("The dataset the field belongs to.")
     async def dataset(self, info: Info) -> Dataset:
         row = await info.context.loaders.dataset_by_id.load(self.row.dataset_id)
         assert row is not None  # a field's dataset exists (foreign key)
         return Dataset(row=row)
+
+    @described(
+        "Effective PII classifications (manual > declared > detected > propagated), with source, "
+        "confidence and, when propagated, the path. Internals (see `Dataset.fields`)."
+    )
+    async def classifications(self, info: Info) -> list[Classification] | None:
+        row = await info.context.loaders.dataset_by_id.load(self.row.dataset_id)
+        assert row is not None  # a field's dataset exists (foreign key)
+        await internals(info, "dataset", row)
+        if self.is_masked:  # its tags are its details (catalog/policy/masking.py)
+            return []
+        found = await info.context.loaders.classifications.load(self.row.dataset_id)
+        return [Classification.of(c) for c in found if c["field"] == self.row.path]
 
 
 @strawberry.type(description="A table, topic, file or view that jobs read and write.")
@@ -247,13 +284,15 @@ class Dataset:
     )
     async def fields(self, info: Info, path: str | None = None) -> list[DatasetField] | None:
         await internals(info, "dataset", self.row)
-        return _children(await info.context.loaders.fields.load(self.row.id), path)
+        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
+        return _children(await info.context.loaders.fields.load(self.row.id), path, redacted)
 
     @described("One field by its dotted path. Internals (see `fields`).")
     async def field(self, info: Info, path: str) -> DatasetField | None:
         await internals(info, "dataset", self.row)
+        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
         found = [f for f in await info.context.loaders.fields.load(self.row.id) if f.path == path]
-        return DatasetField(row=found[0]) if found else None
+        return DatasetField(row=found[0], redacted=redacted) if found else None
 
     @strawberry.field
     async def owners(self, info: Info) -> list[Owner]:
@@ -262,8 +301,9 @@ class Dataset:
     @described("Schema versions, newest (current) first. Internals (see `fields`).")
     async def versions(self, info: Info, first: int = 10) -> list[DatasetVersion] | None:
         await internals(info, "dataset", self.row)
+        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
         rows = await info.context.loaders.versions.load((self.row.id, page_size(info, first)))
-        return [DatasetVersion(row=v) for v in rows]
+        return [DatasetVersion(row=v, redacted=redacted) for v in rows]
 
     @described("Jobs that write this dataset.")
     async def producers(self, info: Info) -> list[Job]:
@@ -276,7 +316,18 @@ class Dataset:
     @described("The current facets by name (removed facets left out). Internals (see `fields`).")
     async def facets(self, info: Info) -> JSON | None:
         await internals(info, "dataset", self.row)
-        return JSON(await info.context.loaders.facets.load(("dataset", self.row.id)))
+        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
+        facets = await info.context.loaders.facets.load(("dataset", self.row.id))
+        return JSON(redact_facets(facets, redacted) if redacted else facets)
+
+    @described(
+        "Whether any of its fields (or the dataset itself) holds PII: an effective, unmasked "
+        "classification. Internals (see `fields`)."
+    )
+    async def has_pii(self, info: Info) -> bool | None:
+        await internals(info, "dataset", self.row)
+        found = await info.context.loaders.classifications.load(self.row.id)
+        return any(c["status"] == "pii" for c in found)
 
 
 @strawberry.type(description="A pipeline step (an Airflow task, a Spark application, a dbt model, ...).")

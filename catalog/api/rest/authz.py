@@ -8,22 +8,26 @@ problem+json naming the rule and is recorded in `access_denials`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 from fastapi import FastAPI, Request
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.routing import BaseRoute
 
 from catalog.api.rest.problems import Problem
 from catalog.auth.service import Principal
+from catalog.classification.service import unmasked_pii_columns
 from catalog.findings.service import finding_product
+from catalog.lineage.service import resolve_node_id
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy import service
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
 from catalog.policy.grants import grant_product
+from catalog.policy.products import ProductMap
 from catalog.policy.routes import RoutePolicy, route_policy
 
 
@@ -86,7 +90,7 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         namespace = _param(request, "namespace")
         return service.namespace_product(products, namespace), dataset_object(namespace, "*")
     if source == "node":
-        return service.node_product(products, request.query_params.get("nodeId"))
+        return await _node_domain(request, products)
     if source == "query-dataset":
         q_namespace, q_name = request.query_params.get("namespace"), request.query_params.get("dataset")
         if not q_namespace or not q_name:
@@ -140,6 +144,24 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         return found or UNOWNED, None
 
 
+async def _node_domain(request: Request, products: ProductMap) -> tuple[str, str | None]:
+    """(product domain, grant object) of the `nodeId` query parameter, found in the catalog as the handler
+    finds it (namespaces contain ':', so only the stored names tell where the namespace ends; a grant on
+    the dataset must name the same object). A field is judged as its dataset. Unknown nodes fall back to
+    the patterns (the handler answers 404)."""
+    node_id = request.query_params.get("nodeId")
+    if not node_id or "\x00" in node_id:
+        return service.node_product(products, node_id)
+    async with request.app.state.engine.connect() as conn:
+        ref = await resolve_node_id(conn, node_id)
+        if ref is None:
+            return service.node_product(products, node_id)
+        if ref.kind == "job":
+            return await service.job_product(conn, products, ref.namespace, ref.name), None
+        owner = await service.dataset_product(conn, products, ref.namespace, ref.name)
+    return owner, dataset_object(ref.namespace, ref.name)
+
+
 async def _body_dataset(request: Request) -> tuple[str, str] | None:
     """(namespace, dataset) named by a JSON body; None when it names none (validation answers next).
     Starlette caches the body, so the handler reads the same bytes."""
@@ -176,6 +198,38 @@ async def authorize_route(request: Request, principal: Principal) -> None:
         await service.record_denial(request.app.state.engine, principal, decision, request.url.path)
         raise forbidden(decision)
     request.state.decision = decision
+
+
+def masked_read(request: Request) -> bool:
+    """Was the route's read allowed only through a masked-columns-only grant? Then the handler redacts
+    the columns holding unmasked PII (catalog/policy/masking.py)."""
+    decision: Decision | None = getattr(request.state, "decision", None)
+    return decision is not None and decision.masked
+
+
+async def redactions(
+    request: Request, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], frozenset[str]]:
+    """For a read allowed through a masked-columns-only grant (`masked_read`): the columns to redact of
+    each (namespace, dataset) among `keys` the caller may not read in full — the granted ones, and any
+    other product's in the same result. Two statements whatever the number of datasets (their stored
+    products, their PII columns); none when the read was not masked."""
+    if not masked_read(request):
+        return {}
+    enforcer: PolicyEnforcer = request.app.state.enforcer
+    principal: Principal = request.state.principal
+    products = enforcer.products.current
+    wanted = sorted(set(keys))
+    stored = await service.stored_products(conn, [("dataset", ns, name) for ns, name in wanted])
+    partial = []
+    for ns, name in wanted:
+        owner = service.resolve_product(products, "dataset", ns, name, stored.get(("dataset", ns, name)))
+        decision = enforcer.decide(
+            principal, "catalog.internals", "read", owner, resource=dataset_object(ns, name)
+        )
+        if not decision.allowed or decision.masked:
+            partial.append((ns, name))
+    return await unmasked_pii_columns(conn, partial) if partial else {}
 
 
 async def authorize(

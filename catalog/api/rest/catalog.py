@@ -7,9 +7,10 @@ import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator
 
+from catalog.api.rest.authz import masked_read
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.metadata import service
@@ -47,17 +48,26 @@ async def get_namespace(namespace: Namespace, conn: ReadConn, _: PrincipalDep) -
 
 @router.get("/namespaces/{namespace}/datasets", summary="List a namespace's datasets", responses=ERRORS)
 async def list_datasets(
-    namespace: Namespace, conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    namespace: Namespace,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Json:
-    page = await service.list_datasets(conn, namespace=namespace, limit=limit, offset=offset)
+    page = await service.list_datasets(
+        conn, namespace=namespace, limit=limit, offset=offset, masked=masked_read(request)
+    )
     if page is None:
         raise _not_found(f"namespace {namespace!r}")
     return {"datasets": page[0], "totalCount": page[1]}
 
 
 @router.get("/namespaces/{namespace}/datasets/{dataset:path}", summary="Get a dataset", responses=ERRORS)
-async def get_dataset(namespace: Namespace, dataset: DatasetName, conn: ReadConn, _: PrincipalDep) -> Json:
-    row = await service.get_dataset(conn, namespace=namespace, name=dataset)
+async def get_dataset(
+    namespace: Namespace, dataset: DatasetName, request: Request, conn: ReadConn, _: PrincipalDep
+) -> Json:
+    row = await service.get_dataset(conn, namespace=namespace, name=dataset, masked=masked_read(request))
     if row is None:
         raise _not_found(f"dataset {dataset!r} in namespace {namespace!r}")
     return row

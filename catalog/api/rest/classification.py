@@ -4,7 +4,7 @@ GET    /api/v1/classifications?namespace=&dataset=[&field=]   effective classifi
 GET    /api/v1/classifications/decisions                      stewards' decisions (audit trail)
 POST   /api/v1/classifications/decisions                      add / confirm / reject a tag on a field
 DELETE /api/v1/classifications/decisions/{id}                 withdraw a decision (kept, marked retired)
-GET    /api/v1/pii/inventory?namespace=&asOf=                 every field holding PII
+GET    /api/v1/pii/inventory?namespace=&product=&tier=&asOf=  every field holding PII
 GET    /api/v1/pii/flow?namespace=&dataset=&field=            where a column's value goes, hop by hop
 """
 
@@ -18,11 +18,13 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
+from catalog.api.rest.authz import masked_read
 from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
 from catalog.ingest.writer import is_unavailable
+from catalog.policy.masking import redact_classifications
 
 router = APIRouter(prefix="/api/v1", tags=["classification"])
 
@@ -75,15 +77,25 @@ class DecisionIn(BaseModel):
 
 @router.get("/classifications", summary="Effective classifications of a dataset", responses=ERRORS)
 async def list_classifications(
+    request: Request,
     conn: Tx,
     _: PrincipalDep,
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
     field: Annotated[Name | None, Query()] = None,
 ) -> Json:
-    rows = await service.list_classifications(conn, namespace=namespace, dataset=dataset, field=field)
+    masked = masked_read(request)
+    # Through a masked-columns-only grant the PII columns' rows are left out (catalog/policy/masking.py);
+    # which columns those are is read off the dataset's own rows (no further statement).
+    rows = await service.list_classifications(
+        conn, namespace=namespace, dataset=dataset, field=None if masked else field
+    )
     if rows is None:
         raise Problem("not-found", f"dataset {dataset!r} in namespace {namespace!r} not found")
+    if masked:
+        sensitive = {r["field"] for r in rows if r["field"] is not None and r["status"] == "pii"}
+        rows = redact_classifications(rows, namespace, dataset, sensitive)
+        rows = [r for r in rows if field is None or r["field"] == field]
     return {"classifications": rows}
 
 
@@ -146,29 +158,37 @@ async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -
 
 @router.get("/pii/inventory", summary="Every field holding PII (effective, unmasked)", responses=ERRORS)
 async def pii_inventory(
+    request: Request,
     conn: Tx,
     _: PrincipalDep,
     namespace: Annotated[Name | None, Query()] = None,
     product: Annotated[
-        str | None, Query(description="Not available yet: products arrive with the boundaries work.")
+        Name | None,
+        Query(description="Only datasets of this product (stored assignment, else products.yaml)."),
     ] = None,
     tier: Annotated[
-        str | None, Query(description="Not available yet: tiers arrive with the boundaries work.")
+        Name | None,
+        Query(description="Only datasets whose namespace is in this tier (oltp, stream, analytics, ...)."),
     ] = None,
-    as_of: Annotated[dt.datetime | None, Query(alias="asOf")] = None,
+    as_of: Annotated[
+        dt.datetime | None,
+        Query(alias="asOf", description="The inventory as it stood at this instant (UTC when no offset)."),
+    ] = None,
     limit: Limit = 1000,
     offset: Offset = 0,
 ) -> Json:
-    if product is not None or tier is not None:
-        raise Problem(
-            "invalid-parameter",
-            "product and tier filters are not available yet (namespaces have no product/tier); use namespace",
-            pointer="product" if product is not None else "tier",
-        )
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
+    enforcer = getattr(request.app.state, "enforcer", None)
     rows, total = await service.pii_inventory(
-        conn, namespace=namespace, as_of=as_of, limit=limit, offset=offset
+        conn,
+        namespace=namespace,
+        product=product,
+        tier=tier,
+        as_of=as_of,
+        products=enforcer.products.current if enforcer is not None else None,
+        limit=limit,
+        offset=offset,
     )
     return {"fields": rows, "totalCount": total}
 

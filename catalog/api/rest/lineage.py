@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.api.rest.authz import redactions
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.auth.service import Principal
@@ -37,6 +38,7 @@ from catalog.metadata.service import (
     iso,
     version_uuid,
 )
+from catalog.policy.masking import hide_columns, redact_dataset
 from catalog.tags import service as tags_service
 
 router = APIRouter(prefix="/api/v1", tags=["lineage"])
@@ -88,6 +90,7 @@ async def _resolve(conn: AsyncConnection, node_id: str) -> NodeRef:
 
 @router.get("/lineage", summary="Dataset/job lineage graph around a node (Marquez shape)", responses=ERRORS)
 async def get_lineage(
+    request: Request,
     conn: ReadConn,
     _: PrincipalDep,
     node_id: NodeIdParam,
@@ -110,12 +113,16 @@ async def get_lineage(
     )
     if graph is None:
         raise Problem("not-found", f"node {node_id!r} did not exist at {as_of}", pointer="nodeId")
-    return {"graph": await _lineage_nodes(conn, graph)}
+    return {"graph": await _lineage_nodes(conn, graph, request)}
 
 
-async def _lineage_nodes(conn: AsyncConnection, graph: LineageGraph) -> list[Json]:
-    """Graph nodes with the same data GET dataset/job answers, fetched in bulk (a fixed number of queries)."""
+async def _lineage_nodes(
+    conn: AsyncConnection, graph: LineageGraph, request: Request | None = None
+) -> list[Json]:
+    """Graph nodes with the same data GET dataset/job answers, fetched in bulk (a fixed number of queries);
+    through a masked-columns-only grant, with the PII columns redacted (catalog/policy/masking.py)."""
     datasets = [(n.namespace, n.name) for n in graph.nodes if n.kind == "dataset"]
+    redacted = await redactions(request, conn, datasets) if request is not None else {}
     jobs = [(n.namespace, n.name) for n in graph.nodes if n.kind == "job"]
     keys = {"ns": [k[0] for k in datasets], "names": [k[1] for k in datasets]}
     data: dict[str, Json] = {}
@@ -134,6 +141,7 @@ async def _lineage_nodes(conn: AsyncConnection, graph: LineageGraph) -> list[Jso
         tags = await tags_service.tags_of(conn, datasets)
         for r in rows:
             body = tags_service.apply_tags(_dataset(r, facets.get(r.id, {})), tags.get((r.namespace, r.name)))
+            body = redact_dataset(body, redacted.get((r.namespace, r.name), frozenset()))
             data[lineage_service.dataset_node_id(r.namespace, r.name)] = body
     if jobs:
         rows = (
@@ -172,6 +180,7 @@ async def _lineage_nodes(conn: AsyncConnection, graph: LineageGraph) -> list[Jso
     "/column-lineage", summary="Column lineage graph around a field, dataset or job", responses=ERRORS
 )
 async def get_column_lineage(
+    request: Request,
     conn: ReadConn,
     _: PrincipalDep,
     node_id: NodeIdParam,
@@ -213,6 +222,10 @@ async def get_column_lineage(
             graphs.append(graph)
     if not graphs and ref.kind != "job":
         raise Problem("not-found", f"node {node_id!r} did not exist at {as_of}", pointer="nodeId")
+    # Through a masked-columns-only grant the PII columns' hops are hidden (catalog/policy/masking.py).
+    redacted = await redactions(request, conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes})
+    if redacted:
+        graphs = [hide_columns(g, redacted) for g in graphs]
     return {"graph": _column_nodes(graphs)}
 
 
@@ -349,11 +362,20 @@ LIMIT :limit OFFSET :offset
 
 
 async def _versions(
-    conn: AsyncConnection, namespace: str, name: str, *, version: bytes | None, limit: int, offset: int
+    request: Request,
+    conn: AsyncConnection,
+    namespace: str,
+    name: str,
+    *,
+    version: bytes | None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[Json], int] | None:
     dataset = await _dataset_body(conn, namespace, name)
     if dataset is None:
         return None
+    # Through a masked-columns-only grant the PII columns are redacted (catalog/policy/masking.py).
+    sensitive = (await redactions(request, conn, [(namespace, name)])).get((namespace, name), frozenset())
     rows = (
         await conn.execute(
             text(VERSIONS),
@@ -373,7 +395,7 @@ async def _versions(
             }
         )
         body.pop("currentVersion", None)
-        out.append(body)
+        out.append(redact_dataset(body, sensitive))
     return out, (rows[0].total if rows else 0)
 
 
@@ -385,12 +407,13 @@ async def _versions(
 async def list_dataset_versions(
     namespace: Namespace,
     dataset: DatasetName,
+    request: Request,
     conn: ReadConn,
     _: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
-    page = await _versions(conn, namespace, dataset, version=None, limit=limit, offset=offset)
+    page = await _versions(request, conn, namespace, dataset, version=None, limit=limit, offset=offset)
     if page is None:
         raise Problem("not-found", f"dataset {dataset!r} in namespace {namespace!r} not found")
     return {"versions": page[0], "totalCount": page[1]}
@@ -402,13 +425,18 @@ async def list_dataset_versions(
     responses=ERRORS,
 )
 async def get_dataset_version(
-    namespace: Namespace, dataset: DatasetName, version: str, conn: ReadConn, _: PrincipalDep
+    namespace: Namespace,
+    dataset: DatasetName,
+    version: str,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
 ) -> Json:
     try:
         prefix = uuid.UUID(version).bytes
     except ValueError as exc:
         raise Problem("invalid-parameter", "version must be a UUID", pointer="version") from exc
-    page = await _versions(conn, namespace, dataset, version=prefix, limit=1, offset=0)
+    page = await _versions(request, conn, namespace, dataset, version=prefix, limit=1, offset=0)
     if not page or not page[0]:
         raise Problem("not-found", f"version {version} of dataset {dataset!r} not found")
     return page[0][0]

@@ -168,7 +168,7 @@ PII_INVENTORY = _ep(
     "pii_inventory",
     "GET",
     "/api/v1/pii/inventory",
-    query=("namespace", "asOf", *PAGE),
+    query=("namespace", "product", "tier", "asOf", *PAGE),
     response=m.Classification,
     list_key="fields",
 )

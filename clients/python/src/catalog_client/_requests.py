@@ -160,8 +160,19 @@ class Requests:
     def retire_decision(self, decision_id: int) -> p.Call[m.Decision]:
         return p.build(p.RETIRE_DECISION, p.model(m.Decision), path={"decision_id": str(decision_id)})
 
-    def pii_inventory(self, namespace: str | None, as_of: dt.datetime | None) -> p.Pager[m.Classification]:
-        params: dict[str, p.ParamValue] = {"namespace": namespace, "asOf": as_of}
+    def pii_inventory(
+        self,
+        namespace: str | None,
+        as_of: dt.datetime | None,
+        product: str | None = None,
+        tier: str | None = None,
+    ) -> p.Pager[m.Classification]:
+        params: dict[str, p.ParamValue] = {
+            "namespace": namespace,
+            "product": product,
+            "tier": tier,
+            "asOf": as_of,
+        }
         return p.offset_pager(p.PII_INVENTORY, params=params, page_size=self.page_size)
 
     def pii_flow(self, namespace: str, dataset: str, field: str) -> p.Call[dict[str, Any]]:

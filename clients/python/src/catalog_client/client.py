@@ -228,9 +228,15 @@ class CatalogClient(_Base):
         return self.send(self.requests.retire_decision(decision_id))
 
     def pii_inventory(
-        self, *, namespace: str | None = None, as_of: dt.datetime | None = None
+        self,
+        *,
+        namespace: str | None = None,
+        product: str | None = None,
+        tier: str | None = None,
+        as_of: dt.datetime | None = None,
     ) -> Iterator[m.Classification]:
-        return self.iterate(self.requests.pii_inventory(namespace, as_of))
+        """Every field holding PII; `product`/`tier` filter by the dataset's product and its namespace's tier."""
+        return self.iterate(self.requests.pii_inventory(namespace, as_of, product, tier))
 
     def pii_flow(self, namespace: str, dataset: str, field: str) -> dict[str, Any]:
         return self.send(self.requests.pii_flow(namespace, dataset, field))
@@ -490,9 +496,15 @@ class AsyncCatalogClient(_Base):
         return await self.send(self.requests.retire_decision(decision_id))
 
     def pii_inventory(
-        self, *, namespace: str | None = None, as_of: dt.datetime | None = None
+        self,
+        *,
+        namespace: str | None = None,
+        product: str | None = None,
+        tier: str | None = None,
+        as_of: dt.datetime | None = None,
     ) -> AsyncIterator[m.Classification]:
-        return self.iterate(self.requests.pii_inventory(namespace, as_of))
+        """Every field holding PII; `product`/`tier` filter by the dataset's product and its namespace's tier."""
+        return self.iterate(self.requests.pii_inventory(namespace, as_of, product, tier))
 
     async def pii_flow(self, namespace: str, dataset: str, field: str) -> dict[str, Any]:
         return await self.send(self.requests.pii_flow(namespace, dataset, field))

@@ -223,6 +223,8 @@ class Classification(Model):
     depth: int | None = None
     path: list[str] | None = None
     rule: str | None = None
+    product: str | None = None  # in the PII inventory: the dataset's product
+    tier: str | None = None  # in the PII inventory: its namespace's tier
 
 
 class Decision(Model):
