@@ -9,7 +9,8 @@ Without --dsn an embedded PostgreSQL is started in a temporary directory (and re
 
 1. Loads bench/lineage.py's graph (same generator and seed: every job reads 2 random datasets and writes 4,
    realistic PII columns, 30% of PII column edges masked) through the batch ingest path, so detection and
-   propagation already ran over it; `--reuse` keeps the database between runs.
+   propagation already ran over it; `--reuse` keeps the database between runs (the same database as
+   `bench/lineage.py --reuse` for the same size and seed, so the graph is loaded once for both).
 2. For `--events` single events — reruns of random existing jobs with two fresh random inputs, so each one
    brings new column edges whose PII must be propagated downstream of its outputs — measures, each in its
    own transaction that is rolled back afterwards (every sample sees the same graph), interleaved:
@@ -61,7 +62,6 @@ from catalog.openlineage.events import Limits  # noqa: E402
 from catalog.openlineage.validation import parse_event  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "classification-latest.json"
-DB_NAME = "catalog_bench_classification"
 MEASURE_FROM = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)  # after everything the load wrote
 
 
@@ -246,17 +246,23 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
     }
 
 
+def database_name(n_datasets: int, seed: int) -> str:
+    """The lineage benchmark's database name for the same graph: with --reuse, either bench loads it once."""
+    return f"{lineage_bench.DB_NAME}_{n_datasets}_{seed}"
+
+
 def prepare(admin_dsn: str, reuse: bool, n_datasets: int, seed: int) -> tuple[str, dict[str, Any]]:
     """Create (or reuse) the benchmark database on the server and load the graph; returns its URL."""
-    url = make_url(admin_dsn).set(database=DB_NAME).render_as_string(hide_password=False)
+    db_name = database_name(n_datasets, seed)
+    url = make_url(admin_dsn).set(database=db_name).render_as_string(hide_password=False)
     load: dict[str, Any] = {"reused": True}
     with psycopg.connect(libpq_dsn(admin_dsn), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
         if exists and not reuse:
-            conn.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE "{db_name}" WITH (FORCE)')
             exists = None
         if not exists:
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            conn.execute(f'CREATE DATABASE "{db_name}"')
     if not exists:
         migrate.upgrade(url)
         events = lineage_bench.generate(n_datasets, seed)
@@ -294,7 +300,9 @@ def main() -> None:
         finally:
             if not args.reuse:
                 with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+                    conn.execute(
+                        f'DROP DATABASE IF EXISTS "{database_name(args.datasets, args.seed)}" WITH (FORCE)'
+                    )
     finally:
         if embedded is not None:
             embedded.destroy()
