@@ -18,6 +18,10 @@ How a redacted column shows:
   only content is its details.
 - Classifications (REST /classifications) leave out the column's rows: its tags are its details. Hops
   through it are removed from the propagation paths of the other rows.
+- The PII inventory (REST /pii/inventory, GraphQL piiInventory) and the decisions list (REST
+  /classifications/decisions) leave out the column's rows; a PII flow (REST /pii/flow, GraphQL piiFlow)
+  leaves out the hops into or out of it (counted in `omittedHops`), and its classifications when it is
+  the origin.
 - Column lineage: the column's hops are hidden — the column's node and every edge into or out of it are
   left out, and so is whatever the graph reached only through it (a node whose only content is its hops
   would otherwise still say where the value came from). If the column is the graph's own root, the graph
@@ -166,6 +170,73 @@ def hide_columns(graph: ColumnGraph, sensitive: Mapping[DatasetKey, Set[str]]) -
         nodes=[n for i, n in nodes.items() if i in reached],
         edges=[e for e in edges if e.origin in reached and e.destination in reached],
     )
+
+
+def collapse_unreadable(graph: ColumnGraph, hidden: Set[DatasetKey]) -> ColumnGraph:
+    """Column lineage with the columns of datasets the caller may not read (`hidden`) collapsed to
+    their dataset's node (`field` null), and without the edges such a dataset declares (its column
+    lineage facet is its internals); edges from its columns into readable ones keep the readable side's
+    transformation. The rule of GraphQL `columnLineage` and REST /column-lineage alike."""
+    if not hidden:
+        return graph
+    from catalog.lineage.service import field_node_id
+
+    replaced: dict[str, str] = {}
+    nodes: dict[str, Any] = {}
+    for n in graph.nodes:
+        if (n.namespace, n.dataset) in hidden:
+            whole = field_node_id(n.namespace, n.dataset, None)
+            replaced[n.id] = whole
+            nodes.setdefault(whole, dataclasses.replace(n, id=whole, field=None))
+        else:
+            nodes.setdefault(n.id, n)
+    edges: dict[tuple[Any, ...], Any] = {}
+    for e in graph.edges:
+        if e.destination in replaced:
+            continue
+        edge = dataclasses.replace(e, origin=replaced.get(e.origin, e.origin))
+        key = (edge.origin, edge.destination, edge.transformation_type, edge.transformation_subtype)
+        edges.setdefault((*key, edge.job_namespace, edge.job_name), edge)
+    root = replaced.get(graph.root, graph.root)
+    return dataclasses.replace(
+        graph, root=root, nodes=sorted(nodes.values(), key=lambda n: n.id), edges=list(edges.values())
+    )
+
+
+# What of a dataset body is discoverable by any catalog user (name, owner, product): the rest — columns,
+# facets, classifications (tags), source, versions — is internals.
+DISCOVERABLE_DATASET_KEYS = frozenset(
+    {"id", "type", "name", "physicalName", "createdAt", "updatedAt", "namespace", "description", "deleted"}
+)
+
+
+def discoverable_dataset(body: Json) -> Json:
+    """A REST dataset body (a lineage graph node's `data`) as a caller without access to the dataset's
+    internals sees it: same keys, internals emptied (no fields, facets or tags; no source or version)."""
+    return {
+        key: value
+        if key in DISCOVERABLE_DATASET_KEYS
+        else []
+        if isinstance(value, list)
+        else {}
+        if isinstance(value, dict)
+        else None
+        for key, value in body.items()
+    }
+
+
+# What of a job body is discoverable: its name, dates, description and the datasets it reads and
+# writes (lineage at the dataset level); its facets, SQL, source location and runs are internals.
+JOB_INTERNALS = ("location", "sql", "jobType", "facets", "latestRun")
+
+
+def discoverable_job(body: Json) -> Json:
+    """A REST job body as a caller without access to the job's product's internals sees it: same keys,
+    internals emptied."""
+    return {
+        key: ({} if key == "facets" else None) if key in JOB_INTERNALS else value
+        for key, value in body.items()
+    }
 
 
 def _root_dataset(root: str, node: Any) -> bool:

@@ -173,7 +173,9 @@ async def test_a_masked_only_grantee_reads_amount_fully_and_cpf_redacted(
 
     graph = {n["id"]: n for n in answers["columns"].json()["graph"]}
     assert AMOUNT in graph
-    assert [i["field"] for i in graph[AMOUNT]["data"]["inputFields"]] == ["value"]
+    # the ledger is not granted: its columns show only as its dataset (GraphQL columnLineage's rule)
+    assert [i["field"] for i in graph[AMOUNT]["data"]["inputFields"]] == [None]
+    assert [i["dataset"] for i in graph[AMOUNT]["data"]["inputFields"]] == [LEDGER]
     assert CPF not in graph
     # nor whatever fed cpf: the hop through it is hidden, with what was reached only through it
     assert not any(n["data"]["field"] == "document_number" for n in graph.values())

@@ -5,7 +5,9 @@ and `Dataset.hasPii` are checked like `Dataset.fields`; `piiFlow` needs the orig
 (null with a FORBIDDEN error otherwise) and leaves out the hops into or out of datasets the caller may not
 read (counted in `omittedHops`); `piiInventory(product)` needs that product's internals, as REST's
 `GET /api/v1/pii/inventory?product=` does, and without `product` leaves out the fields of datasets the
-caller may not read. Everything is read through catalog.classification.service, the code REST uses.
+caller may not read. Through a masked-columns-only grant the redacted columns (catalog/policy/masking.py)
+are left out of both: their inventory rows, and the flow's hops into or out of them (also counted).
+Everything is read through catalog.classification.service, the code REST uses.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.api.graphql.context import GraphQLContext
 from catalog.classification import service
 from catalog.db.engine import raw_connection
+from catalog.policy.masking import is_redacted
 
 if TYPE_CHECKING:
     from catalog.api.graphql.types import PageInfo
@@ -136,7 +139,19 @@ async def pii_inventory(
     datasets = sorted({(i["namespace"], i["dataset"]) for i in items})
     verdicts = await asyncio.gather(*(authz.allows("dataset", ns, ds) for ns, ds in datasets))
     hidden = {key for key, ok in zip(datasets, verdicts, strict=True) if not ok}
-    readable = [i for i in items if (i["namespace"], i["dataset"]) not in hidden]
+    # Through a masked-columns-only grant the dataset's unmasked PII columns are redacted: left out.
+    shown = [key for key in datasets if key not in hidden]
+    sets = await asyncio.gather(*(authz.redactions(ns, ds) for ns, ds in shown))
+    redacted = dict(zip(shown, sets, strict=True))
+    readable = [
+        i
+        for i in items
+        if (i["namespace"], i["dataset"]) not in hidden
+        and not (
+            i["field"] is not None
+            and is_redacted(i["field"], redacted.get((i["namespace"], i["dataset"]), frozenset()))
+        )
+    ]
     nodes = [
         PiiField(
             namespace=i["namespace"],
@@ -241,15 +256,24 @@ async def pii_flow(info: Info, *, namespace: str, dataset: str, field: str, dept
     ends = sorted({(h[end]["namespace"], h[end]["dataset"]) for h in flow["hops"] for end in ("from", "to")})
     verdicts = await asyncio.gather(*(authz.allows("dataset", ns, ds) for ns, ds in ends))
     hidden = {key for key, ok in zip(ends, verdicts, strict=True) if not ok}
-    shown = [
-        h
-        for h in flow["hops"]
-        if not any((h[end]["namespace"], h[end]["dataset"]) in hidden for end in ("from", "to"))
-    ]
+    # Through a masked-columns-only grant, hops into or out of redacted columns are left out too.
+    readable = [key for key in ends if key not in hidden]
+    sets = await asyncio.gather(*(authz.redactions(ns, ds) for ns, ds in readable))
+    redacted = dict(zip(readable, sets, strict=True))
+
+    def visible(ref: Json) -> bool:
+        key = (ref["namespace"], ref["dataset"])
+        if key in hidden:
+            return False
+        return ref["field"] is None or not is_redacted(ref["field"], redacted.get(key, frozenset()))
+
+    shown = [h for h in flow["hops"] if visible(h["from"]) and visible(h["to"])]
     origin = flow["origin"]
+    own = await authz.redactions(namespace, dataset)
+    origin_hidden = is_redacted(field, own)
     return PiiFlow(
         origin=_column(origin),
-        classifications=[Classification.of(c) for c in origin["classifications"]],
+        classifications=[] if origin_hidden else [Classification.of(c) for c in origin["classifications"]],
         hops=[_hop(h) for h in shown],
         omitted_hops=len(flow["hops"]) - len(shown),
     )

@@ -4,7 +4,6 @@ limits, a page size cap, a time limit, masking of unexpected errors)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable
@@ -56,7 +55,7 @@ from catalog.api.graphql.types import (
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph
 from catalog.metadata import batch
-from catalog.policy.masking import hide_columns
+from catalog.policy.masking import collapse_unreadable, hide_columns
 
 
 @strawberry.type
@@ -338,28 +337,7 @@ async def readable_columns(info: Info, graph: ColumnGraph) -> ColumnGraph:
     redacted = await asyncio.gather(*(info.context.authz.redactions(ns, ds) for ns, ds in readable))
     if any(redacted):
         graph = hide_columns(graph, dict(zip(readable, redacted, strict=True)))
-    if not hidden:
-        return graph
-    replaced: dict[str, str] = {}
-    nodes: dict[str, lineage_service.ColumnNode] = {}
-    for n in graph.nodes:
-        if (n.namespace, n.dataset) in hidden:
-            whole = lineage_service.field_node_id(n.namespace, n.dataset, None)
-            replaced[n.id] = whole
-            nodes.setdefault(whole, dataclasses.replace(n, id=whole, field=None))
-        else:
-            nodes.setdefault(n.id, n)
-    edges: dict[tuple[Any, ...], lineage_service.ColumnLineageEdge] = {}
-    for e in graph.edges:
-        if e.destination in replaced:
-            continue
-        edge = dataclasses.replace(e, origin=replaced.get(e.origin, e.origin))
-        key = (edge.origin, edge.destination, edge.transformation_type, edge.transformation_subtype)
-        edges.setdefault((*key, edge.job_namespace, edge.job_name), edge)
-    root = replaced.get(graph.root, graph.root)
-    return dataclasses.replace(
-        graph, root=root, nodes=sorted(nodes.values(), key=lambda n: n.id), edges=list(edges.values())
-    )
+    return collapse_unreadable(graph, hidden)
 
 
 def lineage_depth(info: Info, depth: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +28,7 @@ from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy import service
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
 from catalog.policy.grants import grant_product
+from catalog.policy.masking import DatasetKey
 from catalog.policy.products import ProductMap
 from catalog.policy.routes import RoutePolicy, route_policy
 
@@ -230,6 +232,115 @@ async def redactions(
         if not decision.allowed or decision.masked:
             partial.append((ns, name))
     return await unmasked_pii_columns(conn, partial) if partial else {}
+
+
+@dataclass(frozen=True, slots=True)
+class InternalsScope:
+    """What the caller may see of the internals of many datasets in one many-product result (a PII
+    inventory, a decisions list, a lineage graph, a PII flow): the same rule as GraphQL's `allows` /
+    `redactions` (catalog/api/graphql/authz.py). `hidden`: datasets whose internals the caller may not
+    read (their parts are left out, or shown only by name); `redacted`: columns to redact of datasets
+    read through a masked-columns-only grant (catalog/policy/masking.py). `everything`: the caller may
+    read internals in every product (auditor, admin; no policy configured) — nothing to filter."""
+
+    hidden: frozenset[DatasetKey] = frozenset()
+    redacted: dict[DatasetKey, frozenset[str]] = field(default_factory=dict)
+    everything: bool = False
+
+    def shows(self, key: DatasetKey) -> bool:
+        return key not in self.hidden
+
+    def sensitive(self, key: DatasetKey) -> frozenset[str]:
+        return self.redacted.get(key, frozenset())
+
+
+EVERYTHING = InternalsScope(everything=True)
+
+
+def reads_internals_everywhere(request: Request) -> bool:
+    """May the caller read `catalog.internals` in every product's domain and where none is known? Then
+    no dataset of a result needs its product looked up (auditor, admin; or no policy configured)."""
+    enforcer: PolicyEnforcer | None = getattr(request.app.state, "enforcer", None)
+    if enforcer is None:
+        return True
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        return False
+    domains = [*sorted(enforcer.products.current.products), UNOWNED]
+    return all(enforcer.decide(principal, "catalog.internals", "read", d).allowed for d in domains)
+
+
+async def internals_scope(
+    request: Request, conn: AsyncConnection | None, keys: Iterable[DatasetKey]
+) -> InternalsScope:
+    """The `InternalsScope` of the caller over the datasets `keys`, set-based: one statement for the
+    stored products of all of them and one for the PII columns of the masked-granted ones, none for
+    auditor/admin. `conn` None: a connection of the app's engine is used (handlers holding a raw asyncpg
+    connection). A denial that hides something is recorded once per request and rule, as GraphQL does."""
+    if reads_internals_everywhere(request):
+        return EVERYTHING
+    wanted = sorted(set(keys))
+    if not wanted:
+        return InternalsScope()
+    if conn is None:
+        async with request.app.state.engine.connect() as own:
+            return await _internals_scope(request, own, wanted)
+    return await _internals_scope(request, conn, wanted)
+
+
+async def _internals_scope(
+    request: Request, conn: AsyncConnection, wanted: list[DatasetKey]
+) -> InternalsScope:
+    enforcer: PolicyEnforcer = request.app.state.enforcer
+    principal: Principal = request.state.principal
+    products = enforcer.products.current
+    stored = await service.stored_products(conn, [("dataset", ns, name) for ns, name in wanted])
+    hidden: set[DatasetKey] = set()
+    masked: list[DatasetKey] = []
+    denials: dict[tuple[str, str, str], Decision] = {}
+    for ns, name in wanted:
+        owner = service.resolve_product(products, "dataset", ns, name, stored.get(("dataset", ns, name)))
+        decision = enforcer.decide(
+            principal, "catalog.internals", "read", owner, resource=dataset_object(ns, name)
+        )
+        if not decision.allowed:
+            hidden.add((ns, name))
+            denials.setdefault((decision.rule, decision.obj, decision.act), decision)
+        elif decision.masked:
+            masked.append((ns, name))
+    redacted = await unmasked_pii_columns(conn, masked) if masked else {}
+    for decision in denials.values():
+        await service.record_denial(request.app.state.engine, principal, decision, request.url.path)
+    return InternalsScope(hidden=frozenset(hidden), redacted=redacted)
+
+
+async def hidden_jobs(
+    request: Request, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+) -> frozenset[tuple[str, str]]:
+    """The (namespace, name) among `keys` of jobs whose internals (facets, SQL, source location, runs)
+    the caller may not read — GraphQL's rule for `Job.facets`/`runs`; grants name datasets, so only the
+    job's product decides. One statement for all of them, none for auditor/admin; a denial is recorded
+    once per request and rule."""
+    if reads_internals_everywhere(request):
+        return frozenset()
+    wanted = sorted(set(keys))
+    if not wanted:
+        return frozenset()
+    enforcer: PolicyEnforcer = request.app.state.enforcer
+    principal: Principal = request.state.principal
+    products = enforcer.products.current
+    stored = await service.stored_products(conn, [("job", ns, name) for ns, name in wanted])
+    hidden: set[tuple[str, str]] = set()
+    denials: dict[tuple[str, str, str], Decision] = {}
+    for ns, name in wanted:
+        owner = service.resolve_product(products, "job", ns, name, stored.get(("job", ns, name)))
+        decision = enforcer.decide(principal, "catalog.internals", "read", owner)
+        if not decision.allowed:
+            hidden.add((ns, name))
+            denials.setdefault((decision.rule, decision.obj, decision.act), decision)
+    for decision in denials.values():
+        await service.record_denial(request.app.state.engine, principal, decision, request.url.path)
+    return frozenset(hidden)
 
 
 async def authorize(

@@ -9,11 +9,13 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.authz import masked_read
+from catalog.api.rest.authz import hidden_jobs, internals_scope, masked_read
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.metadata import service
+from catalog.policy.masking import discoverable_dataset, discoverable_job, redact_dataset
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -60,7 +62,14 @@ async def list_datasets(
     )
     if page is None:
         raise _not_found(f"namespace {namespace!r}")
-    return {"datasets": page[0], "totalCount": page[1]}
+    # The namespace's product admitted the request; a dataset of it owned by another product (by name
+    # or ownership facet) shows by name only unless granted, masked-granted ones come redacted.
+    scope = await internals_scope(request, conn, [(d["namespace"], d["name"]) for d in page[0]])
+    datasets = [
+        redact_dataset(d, scope.sensitive(key)) if scope.shows(key) else discoverable_dataset(d)
+        for d, key in ((d, (d["namespace"], d["name"])) for d in page[0])
+    ]
+    return {"datasets": datasets, "totalCount": page[1]}
 
 
 @router.get("/namespaces/{namespace}/datasets/{dataset:path}", summary="Get a dataset", responses=ERRORS)
@@ -73,14 +82,27 @@ async def get_dataset(
     return row
 
 
+async def _discoverable_jobs(request: Request, conn: AsyncConnection, jobs: list[Json]) -> list[Json]:
+    """Jobs are discoverable (name, dates, description, inputs and outputs); the facets, SQL, source
+    location and latest run of a job of a product whose internals the caller may not read are emptied
+    (GraphQL's `Job.facets`/`runs` rule)."""
+    hidden = await hidden_jobs(request, conn, [(j["namespace"], j["name"]) for j in jobs])
+    return [discoverable_job(j) if (j["namespace"], j["name"]) in hidden else j for j in jobs]
+
+
 @router.get("/namespaces/{namespace}/jobs", summary="List a namespace's jobs", responses=ERRORS)
 async def list_jobs(
-    namespace: Namespace, conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    namespace: Namespace,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Json:
     page = await service.list_jobs(conn, namespace=namespace, limit=limit, offset=offset)
     if page is None:
         raise _not_found(f"namespace {namespace!r}")
-    return {"jobs": page[0], "totalCount": page[1]}
+    return {"jobs": await _discoverable_jobs(request, conn, page[0]), "totalCount": page[1]}
 
 
 @router.get(
@@ -101,11 +123,13 @@ async def list_runs(
 
 
 @router.get("/namespaces/{namespace}/jobs/{job:path}", summary="Get a job", responses=ERRORS)
-async def get_job(namespace: Namespace, job: JobName, conn: ReadConn, _: PrincipalDep) -> Json:
+async def get_job(
+    namespace: Namespace, job: JobName, request: Request, conn: ReadConn, _: PrincipalDep
+) -> Json:
     row = await service.get_job(conn, namespace=namespace, name=job)
     if row is None:
         raise _not_found(f"job {job!r} in namespace {namespace!r}")
-    return row
+    return (await _discoverable_jobs(request, conn, [row]))[0]
 
 
 @router.get("/jobs/runs/{run_id}", summary="Get a run by its OpenLineage run id", responses=ERRORS)

@@ -11,6 +11,7 @@ GET    /api/v1/pii/flow?namespace=&dataset=&field=            where a column's v
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
@@ -18,13 +19,13 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
-from catalog.api.rest.authz import masked_read
+from catalog.api.rest.authz import InternalsScope, internals_scope, masked_read, reads_internals_everywhere
 from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
 from catalog.ingest.writer import is_unavailable
-from catalog.policy.masking import redact_classifications
+from catalog.policy.masking import is_redacted, redact_classifications
 
 router = APIRouter(prefix="/api/v1", tags=["classification"])
 
@@ -99,8 +100,17 @@ async def list_classifications(
     return {"classifications": rows}
 
 
-@router.get("/classifications/decisions", summary="Stewards' classification decisions", responses=ERRORS)
+@router.get(
+    "/classifications/decisions",
+    summary="Stewards' classification decisions",
+    description="With `namespace` and `dataset`, that dataset's internals are needed (403 otherwise). "
+    "Otherwise the list holds only decisions on datasets whose internals the caller may read (its own "
+    "product's, granted ones, unowned ones; auditors and admins: all); through a masked-columns-only "
+    "grant, decisions on the columns holding unmasked PII are left out. `totalCount` counts what is shown.",
+    responses=ERRORS,
+)
 async def list_decisions(
+    request: Request,
     conn: Tx,
     _: PrincipalDep,
     namespace: Annotated[Name | None, Query()] = None,
@@ -109,15 +119,24 @@ async def list_decisions(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
-    rows, total = await service.list_decisions(
-        conn,
-        namespace=namespace,
-        dataset=dataset,
-        include_retired=include_retired,
-        limit=limit,
-        offset=offset,
+    if reads_internals_everywhere(request):
+        rows, total = await service.list_decisions(
+            conn,
+            namespace=namespace,
+            dataset=dataset,
+            include_retired=include_retired,
+            limit=limit,
+            offset=offset,
+        )
+        return {"decisions": rows, "totalCount": total}
+    # Another product's decisions are its classifications: internals. Filtered set-based (one statement
+    # for the products of every dataset involved), then paged.
+    everything, _count = await service.list_decisions(
+        conn, namespace=namespace, dataset=dataset, include_retired=include_retired, limit=sys.maxsize
     )
-    return {"decisions": rows, "totalCount": total}
+    scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in everything])
+    shown = [r for r in everything if _visible(r, scope)]
+    return {"decisions": shown[offset : offset + limit], "totalCount": len(shown)}
 
 
 @router.post(
@@ -156,7 +175,15 @@ async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -
         raise Problem("not-found", str(exc)) from exc
 
 
-@router.get("/pii/inventory", summary="Every field holding PII (effective, unmasked)", responses=ERRORS)
+@router.get(
+    "/pii/inventory",
+    summary="Every field holding PII (effective, unmasked)",
+    description="With `product`, that product's internals are needed (403 otherwise). In any case the "
+    "inventory holds only fields of datasets whose internals the caller may read (as GraphQL "
+    "`piiInventory`); through a masked-columns-only grant the dataset's unmasked PII columns are "
+    "redacted, i.e. left out. `totalCount` counts what is shown.",
+    responses=ERRORS,
+)
 async def pii_inventory(
     request: Request,
     conn: Tx,
@@ -180,6 +207,7 @@ async def pii_inventory(
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
     enforcer = getattr(request.app.state, "enforcer", None)
+    everywhere = reads_internals_everywhere(request)
     rows, total = await service.pii_inventory(
         conn,
         namespace=namespace,
@@ -187,14 +215,37 @@ async def pii_inventory(
         tier=tier,
         as_of=as_of,
         products=enforcer.products.current if enforcer is not None else None,
-        limit=limit,
-        offset=offset,
+        limit=limit if everywhere else sys.maxsize,
+        offset=offset if everywhere else 0,
     )
-    return {"fields": rows, "totalCount": total}
+    if everywhere:
+        return {"fields": rows, "totalCount": total}
+    # Fields of datasets the caller may not read are left out (GraphQL piiInventory's rule).
+    scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in rows])
+    shown = [r for r in rows if _visible(r, scope)]
+    return {"fields": shown[offset : offset + limit], "totalCount": len(shown)}
 
 
-@router.get("/pii/flow", summary="Where a column's value goes, hop by hop, masking marked", responses=ERRORS)
+def _visible(column: Json, scope: InternalsScope) -> bool:
+    """May the caller see this (namespace, dataset, field) row: its dataset's internals are readable
+    and the column is not one a masked-columns-only grant redacts."""
+    key = (column["namespace"], column["dataset"])
+    if not scope.shows(key):
+        return False
+    return column["field"] is None or not is_redacted(column["field"], scope.sensitive(key))
+
+
+@router.get(
+    "/pii/flow",
+    summary="Where a column's value goes, hop by hop, masking marked",
+    description="Needs the origin dataset's internals (403 otherwise). Hops into or out of datasets whose "
+    "internals the caller may not read are left out and counted in `omittedHops` (as GraphQL `piiFlow`), "
+    "and so are hops into or out of columns a masked-columns-only grant redacts (their classifications "
+    "too, the origin's included when it is such a column).",
+    responses=ERRORS,
+)
 async def pii_flow(
+    request: Request,
     conn: Tx,
     _: PrincipalDep,
     namespace: Annotated[Name, Query(min_length=1)],
@@ -204,7 +255,14 @@ async def pii_flow(
     flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field)
     if flow is None:
         raise Problem("not-found", f"field {field!r} of {namespace!r}/{dataset!r} not found")
-    return flow
+    hops: list[Json] = flow["hops"]
+    ends = {(h[end]["namespace"], h[end]["dataset"]) for h in hops for end in ("from", "to")}
+    scope = await internals_scope(request, None, ends | {(namespace, dataset)})
+    shown = [h for h in hops if _visible(h["from"], scope) and _visible(h["to"], scope)]
+    origin = flow["origin"]
+    if not _visible(origin, scope):
+        origin = {**origin, "classifications": []}
+    return {"origin": origin, "hops": shown, "omittedHops": len(hops) - len(shown)}
 
 
 STEWARD_ROLES = ("steward", "admin")

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.authz import redactions
+from catalog.api.rest.authz import EVERYTHING, hidden_jobs, internals_scope, redactions
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.auth.service import Principal
@@ -38,7 +38,13 @@ from catalog.metadata.service import (
     iso,
     version_uuid,
 )
-from catalog.policy.masking import hide_columns, redact_dataset
+from catalog.policy.masking import (
+    collapse_unreadable,
+    discoverable_dataset,
+    discoverable_job,
+    hide_columns,
+    redact_dataset,
+)
 from catalog.tags import service as tags_service
 
 router = APIRouter(prefix="/api/v1", tags=["lineage"])
@@ -122,7 +128,9 @@ async def _lineage_nodes(
     """Graph nodes with the same data GET dataset/job answers, fetched in bulk (a fixed number of queries);
     through a masked-columns-only grant, with the PII columns redacted (catalog/policy/masking.py)."""
     datasets = [(n.namespace, n.name) for n in graph.nodes if n.kind == "dataset"]
-    redacted = await redactions(request, conn, datasets) if request is not None else {}
+    # Another product's dataset shows by name only (its columns, facets, tags are internals) unless
+    # granted; through a masked-columns-only grant its PII columns come redacted.
+    scope = await internals_scope(request, conn, datasets) if request is not None else EVERYTHING
     jobs = [(n.namespace, n.name) for n in graph.nodes if n.kind == "job"]
     keys = {"ns": [k[0] for k in datasets], "names": [k[1] for k in datasets]}
     data: dict[str, Json] = {}
@@ -141,7 +149,10 @@ async def _lineage_nodes(
         tags = await tags_service.tags_of(conn, datasets)
         for r in rows:
             body = tags_service.apply_tags(_dataset(r, facets.get(r.id, {})), tags.get((r.namespace, r.name)))
-            body = redact_dataset(body, redacted.get((r.namespace, r.name), frozenset()))
+            if scope.shows((r.namespace, r.name)):
+                body = redact_dataset(body, scope.sensitive((r.namespace, r.name)))
+            else:
+                body = discoverable_dataset(body)
             data[lineage_service.dataset_node_id(r.namespace, r.name)] = body
     if jobs:
         rows = (
@@ -153,7 +164,10 @@ async def _lineage_nodes(
                 {"ns": [k[0] for k in jobs], "names": [k[1] for k in jobs]},
             )
         ).all()
+        hidden = await hidden_jobs(request, conn, jobs) if request is not None else frozenset()
         for body in await _jobs_page(conn, rows):
+            if (body["namespace"], body["name"]) in hidden:
+                body = discoverable_job(body)
             data[lineage_service.job_node_id(body["namespace"], body["name"])] = body
     ins: dict[str, list[Json]] = defaultdict(list)
     outs: dict[str, list[Json]] = defaultdict(list)
@@ -222,10 +236,14 @@ async def get_column_lineage(
             graphs.append(graph)
     if not graphs and ref.kind != "job":
         raise Problem("not-found", f"node {node_id!r} did not exist at {as_of}", pointer="nodeId")
-    # Through a masked-columns-only grant the PII columns' hops are hidden (catalog/policy/masking.py).
-    redacted = await redactions(request, conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes})
-    if redacted:
-        graphs = [hide_columns(g, redacted) for g in graphs]
+    # GraphQL columnLineage's rule: columns of datasets the caller may not read show only as their
+    # dataset, and the edges those datasets declare are left out; through a masked-columns-only grant
+    # the PII columns' hops are hidden (catalog/policy/masking.py).
+    scope = await internals_scope(request, conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes})
+    if scope.redacted:
+        graphs = [hide_columns(g, scope.redacted) for g in graphs]
+    if scope.hidden:
+        graphs = [collapse_unreadable(g, scope.hidden) for g in graphs]
     return {"graph": _column_nodes(graphs)}
 
 
