@@ -1,6 +1,7 @@
-"""Where the shared corpus of real OpenLineage events lives, and its files.
+"""Where the corpus of real OpenLineage events lives, and its files.
 
-`CATALOG_CORPUS_DIR` overrides the default `<repo root>/../shared/corpus`.
+The corpus is vendored in `tests/data/corpus` (a copy of the team's `../shared/corpus`, with its
+PROVENANCE.md) so that a clone anywhere runs the suite; `CATALOG_CORPUS_DIR` points at another copy.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("CATALOG_CORPUS_DIR") or REPO_ROOT.parent / "shared" / "corpus")
+CORPUS = Path(os.environ.get("CATALOG_CORPUS_DIR") or REPO_ROOT / "tests" / "data" / "corpus")
 
 
 def _json_files(folder: str) -> list[Path]:
