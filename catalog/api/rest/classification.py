@@ -62,7 +62,9 @@ async def transaction(request: Request) -> AsyncIterator[RawConnection]:
         raise
 
 
-Tx = Annotated[RawConnection, Depends(transaction)]
+# scope="function": commit before the response is sent, so a client that reads right after a write sees
+# it (FastAPI's default runs the code after `yield` only after the response went out).
+Tx = Annotated[RawConnection, Depends(transaction, scope="function")]
 
 
 class DecisionIn(BaseModel):

@@ -61,4 +61,5 @@ async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
-ReadConn = Annotated[AsyncConnection, Depends(read_connection)]
+# scope="function": the connection goes back to the pool before the response is sent.
+ReadConn = Annotated[AsyncConnection, Depends(read_connection, scope="function")]
