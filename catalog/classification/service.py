@@ -31,7 +31,6 @@ from catalog.classification.propagate import (
     MANUAL_DECISIONS,
     MASKS,
     propagate_from,
-    relax_into,
     targets_of_classified_sources,
 )
 from catalog.classification.rules import RuleSet, default_rules
@@ -64,9 +63,9 @@ async def classify_batch(
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
     fed = await targets_of_classified_sources(conn, fields)
     # A changed detection or declaration can remove PII, so everything downstream is recomputed; a new
-    # edge from a classified column can only add, so only the rows it improves are touched.
-    region = await propagate_from(conn, detected | declared)
-    region += await relax_into(conn, fed)
+    # edge from a classified column can only add, so only the rows it improves are touched. Both settle in
+    # one pass, so that no wave from one meets a row the other has not yet brought up to date.
+    region = await propagate_from(conn, detected | declared, also=fed)
     return ClassifyOutcome(len(detected), len(declared), region)
 
 

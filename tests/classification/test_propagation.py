@@ -3,6 +3,7 @@ cap, and incremental maintenance giving exactly the rows of a from-scratch run, 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -206,3 +207,41 @@ async def test_incremental_maintenance_equals_a_from_scratch_run_in_any_order(
             )
     assert results[0] == results[1]
     assert results[0]  # the scenario propagates something
+
+
+async def test_a_long_chain_of_stale_rows_settles_without_failing_the_ingest(
+    graph: Graph, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shape that stopped the lineage benchmark: rows left stale by an older projection (here: carrying
+    edges written without relaxing their targets), each found only when the previous repair's wave reaches
+    it ~30 hops later, chained past any fixed number of rounds. It must settle, not raise."""
+    gadgets, hops = 5, 30
+    await graph.nodes(0, *range(1, gadgets + 1), *range(100, 100 + gadgets * (hops + 1)))
+    for k in range(1, gadgets + 1):
+        await graph.detect(k)  # S_k, a seed that feeds B_k below through a stale edge
+    nxt = 100
+    previous = 0
+    for k in range(1, gadgets + 1):
+        chain = list(range(nxt, nxt + hops + 1))  # y_1 .. y_hops, then B_k
+        nxt += hops + 1
+        for source, target in zip([previous, *chain[:-1]], chain, strict=True):
+            await graph.edge(source, target)
+        await graph.conn.execute(  # S_k -> B_k, stored but never relaxed
+            "INSERT INTO column_edges (target_dataset_id, target_field_id, source_dataset_id, source_field_id, "
+            "transformation_type, transformation_subtype, masking, first_seen, last_seen) "
+            "VALUES ($1, $2, $3, $4, 'DIRECT', 'IDENTITY', false, now(), now())",
+            graph.datasets[chain[-1]],
+            graph.fields[chain[-1]],
+            graph.datasets[k],
+            graph.fields[k],
+        )
+        previous = chain[-1]
+    with caplog.at_level(logging.WARNING, logger="catalog.classification.propagate"):
+        await graph.detect(0)  # starts the wave down gadget 1: no exception, a warning and a fallback
+    assert "did not settle" in caplog.text
+    live = await graph.rows()
+    # every row is a real path: its parent holds depth - 1, back to a seed
+    assert all(len(path) == depth + 1 for depth, path in live.values())
+    for k in range(1, gadgets):  # B_1 .. B_4, repaired inside the region the fallback recomputed
+        b = 100 + k * (hops + 1) - 1
+        assert live[(b, CPF, False)] == (1, [k, b])
