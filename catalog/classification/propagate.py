@@ -262,6 +262,30 @@ async def _settle(
     return wave
 
 
+NEW_EDGES_FROM_CLASSIFIED = f"""
+WITH manual AS ({MANUAL_DECISIONS})
+SELECT DISTINCT e.target_field_id
+FROM unnest($1::bigint[], $2::bigint[]) AS n(src, dst)
+JOIN column_edges e ON e.source_field_id = n.src AND e.target_field_id = n.dst
+WHERE {CARRIES}
+  AND (EXISTS (SELECT 1 FROM classifications c WHERE c.field_id = e.source_field_id)
+       OR EXISTS (SELECT 1 FROM manual m WHERE m.field_id = e.source_field_id AND m.action <> 'reject'))
+"""
+
+
+async def targets_of_new_edges_from_classified(
+    conn: asyncpg.Connection[Any], edges: Iterable[tuple[int, int]]
+) -> set[int]:
+    """Targets of the given new (source, target) field edges that carry and start at a classified field."""
+    pairs = sorted(set(edges))
+    if not pairs:
+        return set()
+    return {
+        r[0]
+        for r in await conn.fetch(NEW_EDGES_FROM_CLASSIFIED, [s for s, _ in pairs], [t for _, t in pairs])
+    }
+
+
 async def relax(conn: asyncpg.Connection[Any], targets: Iterable[int]) -> int:
     """Settle the rows of `targets` and of whatever their changes improve downstream; returns the number of
     fields examined. Should the wave not have settled within MAX_ROUNDS statements (it cannot loop, but a

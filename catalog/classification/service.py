@@ -32,6 +32,7 @@ from catalog.classification.propagate import (
     MASKS,
     propagate_from,
     targets_of_classified_sources,
+    targets_of_new_edges_from_classified,
 )
 from catalog.classification.rules import RuleSet, default_rules
 from catalog.db.engine import raw_connection
@@ -55,13 +56,22 @@ async def classify_batch(
     *,
     field_ids: Iterable[int],
     dataset_ids: Iterable[int],
+    new_edges: Iterable[tuple[int, int]] | None = None,
     rules: RuleSet | None = None,
 ) -> ClassifyOutcome:
-    """Classify what a batch touched and propagate only from what changed (in the caller's transaction)."""
+    """Classify what a batch touched and propagate only from what changed (in the caller's transaction).
+
+    `new_edges` are the (source, target) field edges the batch inserted. An edge seen before has carried
+    whatever its source held already (and a source whose own classification changed is handled as a
+    change), so only new edges need relaxing; without the list every carrying target of every classified
+    field the batch touched is relaxed, which on a large graph is most of the work."""
     fields = sorted(set(field_ids))
     detected = await refresh_detected(conn, rules or default_rules(), fields)
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
-    fed = await targets_of_classified_sources(conn, fields)
+    if new_edges is None:
+        fed = await targets_of_classified_sources(conn, fields)
+    else:
+        fed = await targets_of_new_edges_from_classified(conn, new_edges)
     # A changed detection or declaration can remove PII, so everything downstream is recomputed; a new
     # edge from a classified column can only add, so only the rows it improves are touched. Both settle in
     # one pass, so that no wave from one meets a row the other has not yet brought up to date.

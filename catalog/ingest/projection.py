@@ -128,6 +128,7 @@ SET description = CASE WHEN (excluded.last_seen, coalesce(excluded.description, 
                        THEN excluded.description ELSE column_edges.description END,
     first_seen = least(column_edges.first_seen, excluded.first_seen),
     last_seen = greatest(column_edges.last_seen, excluded.last_seen)
+RETURNING source_field_id, target_field_id, (xmax = 0) AS inserted
 """
 
 UPSERT_SYMLINKS = """
@@ -160,6 +161,9 @@ class Projected:
 
     dataset_ids: dict[NameKey, int] = field(default_factory=dict)
     field_ids: dict[tuple[int, str], int] = field(default_factory=dict)
+    # (source field, target field) of field-to-field edges this batch inserted (not merely re-saw):
+    # only those can open a new path for PII propagation.
+    new_field_edges: list[tuple[int, int]] = field(default_factory=list)
 
 
 async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
@@ -241,6 +245,7 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
         )
         await conn.execute(UPSERT_JOB_IO, *_columns(io_rows, 5))
 
+    new_field_edges: list[tuple[int, int]] = []
     if rows.edges:
         edge_rows = []
         for (target, target_field, source, source_field, job, ttype, subtype, masking), (
@@ -264,7 +269,11 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
                 )
             )
         edge_rows.sort(key=lambda r: tuple(-1 if v is None else v for v in r[:8]))
-        await conn.execute(UPSERT_EDGES, *_columns(edge_rows, 11))
+        new_field_edges = [
+            (r["source_field_id"], r["target_field_id"])
+            for r in await conn.fetch(UPSERT_EDGES, *_columns(edge_rows, 11))
+            if r["inserted"] and r["source_field_id"] is not None and r["target_field_id"] is not None
+        ]
 
     if rows.symlinks:
         link_rows = sorted(
@@ -279,4 +288,4 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
             for kind, owner, at in rows.observations
         )
         await conn.execute(UPSERT_OBSERVATIONS, *_columns(observation_rows, 3))
-    return Projected(dataset_ids, field_ids)
+    return Projected(dataset_ids, field_ids, new_field_edges)

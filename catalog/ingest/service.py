@@ -96,7 +96,10 @@ async def append_and_project(
     projected = await project(raw, extract(fresh))
     # PII classification before the rules, which judge flows by it (catalog/classification).
     await classify_batch(
-        raw, field_ids=projected.field_ids.values(), dataset_ids=projected.dataset_ids.values()
+        raw,
+        field_ids=projected.field_ids.values(),
+        dataset_ids=projected.dataset_ids.values(),
+        new_edges=projected.new_field_edges,
     )
     await evaluate_batch(raw, fresh)  # governance findings for what the batch touched (catalog/findings)
     return IngestOutcome(frozenset(new_keys), len(events))
@@ -106,7 +109,10 @@ async def project_only(raw: asyncpg.Connection[Any], events: Sequence[OpenLineag
     """Project events that are already in the log (rebuild)."""
     projected = await project(raw, extract(events))
     await classify_batch(
-        raw, field_ids=projected.field_ids.values(), dataset_ids=projected.dataset_ids.values()
+        raw,
+        field_ids=projected.field_ids.values(),
+        dataset_ids=projected.dataset_ids.values(),
+        new_edges=projected.new_field_edges,
     )
 
 
