@@ -103,7 +103,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=settings.pool_size)
-        writer = IngestWriter(engine, max_group=settings.ingest_group_max, lanes=settings.ingest_lanes)
+        writer = IngestWriter(engine, max_group=settings.ingest_group_max)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.state.engine = engine
         app.state.writer = writer

@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     # Concurrent single-event POSTs are coalesced into one transaction of at most this many events
     # (group commit): one writer per process, no row-lock convoys on hot namespace/dataset rows.
     ingest_group_max: int = 256
-    ingest_lanes: int = Field(1, ge=1, le=8, description="Concurrent ingest transactions per process.")
     auth_cache_seconds: float = 2.0
     policies_dir: Path | None = Field(None, description="products.yaml, rules.yaml, model.conf, policy.csv.")
     # Governance rules evaluated in each ingest batch; off, only `catalog scan` evaluates them.

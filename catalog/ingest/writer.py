@@ -1,15 +1,14 @@
 """Group commit for the HTTP ingest path: concurrent requests share one transaction.
 
-Each request hands its validated events to the writer and waits. A writer lane takes everything queued
+Each request hands its validated events to the writer and waits. The writer takes everything queued
 (up to a bound), appends and projects it in ONE transaction, and answers every waiter. Under load this
 turns 32 clients x 1 event into a few transactions of dozens of events: far fewer commits and no row
 lock convoys on the hot namespace/dataset rows. A request is never half-stored: if a shared
 transaction fails, its requests are retried one by one so only the faulty one fails.
 
-`lanes` > 1 runs that many group transactions at once. On this 2-core machine it measured no gain
-(1,000 single events, 32 clients: 1 lane 132-158/s, 2 lanes 120-134/s; PostgreSQL and Python share the
-cores), so the default is one. Concurrent transactions - extra lanes or other service processes - lock
-projection rows in the same sorted order; a deadlock or serialization failure that still happens (e.g. in
+One writer per process: running two group transactions at once measured no gain on 2 cores (1,000
+single events, 32 clients: 132-158/s with one, 120-134/s with two). Concurrent transactions from other
+service processes lock projection rows in the same sorted order; a deadlock or serialization failure that still happens (e.g. in
 the governance steps) rolls the whole transaction back and is retried.
 """
 
@@ -74,29 +73,24 @@ def is_unavailable(exc: BaseException) -> bool:
 class IngestWriter:
     """One per process; `submit` returns (stored, duplicates) once the events are committed."""
 
-    def __init__(self, engine: AsyncEngine, *, max_group: int = 256, lanes: int = 1) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_group: int = 256) -> None:
         self._engine = engine
         self._max_group = max_group
-        self._lanes = max(1, lanes)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._partitions = PartitionCache()
         self._analyzer = GrowthAnalyzer(engine)
-        self._analyzing = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._run(), name=f"ingest-writer-{lane}") for lane in range(self._lanes)
-            ]
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ingest-writer")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await self._task
+            self._task = None
         while not self._queue.empty():
             request = self._queue.get_nowait()
             if not request.done.done():
@@ -147,13 +141,10 @@ class IngestWriter:
             return
         for request, result in zip(group, counts, strict=True):
             request.done.set_result(result)
-        if self._analyzing.locked():
-            return  # the other lane is analyzing already
-        async with self._analyzing:
-            try:
-                await self._analyzer.maybe_analyze(sum(stored for stored, _ in counts))
-            except Exception as exc:  # statistics are an optimisation: never fail ingest for them
-                log.warning("ANALYZE after ingest failed: %s", exc)
+        try:
+            await self._analyzer.maybe_analyze(sum(stored for stored, _ in counts))
+        except Exception as exc:  # statistics are an optimisation: never fail ingest for them
+            log.warning("ANALYZE after ingest failed: %s", exc)
 
     async def _commit(self, batches: list[Sequence[OpenLineageEvent]]) -> list[tuple[int, int]]:
         """Commit several requests' events in one transaction; (stored, duplicates) per request."""
