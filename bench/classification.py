@@ -17,7 +17,7 @@ Without --dsn an embedded PostgreSQL is started in a temporary directory (and re
      ingest_full  append_and_project (what the batch endpoint does for one event), classification included
      ingest_bare  the same with classify_batch replaced by a no-op: the baseline
      classify     time spent inside classify_batch (detection, declared tags, propagation)
-     propagate    time spent inside propagate_from and relax_into, and the fields they examined
+     propagate    time spent inside propagate_from, and the propagated rows it wrote
 3. `--decisions` steward decisions (`add` PII.CPF on a random field that feeds others): the largest
    incremental step, re-propagating everything downstream of the field.
 4. Prints a table and writes bench/results/classification-latest.json.
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 import catalog.classification.service as classification_service  # noqa: E402
 import catalog.ingest.service as ingest_service  # noqa: E402
-from catalog.classification.propagate import propagate_from, relax_into  # noqa: E402
+from catalog.classification.propagate import propagate_from  # noqa: E402
 from catalog.classification.service import classify_batch  # noqa: E402
 from catalog.db import migrate  # noqa: E402
 from catalog.db.embedded import EmbeddedPostgres  # noqa: E402
@@ -158,18 +158,16 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
     # Patched by name where they are looked up at call time (the ingest service, the classification service).
     classify = Stopwatch(classify_batch)
     propagate = Stopwatch(propagate_from)
-    relax = Stopwatch(relax_into)
     full: list[float] = []
     bare: list[float] = []
     classify_s: list[float] = []
     propagate_s: list[float] = []
-    regions: list[int] = []
+    rows_written: list[int] = []
     decision_s: list[float] = []
-    decision_regions: list[int] = []
+    decision_rows: list[int] = []
     try:
         await PartitionCache().ensure(engine, [e.event_time for e in parsed])
         patch(classification_service, "propagate_from", propagate)
-        patch(classification_service, "relax_into", relax)
         for i, event in enumerate(parsed):
             # Alternate which variant goes first so caches warmed by one do not favour the other.
             variants: Iterable[bool] = (True, False) if i % 2 == 0 else (False, True)
@@ -184,10 +182,9 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
                 if with_classification:
                     full.append(elapsed)
                     classify_s.append(classify.take()[0])
-                    seconds, region = propagate.take()
-                    relax_seconds, examined = relax.take()
-                    propagate_s.append(seconds + relax_seconds)
-                    regions.append(int(region or 0) + int(examined or 0))
+                    seconds, rows = propagate.take()
+                    propagate_s.append(seconds)
+                    rows_written.append(int(rows or 0))
                 else:
                     bare.append(elapsed)
             print(f"  measured {i + 1}/{len(parsed)} events", end="\r", flush=True)
@@ -216,11 +213,10 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
                     author="bench",
                 )
                 decision_s.append(time.perf_counter() - started)
-            decision_regions.append(int(propagate.take()[1] or 0))
+            decision_rows.append(int(propagate.take()[1] or 0))
     finally:
         patch(ingest_service, "classify_batch", classify_batch)
         patch(classification_service, "propagate_from", propagate_from)
-        patch(classification_service, "relax_into", relax_into)
         await engine.dispose()
 
     overhead = [f - b for f, b in zip(full, bare, strict=True)]
@@ -231,17 +227,17 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
         "propagate": percentiles(propagate_s),
         "overhead_vs_bare": percentiles(overhead),
         "classify_share_of_ingest_mean": round(statistics.fmean(classify_s) / statistics.fmean(full), 3),
-        "region_fields": {
-            "mean": round(statistics.fmean(regions), 1),
-            "p95": sorted(regions)[max(0, int(len(regions) * 0.95) - 1)],
-            "max": max(regions),
+        "propagated_rows_written": {
+            "mean": round(statistics.fmean(rows_written), 1),
+            "p95": sorted(rows_written)[max(0, int(len(rows_written) * 0.95) - 1)],
+            "max": max(rows_written),
         },
         "steward_decision": percentiles(decision_s) if decision_s else None,
-        "steward_decision_region_fields": {
-            "mean": round(statistics.fmean(decision_regions), 1),
-            "max": max(decision_regions),
+        "steward_decision_rows_written": {
+            "mean": round(statistics.fmean(decision_rows), 1),
+            "max": max(decision_rows),
         }
-        if decision_regions
+        if decision_rows
         else None,
     }
 
@@ -334,7 +330,8 @@ def main() -> None:
             print(f"{name:<18} p50 {row['p50_ms']:>8.2f} ms   p95 {row['p95_ms']:>8.2f} ms   n {row['n']}")
     print(
         f"classification is {results['classify_share_of_ingest_mean']:.0%} of a single event's ingest time; "
-        f"regions recomputed: mean {results['region_fields']['mean']} fields, max {results['region_fields']['max']}"
+        f"propagated rows written per event: mean {results['propagated_rows_written']['mean']}, "
+        f"max {results['propagated_rows_written']['max']}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -48,7 +48,7 @@ Json = dict[str, Any]
 class ClassifyOutcome:
     detected_changed: int
     declared_changed: int
-    region: int  # fields whose propagated classifications were recomputed
+    propagated: int  # propagated rows written (states added or re-derived)
 
 
 async def classify_batch(
@@ -72,11 +72,11 @@ async def classify_batch(
         fed = await targets_of_classified_sources(conn, fields)
     else:
         fed = await targets_of_new_edges_from_classified(conn, new_edges)
-    # A changed detection or declaration can remove PII, so everything downstream is recomputed; a new
-    # edge from a classified column can only add, so only the rows it improves are touched. Both settle in
-    # one pass, so that no wave from one meets a row the other has not yet brought up to date.
-    region = await propagate_from(conn, detected | declared, also=fed)
-    return ClassifyOutcome(len(detected), len(declared), region)
+    # A changed detection or declaration can remove PII, so what depends on it is re-derived (a field seen
+    # for the first time has nothing depending on it); a new edge from a classified column can only add
+    # states. Both in one breadth-first pass.
+    written = await propagate_from(conn, detected | declared, also=fed)
+    return ClassifyOutcome(len(detected), len(declared), written)
 
 
 # -- manual decisions -------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ async def record_decision(
         author,
     )
     if target["field_id"] is not None:
-        await propagate_from(conn, [target["field_id"]])
+        await propagate_from(conn, [target["field_id"]], tag=tag)
     return _decision(row)
 
 
@@ -222,7 +222,7 @@ async def retire_decision(conn: asyncpg.Connection[Any], *, decision_id: int, au
         raise DecisionNotFound(f"no live decision {decision_id}")
     target = await conn.fetchrow(FIELD_ID, row["namespace"], row["dataset"], row["field_path"])
     if target is not None and target["field_id"] is not None:
-        await propagate_from(conn, [target["field_id"]])
+        await propagate_from(conn, [target["field_id"]], tag=row["tag"])
     return _decision(row)
 
 

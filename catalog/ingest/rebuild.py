@@ -40,10 +40,6 @@ _JOB = (
     "(SELECT n.name || '/' || j.name FROM jobs j JOIN namespaces n ON n.id = j.namespace_id WHERE j.id = {})"
 )
 _FIELD = "(SELECT f.path FROM dataset_fields f WHERE f.id = {})"
-_FIELD_NAME = (
-    "(SELECT n.name || '/' || d.name || '#' || f.path FROM dataset_fields f JOIN datasets d ON d.id = f.dataset_id "
-    "JOIN namespaces n ON n.id = d.namespace_id WHERE f.id = {})"
-)
 FINGERPRINT_QUERIES = {
     "namespaces": "SELECT row(name, first_seen, last_seen)::text FROM namespaces",
     "datasets": f"SELECT row({_DS.format('x.id')}, first_seen, last_seen)::text FROM datasets x",
@@ -69,8 +65,11 @@ FINGERPRINT_QUERIES = {
     "lineage_observations": "SELECT row(owner_kind, CASE owner_kind "
     f"WHEN 'job' THEN {_JOB.format('x.owner_id')} ELSE {_DS.format('x.owner_id')} END, observed_at)::text "
     "FROM lineage_observations x",
+    # A propagated row's path (depth, parent) and the origin's category/confidence it copies are the ones
+    # found first, which depends on arrival order (catalog/classification/propagate.py); which states hold
+    # a row does not, and that is what is compared.
     "classifications": f"SELECT row({_DS.format('x.dataset_id')}, {_FIELD.format('x.field_id')}, tag, source, "
-    f"category, confidence, rule, masked, depth, {_FIELD_NAME.format('x.via_field_id')}, via_masked)::text "
+    "CASE WHEN source = 'propagated' THEN NULL ELSE row(category, confidence, rule) END, masked)::text "
     "FROM classifications x",
 }
 
