@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.audit.service import record_raw
 from catalog.classification.detect import refresh_declared, refresh_detected, tag_name
 from catalog.classification.propagate import (
     CARRIES,
@@ -206,7 +207,9 @@ async def record_decision(
     )
     if target["field_id"] is not None:
         await propagate_from(conn, [target["field_id"]], tag=tag)
-    return _decision(row)
+    decision = _decision(row)
+    await _audit(conn, "classification.decision.recorded", author, decision)
+    return decision
 
 
 async def retire_decision(conn: asyncpg.Connection[Any], *, decision_id: int, author: str) -> Json:
@@ -223,7 +226,17 @@ async def retire_decision(conn: asyncpg.Connection[Any], *, decision_id: int, au
     target = await conn.fetchrow(FIELD_ID, row["namespace"], row["dataset"], row["field_path"])
     if target is not None and target["field_id"] is not None:
         await propagate_from(conn, [target["field_id"]], tag=row["tag"])
-    return _decision(row)
+    decision = _decision(row)
+    await _audit(conn, "classification.decision.retired", author, decision)
+    return decision
+
+
+async def _audit(conn: asyncpg.Connection[Any], action: str, author: str, decision: Json) -> None:
+    """Each decision also goes to the hash-chained audit log (in the same transaction): the decisions
+    table is what precedence reads, the chain is what an auditor can verify was not rewritten."""
+    field = f"#{decision['field']}" if decision["field"] else ""
+    subject = f"classification:{decision['namespace']}/{decision['dataset']}{field}:{decision['tag']}"
+    await record_raw(conn, action=action, actor=author, subject=subject, details=decision)
 
 
 async def list_decisions(

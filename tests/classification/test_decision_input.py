@@ -7,7 +7,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from catalog.audit import service as audit
 from tests.factories import at, dataset, run_event, schema
 
 NS = "postgres://kyc-db:5432"
@@ -91,3 +94,30 @@ async def test_a_wrong_action_or_a_missing_member_is_a_400(client: httpx.AsyncCl
     response = await client.post("/api/v1/classifications/decisions", json=body)
     assert response.status_code == 400
     assert response.json()["pointer"] == "tag"
+
+
+async def test_decisions_go_to_the_hash_chained_audit_log(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await seed(client)
+    made = await client.post("/api/v1/classifications/decisions", json=decision())
+    assert made.status_code == 201, made.text
+    refused = await client.post("/api/v1/classifications/decisions", json=decision(tag="environment"))
+    assert refused.status_code == 400  # nothing recorded, nothing audited
+    retired = await client.delete(f"/api/v1/classifications/decisions/{made.json()['id']}")
+    assert retired.status_code == 200, retired.text
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT action, actor, subject, details FROM audit_log WHERE action LIKE 'classification.%' ORDER BY seq"
+                )
+            )
+        ).all()
+        report = await audit.verify(conn)
+    assert [r.action for r in rows] == ["classification.decision.recorded", "classification.decision.retired"]
+    assert {r.actor for r in rows} == {made.json()["author"]}
+    assert {r.subject for r in rows} == {f"classification:{NS}/{NAME}#nickname:PII.NAME"}
+    assert rows[0].details["reason"] == "a person's nickname"
+    assert rows[1].details["retiredAt"] is not None
+    assert report.ok, report.problem
