@@ -412,9 +412,11 @@ async def pii_inventory(
     products: ProductMap | None = None,
     limit: int = 1000,
     offset: int = 0,
+    paths: bool = True,
 ) -> tuple[list[Json], int]:
     """Every field holding PII (effective, unmasked), optionally in one namespace, product or tier and
-    as of an instant; each item says its dataset's `product` and `tier`.
+    as of an instant; each item says its dataset's `product` and `tier`. With `paths=False` (and no
+    `as_of`) propagated items' paths are left for `with_paths`, to be called on the page the caller shows.
 
     `product`: the dataset's product as authorisation finds it (`policy.service.resolve_product`): its
     stored assignment (`product_assignments`, which includes ownership facets), else what the patterns
@@ -467,14 +469,46 @@ async def pii_inventory(
         if (product is None or owner == product) and (tier is None or level == tier):
             kept.append(r)
             owners.append((owner, level))
-    paths = await propagated_paths(conn, kept)
+    if as_of is not None:  # every path is needed to drop what was not yet there
+        found = await propagated_paths(conn, kept)
+        items = [
+            {**_classification(r, found.get(i)), "product": owner, "tier": level}
+            for i, (r, (owner, level)) in enumerate(zip(kept, owners, strict=True))
+        ]
+        items = await _paths_seen_by(conn, items, found, as_of)
+        return items[offset : offset + limit], len(items)
+    # Paths only for what is shown: rebuilding one is a walk of `depth` steps, and a namespace of a large,
+    # densely connected catalog holds 100k PII fields.
     items = [
-        {**_classification(r, paths.get(i)), "product": owner, "tier": level}
-        for i, (r, (owner, level)) in enumerate(zip(kept, owners, strict=True))
+        {**_classification(r), "product": owner, "tier": level, TRACE: _trace(r)}
+        for r, (owner, level) in zip(kept, owners, strict=True)
     ]
-    if as_of is not None:
-        items = await _paths_seen_by(conn, items, paths, as_of)
-    return items[offset : offset + limit], len(items)
+    page = items[offset : offset + limit]
+    return (await with_paths(conn, page) if paths else page), len(items)
+
+
+TRACE = "_trace"  # what with_paths needs to rebuild an inventory item's path; never leaves the service
+
+
+def _trace(row: Any) -> dict[str, Any]:
+    return {k: row[k] for k in ("source", "field_id", "tag", "via_field_id", "via_masked", "depth")}
+
+
+async def with_paths(conn: asyncpg.Connection[Any], items: list[Json]) -> list[Json]:
+    """Inventory items (from `pii_inventory(..., paths=False)`) with their paths filled in, in one
+    statement: call it on the page that is returned."""
+    traces = [item.get(TRACE) for item in items]
+    paths = await propagated_paths(conn, [t for t in traces if t is not None])
+    out: list[Json] = []
+    k = 0
+    for item, trace in zip(items, traces, strict=True):
+        shown = {key: value for key, value in item.items() if key != TRACE}
+        if trace is not None:
+            path = paths.get(k)
+            shown["path"] = [name for _, name in path] if path else None
+            k += 1
+        out.append(shown)
+    return out
 
 
 def _product_of(row: Any, products: ProductMap | None) -> str | None:
@@ -516,14 +550,19 @@ async def _paths_seen_by(
 
 # -- flow -------------------------------------------------------------------------------------------
 
+# The fields within $2 - 1 carrying hops of $1 (the sources of the hops shown): the walk is bounded in SQL,
+# since on a densely connected catalog the unbounded reach of one column is most of the graph.
 REACHABLE = f"""
-WITH RECURSIVE reach(id) AS (
-    SELECT $1::bigint
+WITH RECURSIVE reach(id, depth) AS (
+    SELECT $1::bigint, 0
     UNION
-    SELECT e.target_field_id FROM reach r JOIN column_edges e ON e.source_field_id = r.id WHERE {CARRIES}
+    SELECT e.target_field_id, r.depth + 1 FROM reach r JOIN column_edges e ON e.source_field_id = r.id
+    WHERE {CARRIES} AND r.depth + 1 < $2::int
 )
-SELECT array_agg(id) FROM reach
+SELECT array_agg(DISTINCT id) FROM reach
 """
+
+FLOW_DEPTH = 10  # hops shown by default
 
 FLOW_EDGES = f"""
 SELECT e.source_field_id, e.target_field_id, e.target_dataset_id, e.transformation_type, e.transformation_subtype,
@@ -554,17 +593,17 @@ async def pii_flow(
     namespace: str,
     dataset: str,
     field: str,
-    max_depth: int | None = None,
+    max_depth: int = FLOW_DEPTH,
 ) -> Json | None:
     """Where a column goes, hop by hop: every edge out of it and out of every column its value reaches,
     with what each edge does to the value (carries / masked / aggregated / influences) and the effective
     classifications of each target. Only carrying edges are followed further, up to `max_depth` hops from
-    the origin (all when None); a fixed number of statements."""
+    the origin; a fixed number of statements."""
     target = await conn.fetchrow(FIELD_ID, namespace, dataset, field)
     if target is None or target["field_id"] is None:
         return None
     origin = target["field_id"]
-    reach = await conn.fetchval(REACHABLE, origin)
+    reach = await conn.fetchval(REACHABLE, origin, max(1, max_depth))
     edges = await conn.fetch(FLOW_EDGES, reach)
     by_source: dict[int, list[Any]] = defaultdict(list)
     for e in edges:
@@ -592,7 +631,7 @@ async def pii_flow(
     queue = deque([origin])
     while queue:
         source = queue.popleft()
-        if max_depth is not None and depth[source] >= max_depth:
+        if depth[source] >= max_depth:
             continue
         for e in sorted(
             by_source.get(source, []),

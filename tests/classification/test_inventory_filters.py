@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.classification.test_scenarios import (
     BQ,
@@ -20,6 +21,7 @@ from tests.classification.test_scenarios import (
     payments_pipeline,
 )
 from tests.factories import at, column_lineage, dataset, run_event, schema
+from tests.keys import make_key
 
 FRAUD_DB = "postgres://fraud-db-1.internal:5432"
 FRAUD_SCORES = "fraud.public.scores"
@@ -134,3 +136,30 @@ async def test_inventory_as_of_cuts_fields_edges_and_decisions(client: httpx.Asy
     at_decision = await inventory(client, asOf=decided_at)
     assert (BQ, ORDERS, "amount") in located(at_decision)
     assert (FRAUD_DB, FRAUD_SCORES, "customer_email") not in located(at_decision)
+
+
+async def test_inventory_items_carry_their_paths_whoever_asks(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """Paths are rebuilt only for the page shown (admin: paged in SQL; a product key: after its filter;
+    GraphQL: after its authorisation) — each way must still fill them in and leak nothing internal."""
+    await batch(client, *payments_pipeline())
+    payments = await make_key(engine, "engineer", "payments")
+    expected = [f"{KAFKA}/{TOPIC}#cpf", f"{BQ}/{RAW}#document"]
+    admin = (await inventory(client))["fields"]
+    mine = (await client.get("/api/v1/pii/inventory", headers=payments.headers)).json()["fields"]
+    for fields in (admin, mine):
+        assert next(f for f in fields if f["dataset"] == RAW)["path"] == expected
+        assert (
+            next(f for f in fields if f["dataset"] == CUSTOMERS)["path"] is None
+        )  # detected, not propagated
+        assert all(set(f) == set(admin[0]) for f in fields)
+    assert "_trace" not in admin[0]
+    assert (await inventory(client, offset=2, limit=1))["fields"] == admin[2:3]
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ piiInventory(first: 100) { nodes { dataset classification { path } } } }"},
+        headers=payments.headers,
+    )
+    nodes = response.json()["data"]["piiInventory"]["nodes"]
+    assert next(n for n in nodes if n["dataset"] == RAW)["classification"]["path"] == expected

@@ -135,6 +135,7 @@ async def pii_inventory(
             as_of=as_of,
             products=authz.product_map,
             limit=sys.maxsize,
+            paths=False,
         )
     datasets = sorted({(i["namespace"], i["dataset"]) for i in items})
     verdicts = await asyncio.gather(*(authz.allows("dataset", ns, ds) for ns, ds in datasets))
@@ -152,6 +153,8 @@ async def pii_inventory(
             and is_redacted(i["field"], redacted.get((i["namespace"], i["dataset"]), frozenset()))
         )
     ]
+    async with info.context.db.use() as conn:
+        page = await service.with_paths(await raw_connection(conn), readable[offset : offset + first])
     nodes = [
         PiiField(
             namespace=i["namespace"],
@@ -161,7 +164,7 @@ async def pii_inventory(
             tier=i["tier"],
             classification=Classification.of(i),
         )
-        for i in readable[offset : offset + first]
+        for i in page
     ]
     return nodes, len(readable)
 

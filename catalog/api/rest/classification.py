@@ -25,6 +25,7 @@ from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
 from catalog.ingest.writer import is_unavailable
+from catalog.lineage import service as lineage_service
 from catalog.policy.masking import is_redacted, redact_classifications
 
 router = APIRouter(prefix="/api/v1", tags=["classification"])
@@ -219,13 +220,17 @@ async def pii_inventory(
         products=enforcer.products.current if enforcer is not None else None,
         limit=limit if everywhere else sys.maxsize,
         offset=offset if everywhere else 0,
+        paths=everywhere,
     )
     if everywhere:
         return {"fields": rows, "totalCount": total}
     # Fields of datasets the caller may not read are left out (GraphQL piiInventory's rule).
     scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in rows])
     shown = [r for r in rows if _visible(r, scope)]
-    return {"fields": shown[offset : offset + limit], "totalCount": len(shown)}
+    return {
+        "fields": await service.with_paths(conn, shown[offset : offset + limit]),
+        "totalCount": len(shown),
+    }
 
 
 def _visible(column: Json, scope: InternalsScope) -> bool:
@@ -253,8 +258,11 @@ async def pii_flow(
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
     field: Annotated[Name, Query(min_length=1)],
+    depth: Annotated[
+        int, Query(ge=1, le=lineage_service.MAX_DEPTH, description="Hops from the origin to show.")
+    ] = service.FLOW_DEPTH,
 ) -> Json:
-    flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field)
+    flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field, max_depth=depth)
     if flow is None:
         raise Problem("not-found", f"field {field!r} of {namespace!r}/{dataset!r} not found")
     hops: list[Json] = flow["hops"]
