@@ -81,6 +81,20 @@ WHERE e.source_field_id = ANY($1::bigint[]) AND {CARRIES}
        OR EXISTS (SELECT 1 FROM manual m WHERE m.field_id = e.source_field_id AND m.action <> 'reject'))
 """
 
+# Propagation reads what other transactions committed (READ COMMITTED) and writes what they will read:
+# two of them at once (two service instances, or an ingest and a steward's decision) could each miss the
+# other's uncommitted rows — a seed one adds and an edge the other adds, and the state between them is never
+# written. One transaction-level advisory lock serialises propagation (a process's ingest is serial
+# anyway); taken before the work is decided, each one then sees everything the previous one committed.
+# Lock order: this before the audit chain's lock, never after.
+PROPAGATION_LOCK_KEY = 0x7069_6970_726F  # "piipro"
+
+
+async def lock_propagation(conn: asyncpg.Connection[Any]) -> None:
+    """Wait for any other transaction's propagation to commit; held until this transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", PROPAGATION_LOCK_KEY)
+
+
 RELTUPLES = "SELECT reltuples FROM pg_class WHERE oid = 'classifications'::regclass"
 
 OUT_TARGETS = f"""
@@ -259,6 +273,7 @@ async def relax(conn: asyncpg.Connection[Any], targets: Iterable[int]) -> int:
     region = sorted(set(targets))
     if not region:
         return 0
+    await lock_propagation(conn)
     written = [r["id"] for r in await conn.fetch(RELAX_REGION, region)]
     total = grown = 0
     known: float | None = None
@@ -291,6 +306,7 @@ async def propagate_from(
     breadth-first pass. With `tag`, only that tag changed (a steward's decision): only its rows are
     re-derived. Returns the number of rows written."""
     fields = sorted(set(changed))
+    await lock_propagation(conn)
     emptied = await _invalidate(conn, fields, tag) if fields else set()
     if fields:
         emptied.update(r[0] for r in await conn.fetch(OUT_TARGETS, fields))

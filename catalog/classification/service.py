@@ -31,6 +31,7 @@ from catalog.classification.propagate import (
     CARRIES,
     MANUAL_DECISIONS,
     MASKS,
+    lock_propagation,
     propagate_from,
     targets_of_classified_sources,
     targets_of_new_edges_from_classified,
@@ -67,6 +68,7 @@ async def classify_batch(
     change), so only new edges need relaxing; without the list every carrying target of every classified
     field the batch touched is relaxed, which on a large graph is most of the work."""
     fields = sorted(set(field_ids))
+    await lock_propagation(conn)  # before anything decides what to propagate (see the lock's comment)
     detected = await refresh_detected(conn, rules or default_rules(), fields)
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
     if new_edges is None:

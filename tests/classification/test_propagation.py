@@ -4,6 +4,7 @@ breadth-first oracle), whatever the order, with every stored path a real path ba
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.classification.propagate import propagate_from, relax_into
 from catalog.classification.service import propagated_paths, record_decision
-from catalog.db.engine import raw_transaction
+from catalog.db.engine import raw_connection, raw_transaction
 
 CPF = "PII.CPF"
 
@@ -302,3 +303,41 @@ async def test_a_decision_re_derives_only_its_own_tag(graph: Graph) -> None:
     )
     assert await graph.conn.fetch(query, CPF) == []
     assert [r["id"] for r in await graph.conn.fetch(query, email)] == email_rows  # untouched, not re-derived
+
+
+async def test_concurrent_propagations_see_each_others_rows(engine: AsyncEngine) -> None:
+    """A seed added in one transaction and an edge out of it added in another, at the same time: without
+    the propagation lock each misses the other's uncommitted row and the target never gets the tag."""
+    async with raw_transaction(engine) as conn:
+        graph = Graph(conn)
+        await graph.nodes(1, 2)
+    async with engine.connect() as first_sa, engine.connect() as second_sa:
+        first, second = await raw_connection(first_sa), await raw_connection(second_sa)
+        one, two = first.transaction(), second.transaction()
+        await one.start()
+        await two.start()
+        await _bind(graph, first).detect(1)  # propagates, holding the lock until it commits
+        await second.execute(
+            "INSERT INTO column_edges (target_dataset_id, target_field_id, source_dataset_id, source_field_id, "
+            "transformation_type, transformation_subtype, masking, first_seen, last_seen) "
+            "VALUES ($1, $2, $3, $4, 'DIRECT', 'IDENTITY', false, now(), now())",
+            graph.datasets[2],
+            graph.fields[2],
+            graph.datasets[1],
+            graph.fields[1],
+        )
+        waiting = asyncio.create_task(relax_into(second, [graph.fields[2]]))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # it waits for the first propagation to commit
+        await one.commit()
+        await waiting
+        await two.commit()
+    async with raw_transaction(engine) as conn:
+        rows = await conn.fetch("SELECT field_id FROM classifications WHERE source = 'propagated'")
+    assert [r["field_id"] for r in rows] == [graph.fields[2]]
+
+
+def _bind(graph: Graph, conn: asyncpg.Connection[Any]) -> Graph:
+    bound = Graph(conn)
+    bound.fields, bound.datasets, bound.index = graph.fields, graph.datasets, graph.index
+    return bound
