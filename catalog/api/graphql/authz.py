@@ -45,6 +45,7 @@ from catalog.policy.products import ProductMap
 DISCOVER = "catalog.discover"
 INTERNALS = "catalog.internals"
 READ = "read"
+WRITE = "write"
 PATH = "/graphql"  # what access_denials.path holds for a GraphQL denial (REST: the request path)
 
 ProductKey = tuple[str, str, str]  # kind ('dataset' | 'job'), namespace, name
@@ -157,6 +158,25 @@ class Authorizer:
             return
         await self._record(decision)
         raise Forbidden(decision)
+
+    async def require_write(self, namespace: str, name: str, obj: str) -> None:
+        """For a mutation on a dataset: `obj` write in the dataset's product domain, as REST decides a
+        body-dataset route (grants give reads only); raise Forbidden (denial recorded)."""
+        if self.enforcer is None:
+            return
+        if self.principal is None:
+            decision = Decision(False, "default-deny", "anonymous", GLOBAL, obj, WRITE)
+        else:
+            product = await self.product("dataset", namespace, name)
+            decision = self.enforcer.decide(self.principal, obj, WRITE, product)
+        if decision.allowed:
+            return
+        await self._record(decision)
+        raise Forbidden(decision)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     async def redactions(self, namespace: str, name: str) -> frozenset[str]:
         """The columns of a readable dataset to redact for the caller: those holding unmasked PII when

@@ -23,6 +23,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from catalog.api.graphql import classification as pii_classification
+from catalog.api.graphql import decisions
 from catalog.api.graphql.classification import PiiFlow, PiiInventoryPage
 from catalog.api.graphql.context import Limits
 from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
@@ -48,6 +49,7 @@ from catalog.api.graphql.types import (
     SearchResult,
     decode_cursor,
     described,
+    described_mutation,
     encode_cursor,
     internals,
     page_size,
@@ -348,6 +350,37 @@ def lineage_depth(info: Info, depth: int) -> int:
     return depth
 
 
+@strawberry.type
+class Mutation:
+    @described_mutation(
+        description="A steward adds, confirms or rejects a PII/PCI tag on a field (omit `field` for the whole "
+        "dataset). The previous live decision on the same tag is withdrawn, propagation is redone downstream, "
+        "and the decision is recorded in the audit log. As REST POST /api/v1/classifications/decisions."
+    )
+    async def decide_classification(
+        self,
+        info: Info,
+        namespace: str,
+        dataset: str,
+        tag: str,
+        action: decisions.DecisionAction,
+        field: str | None = None,
+        reason: str | None = None,
+    ) -> decisions.ClassificationDecision | None:
+        return await decisions.decide(
+            info, namespace=namespace, dataset=dataset, field=field, tag=tag, action=action, reason=reason
+        )
+
+    @described_mutation(
+        description="Withdraw a decision (kept for audit, marked retired); the field falls back to its "
+        "derived classifications. As REST DELETE /api/v1/classifications/decisions/{id}."
+    )
+    async def retire_classification_decision(
+        self, info: Info, decision_id: int
+    ) -> decisions.ClassificationDecision | None:
+        return await decisions.retire(info, decision_id=decision_id)
+
+
 class CatalogSchema(strawberry.Schema):
     """The schema with a time limit on each operation: parsing, validation and execution together."""
 
@@ -401,6 +434,7 @@ def build_schema(limits: Limits) -> CatalogSchema:
     return CatalogSchema(
         timeout_seconds=limits.timeout_seconds,
         query=Query,
+        mutation=Mutation,
         # Lineage graphs' node and edge lists are completed in one pass (see execution.py).
         execution_context_class=LeanExecutionContext,
         # Factories, not instances: strawberry builds fresh extensions per request.

@@ -40,6 +40,11 @@ def described(description: str) -> Callable[[F], F]:
     return cast("Callable[[F], F]", strawberry.field(description=description))
 
 
+def described_mutation(description: str) -> Callable[[F], F]:
+    """`@strawberry.mutation(description=...)`, typed as `described` is."""
+    return cast("Callable[[F], F]", strawberry.mutation(description=description))
+
+
 async def internals(info: Info, kind: str, row: DatasetRow | JobRow) -> None:
     """Raise Forbidden unless the caller may read this dataset's/job's internals (see authz.py)."""
     await info.context.authz.require(kind, row.namespace, row.name)
