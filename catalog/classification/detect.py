@@ -155,7 +155,8 @@ def tag_name(item: Any) -> str | None:
 
     Accepted forms: a plain string ("PII.CPF", Marquez-style field tags); {"key": "PII.CPF", "value":
     "true"}; {"key": "classification", "value": "PII.CPF"}; {"key": "pii", "value": "true"} -> "PII".
-    A false-ish value ({"key": "pii", "value": "false"}) declares nothing.
+    A false-ish value ({"key": "pii", "value": "false"}) declares nothing. Spelled in upper case
+    ("pii.email" -> "PII.EMAIL").
     """
     if isinstance(item, str):
         name = item.strip()
@@ -175,8 +176,9 @@ def tag_name(item: Any) -> str | None:
         return None
     if not SENSITIVE_TAG.match(name):
         return None
-    head, sep, rest = name.partition(".")
-    return head.upper() + sep + rest
+    # Tags compare exactly everywhere (precedence, rejects, propagation), so one spelling: a steward's
+    # reject of "pii.cpf" must hit the rules' "PII.CPF".
+    return name.upper()
 
 
 def tags_facet(value: Any) -> Iterator[tuple[str | None, str]]:

@@ -170,7 +170,7 @@ async def record_decision(
             "author": author,
         }
     )
-    tag = tag_name(tag) or tag  # the canonical spelling: "pii.CPF" -> "PII.CPF"
+    tag = tag_name(tag) or tag  # the canonical spelling: "pii.cpf" -> "PII.CPF"
     path = field or ""
     target = await conn.fetchrow(FIELD_ID, namespace, dataset, path)
     if target is None:

@@ -39,7 +39,7 @@ async def cpf_sources(client: httpx.AsyncClient) -> list[str]:
 async def test_a_reject_and_its_withdrawal_through_mutations(client: httpx.AsyncClient) -> None:
     await seed(client)
     assert await cpf_sources(client) == ["DETECTED"]
-    made = await gql(client, DECIDE, ns=NS, ds=NAME, field="cpf", tag="PII.CPF", action="REJECT")
+    made = await gql(client, DECIDE, ns=NS, ds=NAME, field="cpf", tag="pii.cpf", action="REJECT")
     decision = made["data"]["decideClassification"]
     assert "errors" not in made
     assert (decision["field"], decision["tag"], decision["action"]) == ("cpf", "PII.CPF", "REJECT")
