@@ -34,8 +34,7 @@ Incremental maintenance, one set-based statement per level, touching only what c
     already offered to those targets, or they were in the region). Rows are only ever inserted, so the
     work ends (each state is written at most once) and costs what it adds, plus one look along each
     out-edge of what it added.
-  - a new carrying edge (or a new classified source upstream of one) can only add states: `relax` its
-    targets.
+  - a new carrying edge can only add states: `relax` its targets.
   - a changed detection or declaration, or a steward's decision, can also remove them: `propagate_from`
     first deletes the rows of the changed fields and every row whose path goes through them (following
     the pointers, round by round), then relaxes the fields emptied, the successors of the changed fields
@@ -70,15 +69,6 @@ JOIN namespaces n ON n.name = d.namespace
 JOIN datasets ds ON ds.namespace_id = n.id AND ds.name = d.dataset
 LEFT JOIN dataset_fields f ON f.dataset_id = ds.id AND f.path = d.field_path
 WHERE d.retired_at IS NULL AND (d.field_path = '' OR f.id IS NOT NULL)
-"""
-
-# Targets of carrying edges from classified fields (or fields a steward added a tag to).
-DOWNSTREAM_OF_CLASSIFIED = f"""
-SELECT DISTINCT e.target_field_id
-FROM column_edges e
-WHERE e.source_field_id = ANY($1::bigint[]) AND {CARRIES}
-  AND (EXISTS (SELECT 1 FROM classifications c WHERE c.field_id = e.source_field_id)
-       OR EXISTS (SELECT 1 FROM manual m WHERE m.field_id = e.source_field_id AND m.action <> 'reject'))
 """
 
 # Propagation reads what other transactions committed (READ COMMITTED) and writes what they will read:
@@ -225,16 +215,6 @@ walker AS (
 {OFFER_AND_WRITE}"""
 
 
-async def targets_of_classified_sources(conn: asyncpg.Connection[Any], field_ids: Iterable[int]) -> set[int]:
-    """Fields fed by a carrying edge from one of `field_ids` that holds a classification: a new edge
-    from a PII column must propagate even if nothing about the column itself changed."""
-    ids = sorted(set(field_ids))
-    if not ids:
-        return set()
-    query = f"WITH manual AS ({MANUAL_DECISIONS}) {DOWNSTREAM_OF_CLASSIFIED}"
-    return {r[0] for r in await conn.fetch(query, ids)}
-
-
 NEW_EDGES_FROM_CLASSIFIED = f"""
 WITH manual AS ({MANUAL_DECISIONS})
 SELECT DISTINCT e.target_field_id
@@ -267,13 +247,21 @@ ANALYZE_GROWTH = 0.5
 
 
 async def relax(conn: asyncpg.Connection[Any], targets: Iterable[int]) -> int:
-    """Breadth-first from `targets`: write the states they are offered and do not hold yet, then, level by
-    level, what the rows just written offer along their carrying out-edges. Ends when a level writes
-    nothing — every state is written at most once, so it always does. Returns the number of rows written."""
+    """Propagate into `targets` (e.g. the targets of new carrying edges): a new edge can only add states,
+    so only those, and what they add downstream, are written. Returns the number of rows written."""
     region = sorted(set(targets))
     if not region:
         return 0
     await lock_propagation(conn)
+    return await _relax(conn, region)
+
+
+async def _relax(conn: asyncpg.Connection[Any], region: list[int]) -> int:
+    """Breadth-first from `region`: write the states it is offered and does not hold yet, then, level by
+    level, what the rows just written offer along their carrying out-edges. Ends when a level writes
+    nothing — every state is written at most once, so it always does. The caller holds the lock."""
+    if not region:
+        return 0
     written = [r["id"] for r in await conn.fetch(RELAX_REGION, region)]
     total = grown = 0
     known: float | None = None
@@ -291,12 +279,6 @@ async def relax(conn: asyncpg.Connection[Any], targets: Iterable[int]) -> int:
     return total
 
 
-async def relax_into(conn: asyncpg.Connection[Any], targets: Iterable[int]) -> int:
-    """Propagate over new carrying edges into `targets`: a new edge can only add states, so only those
-    (and what they add downstream) are written. Returns the rows written."""
-    return await relax(conn, targets)
-
-
 async def propagate_from(
     conn: asyncpg.Connection[Any], changed: Iterable[int], also: Iterable[int] = (), *, tag: str | None = None
 ) -> int:
@@ -306,12 +288,14 @@ async def propagate_from(
     breadth-first pass. With `tag`, only that tag changed (a steward's decision): only its rows are
     re-derived. Returns the number of rows written."""
     fields = sorted(set(changed))
+    emptied = set(also)
+    if not fields and not emptied:
+        return 0  # the common ingest: nothing changed, no new edge from a classified column
     await lock_propagation(conn)
-    emptied = await _invalidate(conn, fields, tag) if fields else set()
     if fields:
+        emptied.update(await _invalidate(conn, fields, tag))
         emptied.update(r[0] for r in await conn.fetch(OUT_TARGETS, fields))
-    emptied.update(also)
-    return await relax(conn, emptied)
+    return await _relax(conn, sorted(emptied))
 
 
 async def _invalidate(conn: asyncpg.Connection[Any], fields: list[int], tag: str | None = None) -> set[int]:

@@ -33,7 +33,6 @@ from catalog.classification.propagate import (
     MASKS,
     lock_propagation,
     propagate_from,
-    targets_of_classified_sources,
     targets_of_new_edges_from_classified,
 )
 from catalog.classification.rules import RuleSet, default_rules
@@ -58,23 +57,18 @@ async def classify_batch(
     *,
     field_ids: Iterable[int],
     dataset_ids: Iterable[int],
-    new_edges: Iterable[tuple[int, int]] | None = None,
+    new_edges: Iterable[tuple[int, int]],
     rules: RuleSet | None = None,
 ) -> ClassifyOutcome:
     """Classify what a batch touched and propagate only from what changed (in the caller's transaction).
 
     `new_edges` are the (source, target) field edges the batch inserted. An edge seen before has carried
     whatever its source held already (and a source whose own classification changed is handled as a
-    change), so only new edges need relaxing; without the list every carrying target of every classified
-    field the batch touched is relaxed, which on a large graph is most of the work."""
-    fields = sorted(set(field_ids))
+    change), so only new edges need relaxing."""
     await lock_propagation(conn)  # before anything decides what to propagate (see the lock's comment)
-    detected = await refresh_detected(conn, rules or default_rules(), fields)
+    detected = await refresh_detected(conn, rules or default_rules(), sorted(set(field_ids)))
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
-    if new_edges is None:
-        fed = await targets_of_classified_sources(conn, fields)
-    else:
-        fed = await targets_of_new_edges_from_classified(conn, new_edges)
+    fed = await targets_of_new_edges_from_classified(conn, new_edges)
     # A changed detection or declaration can remove PII, so what depends on it is re-derived (a field seen
     # for the first time has nothing depending on it); a new edge from a classified column can only add
     # states. Both in one breadth-first pass.

@@ -93,20 +93,15 @@ async def append_and_project(
     inserted = await raw.fetch(APPEND_EVENTS, *_log_columns(unique))
     new_keys = {(r["event_time"], bytes(r["digest"])) for r in inserted}
     fresh = [e for e in unique if (e.event_time, e.digest) in new_keys]
-    projected = await project(raw, extract(fresh))
-    # PII classification before the rules, which judge flows by it (catalog/classification).
-    await classify_batch(
-        raw,
-        field_ids=projected.field_ids.values(),
-        dataset_ids=projected.dataset_ids.values(),
-        new_edges=projected.new_field_edges,
-    )
+    # PII classification (in project_only) before the rules, which judge flows by it.
+    await project_only(raw, fresh)
     await evaluate_batch(raw, fresh)  # governance findings for what the batch touched (catalog/findings)
     return IngestOutcome(frozenset(new_keys), len(events))
 
 
 async def project_only(raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent]) -> None:
-    """Project events that are already in the log (rebuild)."""
+    """Project events that are in the log (new ones, or all of them on a rebuild) and classify what they
+    touched (catalog/classification)."""
     projected = await project(raw, extract(events))
     await classify_batch(
         raw,

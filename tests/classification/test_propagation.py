@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.classification.propagate import propagate_from, relax_into
+from catalog.classification.propagate import propagate_from, relax
 from catalog.classification.service import propagated_paths, record_decision
 from catalog.db.engine import raw_connection, raw_transaction
 
@@ -63,7 +63,7 @@ class Graph:
             masking,
         )
         self.edges.add((source, target, masking))
-        await relax_into(self.conn, [self.fields[target]])  # what ingest does for a new edge
+        await relax(self.conn, [self.fields[target]])  # a new edge can only add states
 
     async def detect(self, i: int, tag: str = CPF, *, present: bool = True) -> None:
         if present:
@@ -326,7 +326,7 @@ async def test_concurrent_propagations_see_each_others_rows(engine: AsyncEngine)
             graph.datasets[1],
             graph.fields[1],
         )
-        waiting = asyncio.create_task(relax_into(second, [graph.fields[2]]))
+        waiting = asyncio.create_task(relax(second, [graph.fields[2]]))
         await asyncio.sleep(0.3)
         assert not waiting.done()  # it waits for the first propagation to commit
         await one.commit()
