@@ -124,6 +124,8 @@ def test_lineage_search_and_classification(catalog: CatalogClient) -> None:
     assert ("public.t01", "id", "PII.CUSTOMER_ID") in {(c.dataset, c.field, c.tag) for c in inventory}
     flow = catalog.pii_flow(PG, "public.t01", "cpf")
     assert "wh.public.t01" in str(flow)
+    shallow = catalog.pii_flow(PG, "public.t01", "cpf", depth=1)
+    assert {h["depth"] for h in shallow["hops"]} == {1}
     retired = catalog.retire_decision(decision.id)
     assert retired.retired_at is not None
     assert list(catalog.decisions(namespace=PG)) == []

@@ -172,7 +172,7 @@ PII_INVENTORY = _ep(
     response=m.Classification,
     list_key="fields",
 )
-PII_FLOW = _ep("pii_flow", "GET", "/api/v1/pii/flow", query=("namespace", "dataset", "field"))
+PII_FLOW = _ep("pii_flow", "GET", "/api/v1/pii/flow", query=("namespace", "dataset", "field", "depth"))
 FINDINGS = _ep(
     "findings",
     "GET",

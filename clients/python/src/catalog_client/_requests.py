@@ -175,8 +175,15 @@ class Requests:
         }
         return p.offset_pager(p.PII_INVENTORY, params=params, page_size=self.page_size)
 
-    def pii_flow(self, namespace: str, dataset: str, field: str) -> p.Call[dict[str, Any]]:
-        params: dict[str, p.ParamValue] = {"namespace": namespace, "dataset": dataset, "field": field}
+    def pii_flow(
+        self, namespace: str, dataset: str, field: str, depth: int | None = None
+    ) -> p.Call[dict[str, Any]]:
+        params: dict[str, p.ParamValue] = {
+            "namespace": namespace,
+            "dataset": dataset,
+            "field": field,
+            "depth": depth,
+        }
         return p.build(p.PII_FLOW, p.raw, params=params)
 
     # -- governance ----------------------------------------------------------------------------------

@@ -238,8 +238,9 @@ class CatalogClient(_Base):
         """Every field holding PII; `product`/`tier` filter by the dataset's product and its namespace's tier."""
         return self.iterate(self.requests.pii_inventory(namespace, as_of, product, tier))
 
-    def pii_flow(self, namespace: str, dataset: str, field: str) -> dict[str, Any]:
-        return self.send(self.requests.pii_flow(namespace, dataset, field))
+    def pii_flow(self, namespace: str, dataset: str, field: str, depth: int | None = None) -> dict[str, Any]:
+        """Where a column's value goes, hop by hop (`depth` hops from it; the server's default is 10)."""
+        return self.send(self.requests.pii_flow(namespace, dataset, field, depth))
 
     # -- governance ------------------------------------------------------------------------------------
     def findings(
@@ -506,8 +507,11 @@ class AsyncCatalogClient(_Base):
         """Every field holding PII; `product`/`tier` filter by the dataset's product and its namespace's tier."""
         return self.iterate(self.requests.pii_inventory(namespace, as_of, product, tier))
 
-    async def pii_flow(self, namespace: str, dataset: str, field: str) -> dict[str, Any]:
-        return await self.send(self.requests.pii_flow(namespace, dataset, field))
+    async def pii_flow(
+        self, namespace: str, dataset: str, field: str, depth: int | None = None
+    ) -> dict[str, Any]:
+        """Where a column's value goes, hop by hop (`depth` hops from it; the server's default is 10)."""
+        return await self.send(self.requests.pii_flow(namespace, dataset, field, depth))
 
     # -- governance ------------------------------------------------------------------------------------
     def findings(
