@@ -26,6 +26,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.audit.service import record_raw
+from catalog.auth.service import Principal
 from catalog.classification.detect import refresh_declared, refresh_detected, tag_name
 from catalog.classification.propagate import (
     CARRIES,
@@ -102,6 +103,21 @@ class FieldNotFound(LookupError):
 
 class DecisionNotFound(LookupError):
     pass
+
+
+class NotASteward(PermissionError):
+    pass
+
+
+STEWARD_ROLES = ("steward", "admin")
+
+
+def decision_author(principal: Principal | None) -> str:
+    """The author recorded for a decision: the key's name and its public id (never the secret). Only
+    steward and admin keys decide classifications (on top of the policy's product check)."""
+    if principal is None or principal.role not in STEWARD_ROLES:
+        raise NotASteward("classification decisions need a steward or admin key")
+    return f"{principal.name} ({principal.key_id})"
 
 
 class InvalidDecision(ValueError):

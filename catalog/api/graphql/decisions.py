@@ -20,7 +20,6 @@ from catalog.api.graphql.errors import UserError
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
 
-STEWARD_ROLES = ("steward", "admin")
 OBJECT = "classification"
 
 
@@ -80,10 +79,10 @@ class ClassificationDecision:
 
 
 def _author(info: Info) -> str:
-    principal = info.context.principal
-    if principal is None or principal.role not in STEWARD_ROLES:
-        raise NotAllowed("classification decisions need a steward or admin key")
-    return f"{principal.name} ({principal.key_id})"
+    try:
+        return service.decision_author(info.context.principal)
+    except service.NotASteward as exc:
+        raise NotAllowed(str(exc)) from exc
 
 
 async def decide(

@@ -275,12 +275,8 @@ async def pii_flow(
     return {"origin": origin, "hops": shown, "omittedHops": len(hops) - len(shown)}
 
 
-STEWARD_ROLES = ("steward", "admin")
-
-
 def _author(principal: Any) -> str:
-    """The decision's author as recorded for audit: the key's name and its public id (never the secret).
-    Only stewards (and admins) decide classifications."""
-    if principal.role not in STEWARD_ROLES:
-        raise Problem("forbidden", "classification decisions need a steward or admin key")
-    return f"{principal.name} ({principal.key_id})"
+    try:
+        return service.decision_author(principal)
+    except service.NotASteward as exc:
+        raise Problem("forbidden", str(exc)) from exc
