@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     # (group commit): one writer per process, no row-lock convoys on hot namespace/dataset rows.
     ingest_group_max: int = 256
     auth_cache_seconds: float = 2.0
-    policies_dir: Path | None = Field(None, description="products.yaml, rules.yaml, model.conf, policy.csv.")
+    policies_dir: Path | None = Field(
+        None, description="products.yaml, rules.yaml, classification.yaml, model.conf, policy.csv."
+    )
     # Governance rules evaluated in each ingest batch; off, only `catalog scan` evaluates them.
     findings_incremental: bool = True
     grants_poll_seconds: float = 0.25

@@ -1,13 +1,17 @@
-"""PII name rules: load them from `policies/classification.yaml` and match field names and types against them.
+"""PII name rules: load them from `classification.yaml` and match field names and types against them.
 
-Pure Python, no I/O beyond loading the YAML once: the hot path calls `RuleSet.match` for the fields a
-batch touched. The matching algorithm is described at the top of the YAML file, next to the rules.
+Pure Python, no I/O beyond loading the YAML (and a stat a second to follow edits): the hot path calls
+`RuleSet.match` for the fields a batch touched. The matching algorithm is described at the top of the YAML
+file, next to the rules. The service reads the file from the policies directory (`CATALOG_POLICIES_DIR`,
+see catalog/policy/files.py); `default_rules()` is the repository's copy, which the labelled lists score.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -148,12 +152,57 @@ def parse_rules(document: dict[str, Any]) -> RuleSet:
 
 
 def load_rules(path: Path | None = None) -> RuleSet:
-    """Read a rules file (the repository's `policies/classification.yaml` by default)."""
-    with (path or DEFAULT_RULES_PATH).open(encoding="utf-8") as fh:
-        document = yaml.safe_load(fh)
+    """Read a rules file (the repository's `policies/classification.yaml` by default); a file that is not
+    valid YAML or not a valid rules document raises ValueError naming it."""
+    path = path or DEFAULT_RULES_PATH
+    with path.open(encoding="utf-8") as fh:
+        try:
+            document = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path.name} is not valid YAML: {exc}") from None
     if not isinstance(document, dict):
-        raise ValueError("the classification rules file must be a mapping")
-    return parse_rules(document)
+        raise ValueError(f"{path.name}: the classification rules file must be a mapping")
+    try:
+        return parse_rules(document)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+
+
+class ReloadingRuleSet:
+    """The rules of one file, following its mtime (checked at most every `interval` seconds)."""
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path = path
+        self._interval = interval
+        self._lock = threading.Lock()
+        # A missing or broken file fails here, when the service starts, not in the first ingest batch.
+        self._mtime = path.stat().st_mtime_ns
+        self._rules = load_rules(path)
+        self._checked = time.monotonic()
+
+    def reload(self) -> RuleSet:
+        """Re-read the file now (POST /api/v1/policy/reload); raises, keeping the previous rules, when the
+        file is unreadable or invalid."""
+        with self._lock:
+            mtime = self.path.stat().st_mtime_ns
+            self._rules = load_rules(self.path)
+            self._mtime = mtime
+            self._checked = time.monotonic()
+            return self._rules
+
+    @property
+    def current(self) -> RuleSet:
+        now = time.monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            try:
+                if self.path.stat().st_mtime_ns != self._mtime:
+                    self.reload()
+            except (OSError, ValueError):
+                # A half-written or broken edit must not stop ingestion: keep the last good rules (the
+                # reload endpoint reports what is wrong with the file).
+                pass
+        return self._rules
 
 
 @functools.cache

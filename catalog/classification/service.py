@@ -36,8 +36,9 @@ from catalog.classification.propagate import (
     propagate_from,
     targets_of_new_edges_from_classified,
 )
-from catalog.classification.rules import RuleSet, default_rules
+from catalog.classification.rules import RuleSet
 from catalog.db.engine import raw_connection
+from catalog.policy import files
 from catalog.policy.products import ProductMap
 
 Json = dict[str, Any]
@@ -67,7 +68,8 @@ async def classify_batch(
     whatever its source held already (and a source whose own classification changed is handled as a
     change), so only new edges need relaxing."""
     await lock_propagation(conn)  # before anything decides what to propagate (see the lock's comment)
-    detected = await refresh_detected(conn, rules or default_rules(), sorted(set(field_ids)))
+    rules = rules or files.classification_rules()  # the policies directory's classification.yaml
+    detected = await refresh_detected(conn, rules, sorted(set(field_ids)))
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
     fed = await targets_of_new_edges_from_classified(conn, new_edges)
     # A changed detection or declaration can remove PII, so what depends on it is re-derived (a field seen

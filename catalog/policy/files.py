@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from catalog.classification.rules import ReloadingRuleSet, RuleSet
 from catalog.findings.rules import RulesConfig, load_rules
 from catalog.policy.products import ReloadingProductMap
 
@@ -21,6 +22,7 @@ _lock = threading.Lock()
 _dir: Path | None = None
 _products: dict[Path, ReloadingProductMap] = {}
 _rules: dict[Path, tuple[int, float, RulesConfig]] = {}
+_classification: dict[Path, ReloadingRuleSet] = {}
 
 
 def configure(policies_dir: Path | None) -> None:
@@ -60,3 +62,18 @@ def rules_config(directory: Path | None = None) -> RulesConfig:
         config = load_rules(path)
         _rules[path] = (mtime, now, config)
         return config
+
+
+def classification_file(directory: Path | None = None) -> ReloadingRuleSet:
+    """classification.yaml (the PII name rules) of the policies directory, following its mtime."""
+    path = (directory or policies_dir()) / "classification.yaml"
+    with _lock:
+        current = _classification.get(path)
+        if current is None:
+            current = _classification[path] = ReloadingRuleSet(path)
+        return current
+
+
+def classification_rules(directory: Path | None = None) -> RuleSet:
+    """The PII name rules the ingest path applies now."""
+    return classification_file(directory).current

@@ -13,6 +13,7 @@ from catalog.api.rest.authz import authorize
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
+from catalog.policy import files as policy_files
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
 from catalog.policy.routes import ROUTES
@@ -300,15 +301,26 @@ async def discover(
     return {"datasets": [{**r, "owners": list(r["owners"])} for r in rows]}
 
 
-@router.post("/policy/reload", summary="Re-read products.yaml and policy.csv now (admin)", responses=ERRORS)
+@router.post(
+    "/policy/reload",
+    summary="Re-read products.yaml, policy.csv and classification.yaml now (admin)",
+    responses=ERRORS,
+)
 async def reload_policy(request: Request, _: PrincipalDep) -> Json:
     enforcer = request.app.state.enforcer
     try:
         enforcer.products.reload()
         enforcer.rebuild()
+        # The PII name rules the next ingest batch applies; columns already classified keep their
+        # detections until they are seen again or the projection is rebuilt.
+        classification = policy_files.classification_file().reload()
     except (OSError, ValueError) as exc:
         raise Problem("invalid-body", f"the policy files are invalid: {exc}", status=422) from None
-    return {"products": sorted(enforcer.products.current.products), "routes": len(ROUTES)}
+    return {
+        "products": sorted(enforcer.products.current.products),
+        "routes": len(ROUTES),
+        "classification_rules": len(classification.rules),
+    }
 
 
 @router.get(
