@@ -41,6 +41,10 @@ class Rule:
     patterns: tuple[tuple[str, ...], ...]
     unless: frozenset[str] = frozenset()
     context: frozenset[str] = frozenset()
+    # patterns that count only as the whole name: a bare `ag` is a bank branch, `ag_publicidade` is not
+    alone: tuple[tuple[str, ...], ...] = ()
+    # token sequences of the field's *type* that are enough on their own: `geography(Point,4326)`
+    types: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,19 @@ class RuleSet:
         tokens = tokenize(name)
         if not tokens:
             return []
+        type_tokens = tokenize(field_type) if field_type else ()
         found: dict[str, Detection] = {}
         for rule in self.rules:
             best: Detection | None = None
+            for pattern in rule.alone:
+                if tokens == pattern:
+                    best = Detection(
+                        rule.tag,
+                        rule.category,
+                        rule.confidence,
+                        f"{rule.tag}:{' '.join(pattern)}",
+                        (0, len(tokens)),
+                    )
             for pattern in rule.patterns:
                 start = _find(tokens, pattern)
                 if start < 0:
@@ -97,6 +111,19 @@ class RuleSet:
                         f"{rule.tag}:{' '.join(pattern)}",
                         (start, end),
                     )
+            if best is None and rule.types and not set(tokens) & (self.negative_tokens | rule.unless):
+                # The type says what the column holds whatever it is called; the name can still say it is
+                # a derived form (location_hash). An empty span: it overlaps no name match.
+                for pattern in rule.types:
+                    if _find(type_tokens, pattern) >= 0:
+                        best = Detection(
+                            rule.tag,
+                            rule.category,
+                            rule.confidence,
+                            f"{rule.tag}:type {' '.join(pattern)}",
+                            (0, 0),
+                        )
+                        break
             if best is not None:
                 current = found.get(rule.tag)
                 if current is None or best.confidence > current.confidence:
@@ -109,7 +136,8 @@ def _drop_subsumed(detections: list[Detection]) -> list[Detection]:
 
     def inside(a: Detection, b: Detection) -> bool:
         return (
-            b.span[0] <= a.span[0]
+            a.span[0] < a.span[1]  # a match on the type covers no tokens and is never subsumed
+            and b.span[0] <= a.span[0]
             and a.span[1] <= b.span[1]
             and (b.span[1] - b.span[0]) > (a.span[1] - a.span[0])
         )
@@ -120,8 +148,25 @@ def _drop_subsumed(detections: list[Detection]) -> list[Detection]:
     )
 
 
+def _token(value: Any) -> str:
+    # YAML 1.1 reads a bare `no`, `on`, `yes`, `off` as a boolean: [card, no] would silently become
+    # ("card", "false") and never match card_no. Refuse it; quoted ('no') it is a token.
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"token {value!r} is not a word (quote YAML words such as 'no' and 'on')")
+    return str(value).lower()
+
+
 def _tokens(values: Iterable[Any]) -> frozenset[str]:
-    return frozenset(str(v).lower() for v in values)
+    return frozenset(_token(v) for v in values)
+
+
+def _patterns(raw: Any) -> tuple[tuple[str, ...], ...]:
+    """A list of token sequences; each token lower-cased (the matcher compares tokenised, lower-case names)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, list) and p for p in raw):
+        raise ValueError("patterns are lists of non-empty token lists, e.g. [[card, number], [pan]]")
+    return tuple(tuple(_token(t) for t in p) for p in raw)
 
 
 def parse_rules(document: dict[str, Any]) -> RuleSet:
@@ -129,7 +174,11 @@ def parse_rules(document: dict[str, Any]) -> RuleSet:
     rules = []
     for i, raw in enumerate(document.get("rules") or []):
         try:
-            patterns = tuple(tuple(str(t).lower() for t in p) for p in raw["patterns"])
+            patterns = _patterns(raw.get("patterns"))
+            alone = _patterns(raw.get("alone"))
+            types = _patterns(raw.get("types"))
+            if not (patterns or alone or types):
+                raise ValueError("it needs `patterns`, `alone` or `types`")
             rules.append(
                 Rule(
                     tag=str(raw["tag"]),
@@ -138,6 +187,8 @@ def parse_rules(document: dict[str, Any]) -> RuleSet:
                     patterns=patterns,
                     unless=_tokens(raw.get("unless") or []),
                     context=_tokens(raw.get("context") or []),
+                    alone=alone,
+                    types=types,
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:
