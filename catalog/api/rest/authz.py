@@ -31,6 +31,7 @@ from catalog.policy.grants import grant_product
 from catalog.policy.masking import DatasetKey
 from catalog.policy.products import ProductMap
 from catalog.policy.routes import RoutePolicy, route_policy
+from catalog.policy.scopes import DatasetRef
 
 
 def iter_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
@@ -79,7 +80,9 @@ def _param(request: Request, name: str) -> str:
     return unquote(str(request.path_params.get(name, "")))
 
 
-async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -> tuple[str, str | None]:
+async def _domain(
+    request: Request, principal: Principal, policy: RoutePolicy
+) -> tuple[str, DatasetRef | None]:
     """(product domain, grant object) of the request, as the route table says to find them."""
     products = request.app.state.enforcer.products.current
     source = policy.domain
@@ -90,7 +93,7 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         return asked or principal.product or GLOBAL, None
     if source == "namespace":
         namespace = _param(request, "namespace")
-        return service.namespace_product(products, namespace), dataset_object(namespace, "*")
+        return service.namespace_product(products, namespace), dataset_object(namespace, None)
     if source == "node":
         return await _node_domain(request, products)
     if source == "query-dataset":
@@ -146,7 +149,7 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         return found or UNOWNED, None
 
 
-async def _node_domain(request: Request, products: ProductMap) -> tuple[str, str | None]:
+async def _node_domain(request: Request, products: ProductMap) -> tuple[str, DatasetRef | None]:
     """(product domain, grant object) of the `nodeId` query parameter, found in the catalog as the handler
     finds it (namespaces contain ':', so only the stored names tell where the namespace ends; a grant on
     the dataset must name the same object). A field is judged as its dataset. Unknown nodes fall back to
@@ -350,7 +353,7 @@ async def authorize(
     act: str,
     product: str | None,
     *,
-    resource: str | None = None,
+    resource: DatasetRef | None = None,
 ) -> Decision:
     """A handler's own check (e.g. against a product named in the body): 403 problem+json when denied."""
     enforcer: PolicyEnforcer = request.app.state.enforcer

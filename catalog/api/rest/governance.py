@@ -166,8 +166,17 @@ async def unwaive_finding(
 class GrantIn(BaseModel):
     grantee_product: str = Field(min_length=1, max_length=200, description="The product that may read.")
     scope: Literal["dataset", "namespace", "pattern"]
-    namespace: str = Field(min_length=1, max_length=1024, description="A glob for scope `pattern`.")
-    name: str | None = Field(None, max_length=1024, description="The dataset, or a glob for `pattern`.")
+    namespace: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The namespace: exactly (`dataset`, `namespace`: not namespaces it is a prefix of), or a "
+        "glob for `pattern` (`*`/`?` stay within a `/`- or `:`-separated segment, `**` crosses them).",
+    )
+    name: str | None = Field(
+        None,
+        max_length=1024,
+        description="The dataset (`dataset`), or a glob for `pattern` (absent: every dataset of the namespaces).",
+    )
     masked_only: bool = Field(False, description="Only masked columns may be read.")
     reason: str = Field(min_length=3, max_length=2000)
     expires_at: dt.datetime | None = None
