@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
-from catalog.api.rest.authz import authorize
+from catalog.api.rest.authz import InternalsScope, authorize, internals_scope, reads_internals_everywhere
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
+from catalog.lineage.service import resolve_dataset_paths
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
+from catalog.policy.masking import DatasetKey, is_redacted
 from catalog.policy.routes import ROUTES
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
@@ -48,6 +52,80 @@ def _product_filter(request: Request, product: str | None) -> str | None:
     return principal.product if principal.role not in ("auditor", "admin") else None
 
 
+# A column named in a finding's evidence as text: `<namespace>/<dataset>#<field path>`.
+_COLUMN_TEXT = re.compile(r"(?P<dataset>[^\s#]+/[^\s#]+)#(?P<field>[^\s#]+)")
+
+
+def finding_as_seen(finding: Json, scope: InternalsScope, datasets: Mapping[str, DatasetKey]) -> Json:
+    """A finding as the caller may see it: the lineage reads' per-dataset rule (`InternalsScope`) on
+    every column the finding names — one of a dataset whose internals the caller may not read, or one
+    a masked-columns-only grant redacts, shows as its dataset only (`ns/name`, or `field` null in a
+    structured `{namespace, name, field}` reference); everything else, datasets and jobs by name
+    included, is discoverable and stays. `datasets`: the stored dataset of each `<namespace>/<name>`
+    text (`finding_datasets`); a column of a dataset not found is shown as its dataset."""
+
+    def shown(key: DatasetKey | None, field: str) -> bool:
+        return key is not None and scope.shows(key) and not is_redacted(field, scope.sensitive(key))
+
+    def redact(value: Any) -> Any:
+        if isinstance(value, str):
+            return _COLUMN_TEXT.sub(
+                lambda m: m[0] if shown(datasets.get(m["dataset"]), m["field"]) else m["dataset"], value
+            )
+        if isinstance(value, list):
+            return [redact(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: redact(v) for k, v in value.items()}
+        ns, name, field = value.get("namespace"), value.get("name"), value.get("field")
+        if isinstance(ns, str) and isinstance(name, str) and isinstance(field, str):
+            out["field"] = field if shown((ns, name), field) else None
+        return out
+
+    if scope.everything:
+        return finding
+    return {**finding, "evidence": redact(finding.get("evidence"))}
+
+
+def finding_datasets(finding: Json) -> tuple[set[str], set[DatasetKey]]:
+    """The datasets whose columns a finding names: `<namespace>/<name>` texts still to resolve, and
+    structured (namespace, name) references."""
+    texts: set[str] = set()
+    keys: set[DatasetKey] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            texts.update(m["dataset"] for m in _COLUMN_TEXT.finditer(value))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            ns, name = value.get("namespace"), value.get("name")
+            if isinstance(ns, str) and isinstance(name, str) and isinstance(value.get("field"), str):
+                keys.add((ns, name))
+            for v in value.values():
+                walk(v)
+
+    walk(finding.get("evidence"))
+    return texts, keys
+
+
+async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
+    """`finding_as_seen` over a page of findings: one statement resolves the datasets they name, one
+    scope decides them all (none for auditor/admin)."""
+    if not rows or reads_internals_everywhere(request):
+        return rows
+    texts: set[str] = set()
+    keys: set[DatasetKey] = set()
+    for row in rows:
+        more_texts, more_keys = finding_datasets(row)
+        texts |= more_texts
+        keys |= more_keys
+    datasets = await resolve_dataset_paths(conn, texts) if texts else {}
+    scope = await internals_scope(request, conn, keys | set(datasets.values()))
+    return [finding_as_seen(row, scope, datasets) for row in rows]
+
+
 @router.get("/findings", summary="Findings by product, rule, severity and status", responses=ERRORS)
 async def list_findings(
     request: Request,
@@ -64,7 +142,7 @@ async def list_findings(
         product=_product_filter(request, product), rule=rule, severity=severity, status=status
     )
     rows, total = await findings.list_findings(conn, where=where, limit=limit, offset=offset)
-    return {"findings": rows, "totalCount": total}
+    return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
 @router.get(
@@ -77,11 +155,11 @@ async def findings_summary(
 
 
 @router.get("/findings/{finding_id}", summary="One finding with its evidence", responses=ERRORS)
-async def get_finding(finding_id: int, conn: ReadConn, _: PrincipalDep) -> Json:
+async def get_finding(finding_id: int, request: Request, conn: ReadConn, _: PrincipalDep) -> Json:
     found = await findings.get_finding(conn, finding_id)
     if found is None:
         raise Problem("not-found", f"finding {finding_id} not found")
-    return found
+    return (await _as_seen(request, conn, [found]))[0]
 
 
 async def _subject_id(conn: Any, table: str, namespace: str, name: str) -> int:
@@ -104,24 +182,34 @@ async def _subject_id(conn: Any, table: str, namespace: str, name: str) -> int:
     "/findings/datasets/{namespace}/{dataset:path}", summary="Findings about a dataset", responses=ERRORS
 )
 async def dataset_findings(
-    namespace: Namespace, dataset: Name, conn: ReadConn, _: PrincipalDep, status: Status | None = None
+    namespace: Namespace,
+    dataset: Name,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
+    status: Status | None = None,
 ) -> Json:
     dataset_id = await _subject_id(conn, "datasets", namespace, dataset)
     rows, total = await findings.list_findings(
         conn, where=findings.FindingFilter(dataset_id=dataset_id, status=status), limit=1000
     )
-    return {"findings": rows, "totalCount": total}
+    return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
 @router.get("/findings/jobs/{namespace}/{job:path}", summary="Findings about a job", responses=ERRORS)
 async def job_findings(
-    namespace: Namespace, job: Name, conn: ReadConn, _: PrincipalDep, status: Status | None = None
+    namespace: Namespace,
+    job: Name,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
+    status: Status | None = None,
 ) -> Json:
     job_id = await _subject_id(conn, "jobs", namespace, job)
     rows, total = await findings.list_findings(
         conn, where=findings.FindingFilter(job_id=job_id, status=status), limit=1000
     )
-    return {"findings": rows, "totalCount": total}
+    return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
 class WaiverIn(BaseModel):
@@ -143,11 +231,12 @@ async def waive_finding(finding_id: int, body: WaiverIn, request: Request, princ
         raise Problem("invalid-parameter", "until is in the past", pointer="until")
     async with request.app.state.engine.begin() as conn:
         try:
-            return await findings.waive(
+            waived = await findings.waive(
                 conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason, until=body.until
             )
         except findings.FindingNotFound:
             raise Problem("not-found", f"finding {finding_id} not found") from None
+        return (await _as_seen(request, conn, [waived]))[0]
 
 
 @router.post("/findings/{finding_id}/unwaive", summary="Lift a waiver", responses=ERRORS)
@@ -156,11 +245,12 @@ async def unwaive_finding(
 ) -> Json:
     async with request.app.state.engine.begin() as conn:
         try:
-            return await findings.unwaive(
+            unwaived = await findings.unwaive(
                 conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason
             )
         except findings.FindingNotFound:
             raise Problem("not-found", f"finding {finding_id} not found") from None
+        return (await _as_seen(request, conn, [unwaived]))[0]
 
 
 class GrantIn(BaseModel):
