@@ -55,15 +55,11 @@ async def pii_findings(client: httpx.AsyncClient, key: Key) -> list[dict[str, An
     return rows
 
 
-async def every_view(client: httpx.AsyncClient, key: Key, finding_id: int, dataset: tuple[str, str]) -> str:
-    """The text of every read that carries the finding: list, one, per dataset."""
+async def every_view(client: httpx.AsyncClient, key: Key, finding_id: int) -> str:
+    """The text of every read that carries the finding: the list, the finding."""
     texts = []
-    for path, params in (
-        ("/api/v1/findings", {}),
-        (f"/api/v1/findings/{finding_id}", {}),
-        (f"/api/v1/findings/datasets/{quote(dataset[0], safe='')}/{quote(dataset[1], safe='')}", {}),
-    ):
-        response = await client.get(path, params=params, headers=key.headers)
+    for path in ("/api/v1/findings", f"/api/v1/findings/{finding_id}"):
+        response = await client.get(path, headers=key.headers)
         assert response.status_code == 200, (path, response.text)
         texts.append(response.text)
     return "\n".join(texts)
@@ -91,7 +87,7 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     assert seen["id"] == enriched_finding["id"]
     assert seen["evidence"]["column"] == f"{PAYMENTS_DB}/{ENRICHED}"
     assert seen["evidence"]["from"] == f"{FRAUD_DB}/{CUSTOMERS}#cpf"  # its own column
-    views = await every_view(client, fraud, seen["id"], (FRAUD_DB, CUSTOMERS))
+    views = await every_view(client, fraud, seen["id"])
     assert "cpf_copy" not in views
     # so does a waiver's answer
     waived = await client.post(
@@ -107,13 +103,24 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     (theirs,) = await pii_findings(client, payments)
     assert theirs["evidence"]["column"] == f"{FRAUD_DB}/{SCORES}"
     assert theirs["evidence"]["from"] == f"{PAYMENTS_DB}/{TRANSACTIONS}#cpf"
-    assert SCORES_COLUMN not in await every_view(client, payments, theirs["id"], (PAYMENTS_DB, TRANSACTIONS))
+    assert SCORES_COLUMN not in await every_view(client, payments, theirs["id"])
+
+    # fraud's per-dataset list of fraud.scores holds payments' finding about it: fraud's column shows,
+    # payments' source column only as its dataset
+    scores = await client.get(
+        f"/api/v1/findings/datasets/{quote(FRAUD_DB, safe='')}/{quote(SCORES, safe='')}",
+        headers=fraud.headers,
+    )
+    assert scores.status_code == 200, scores.text
+    (about_scores,) = [f for f in scores.json()["findings"] if f["rule"] == "pii-unmasked"]
+    assert about_scores["evidence"]["column"] == SCORES_COLUMN
+    assert about_scores["evidence"]["from"] == f"{PAYMENTS_DB}/{TRANSACTIONS}"
 
     # a masked-columns-only grant: cpf_copy holds unmasked PII, so it stays hidden
     body = grant_body(name=ENRICHED, masked_only=True)
     masked = await client.post("/api/v1/grants", json=body, headers=payments_steward.headers)
     assert masked.status_code == 201, masked.text
-    assert "cpf_copy" not in await every_view(client, fraud, seen["id"], (FRAUD_DB, CUSTOMERS))
+    assert "cpf_copy" not in await every_view(client, fraud, seen["id"])
 
     # a full grant on payments.tx_enriched: fraud reads its columns, and the finding names it
     revoked = await client.delete(f"/api/v1/grants/{masked.json()['id']}", headers=payments_steward.headers)
