@@ -369,3 +369,65 @@ def discoverable_job(body: Json) -> Json:
 def _root_dataset(root: str, node: Any) -> bool:
     """Is `node` a column of the dataset whose node id is `root` (`dataset:{ns}:{name}`)?"""
     return bool(root == f"dataset:{node.namespace}:{node.dataset}")
+
+
+# A column named as text (findings' evidence, propagation paths): `<namespace>/<dataset>#<field path>`.
+COLUMN_TEXT = re.compile(r"(?P<dataset>[^\s#]+/[^\s#]+)#(?P<field>[^\s#]+)")
+
+
+def column_texts(value: Any) -> set[str]:
+    """The `<namespace>/<dataset>` of every column `value` (any JSON) names as text."""
+    if isinstance(value, str):
+        return {m["dataset"] for m in COLUMN_TEXT.finditer(value)}
+    if isinstance(value, dict):
+        return set().union(*(column_texts(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(column_texts(v) for v in value))
+    return set()
+
+
+def column_keys(value: Any) -> set[DatasetKey]:
+    """The datasets of every structured `{namespace, name, field}` column reference in `value`."""
+    if isinstance(value, dict):
+        ns, name = value.get("namespace"), value.get("name")
+        own = (
+            {(ns, name)}
+            if isinstance(ns, str) and isinstance(name, str) and isinstance(value.get("field"), str)
+            else set()
+        )
+        return own.union(*(column_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(column_keys(v) for v in value))
+    return set()
+
+
+def columns_as_seen(
+    value: Any, shown: Callable[[DatasetKey, str], bool], datasets: Mapping[str, DatasetKey]
+) -> Any:
+    """`value` (any JSON: a finding's evidence, a propagation path) with every column it names that
+    the caller may not see (`shown` false: its dataset's internals are unreadable, or a masked-columns-
+    only grant redacts it) shown as its dataset only — the rule of a column-lineage graph: text
+    `ns/name#field` becomes `ns/name`, a structured `{namespace, name, field}` gets `field` null.
+    `datasets`: the stored dataset of each text `ns/name` (both may contain '/'); a text naming no
+    stored dataset is shown as its dataset."""
+
+    def visible(text: str, field: str) -> bool:
+        key = datasets.get(text)
+        return key is not None and shown(key, field)
+
+    if isinstance(value, str):
+        return COLUMN_TEXT.sub(lambda m: m[0] if visible(m["dataset"], m["field"]) else m["dataset"], value)
+    if isinstance(value, list):
+        return [columns_as_seen(v, shown, datasets) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: columns_as_seen(v, shown, datasets) for k, v in value.items()}
+    ns, name, field = value.get("namespace"), value.get("name"), value.get("field")
+    if (
+        isinstance(ns, str)
+        and isinstance(name, str)
+        and isinstance(field, str)
+        and not shown((ns, name), field)
+    ):
+        out["field"] = None
+    return out

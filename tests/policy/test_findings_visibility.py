@@ -22,6 +22,7 @@ from tests.factories import column_lineage, dataset, run_event, schema
 from tests.findings.helpers import FRAUD_DB, PAYMENTS_DB, ingest, source
 from tests.keys import Key, make_key
 from tests.policy.test_grants import TLS, grant_body
+from tests.policy.test_graphql_authz import gql
 from tests.policy.test_rest_leaks import FRAUD_TLS, SCORES, TRANSACTIONS
 from tests.policy.test_rest_leaks import load as load_scores
 
@@ -136,3 +137,83 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     # payments' view of its own finding did not change
     (theirs,) = await pii_findings(client, payments)
     assert theirs["evidence"]["column"] == f"{FRAUD_DB}/{SCORES}"
+
+
+# -- propagation paths: the same rule for the columns a classification came by --------------------------
+
+LEDGER_HOP = f"{PAYMENTS_DB}/payments.ledger#document_number"
+TRANSACTIONS_HOP = f"{PAYMENTS_DB}/{TRANSACTIONS}#cpf"
+SCORES_CLASSIFICATIONS = """query($ns: String!, $n: String!) {
+  dataset(namespace: $ns, name: $n) { field(path: "cpf") { classifications { tag path } } }
+  piiInventory(first: 100) { nodes { dataset field classification { path } } }
+  piiFlow(namespace: $ns, dataset: $n, field: "cpf") { classifications { path } }
+}"""
+
+
+async def propagation_paths(client: httpx.AsyncClient, key: Key) -> dict[str, list[list[str]]]:
+    """fraud.scores cpf's propagation paths in every read that carries them, REST and GraphQL."""
+    where = {"namespace": FRAUD_DB, "dataset": SCORES}
+    found: dict[str, list[list[str]]] = {}
+    for name, path, params in (
+        ("classifications", "/api/v1/classifications", where),
+        ("inventory", "/api/v1/pii/inventory", {}),
+        ("flow", "/api/v1/pii/flow", {**where, "field": "cpf"}),
+    ):
+        response = await client.get(path, params=params, headers=key.headers)
+        assert response.status_code == 200, (path, response.text)
+        body = response.json()
+        if name == "classifications":
+            rows = body["classifications"]
+        elif name == "inventory":
+            rows = [r for r in body["fields"] if r["dataset"] == SCORES]
+        else:
+            rows = body["origin"]["classifications"]
+        found[name] = sorted(r["path"] for r in rows if r.get("path"))
+    seen = await gql(client, key, SCORES_CLASSIFICATIONS, {"ns": FRAUD_DB, "n": SCORES})
+    assert "errors" not in seen, seen
+    data = seen["data"]
+    found["graphql field"] = sorted(
+        c["path"] for c in data["dataset"]["field"]["classifications"] if c["path"]
+    )
+    found["graphql inventory"] = sorted(
+        n["classification"]["path"]
+        for n in data["piiInventory"]["nodes"]
+        if n["dataset"] == SCORES and n["classification"]["path"]
+    )
+    found["graphql flow"] = sorted(c["path"] for c in data["piiFlow"]["classifications"] if c["path"])
+    return found
+
+
+async def test_a_propagation_path_names_another_products_columns_only_when_readable(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await load_scores(client)
+    fraud = await make_key(engine, "engineer", "fraud")
+    auditor = await make_key(engine, "auditor")
+    payments_steward = await make_key(engine, "steward", "payments")
+    own_hop = f"{FRAUD_DB}/{SCORES}#cpf"
+
+    full = [LEDGER_HOP, TRANSACTIONS_HOP, own_hop]
+    for where, paths in (await propagation_paths(client, auditor)).items():
+        assert paths == [full], where
+
+    # no grant: payments' columns show as their datasets, fraud's own column as itself
+    by_dataset = [f"{PAYMENTS_DB}/payments.ledger", f"{PAYMENTS_DB}/{TRANSACTIONS}", own_hop]
+    for where, paths in (await propagation_paths(client, fraud)).items():
+        assert paths == [by_dataset], where
+
+    # a masked-columns-only grant on payments.transactions: its cpf holds unmasked PII, still hidden
+    masked = await client.post(
+        "/api/v1/grants", json=grant_body(masked_only=True), headers=payments_steward.headers
+    )
+    assert masked.status_code == 201, masked.text
+    for where, paths in (await propagation_paths(client, fraud)).items():
+        assert paths == [by_dataset], where
+
+    # a full grant: transactions' cpf shows; the ledger, not granted, still by dataset
+    revoked = await client.delete(f"/api/v1/grants/{masked.json()['id']}", headers=payments_steward.headers)
+    assert revoked.status_code == 200, revoked.text
+    granted = await client.post("/api/v1/grants", json=grant_body(), headers=payments_steward.headers)
+    assert granted.status_code == 201, granted.text
+    for where, paths in (await propagation_paths(client, fraud)).items():
+        assert paths == [[f"{PAYMENTS_DB}/payments.ledger", TRANSACTIONS_HOP, own_hop]], where

@@ -234,7 +234,10 @@ class DatasetField:
         if self.is_masked:  # its tags are its details (catalog/policy/masking.py)
             return []
         found = await info.context.loaders.classifications.load(self.row.dataset_id)
-        return [Classification.of(c) for c in found if c["field"] == self.row.path]
+        mine = [c for c in found if c["field"] == self.row.path]
+        # A propagation path crosses datasets: hops the caller may not see show as their dataset.
+        paths = await info.context.authz.columns_as_seen([c.get("path") for c in mine])
+        return [Classification.of({**c, "path": p}) for c, p in zip(mine, paths, strict=True)]
 
 
 @strawberry.type(description="A table, topic, file or view that jobs read and write.")

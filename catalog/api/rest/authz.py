@@ -8,7 +8,7 @@ problem+json naming the rule and is recorded in `access_denials`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -23,12 +23,12 @@ from catalog.api.rest.problems import Problem
 from catalog.auth.service import Principal
 from catalog.classification.service import unmasked_pii_columns
 from catalog.findings.service import finding_product
-from catalog.lineage.service import resolve_node_id
+from catalog.lineage.service import resolve_dataset_paths, resolve_node_id
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy import service
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
 from catalog.policy.grants import grant_product
-from catalog.policy.masking import DatasetKey
+from catalog.policy.masking import DatasetKey, column_keys, column_texts, columns_as_seen, is_redacted
 from catalog.policy.products import ProductMap
 from catalog.policy.routes import RoutePolicy, route_policy
 from catalog.policy.scopes import DatasetRef
@@ -315,6 +315,48 @@ async def _internals_scope(
     for decision in denials.values():
         await service.record_denial(request.app.state.engine, principal, decision, request.url.path)
     return InternalsScope(hidden=frozenset(hidden), redacted=redacted)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnsView:
+    """The caller's view of the columns a result names in passing — a finding's evidence, a
+    classification's propagation path: the lineage reads' rule (`InternalsScope`) per named column;
+    one it may not see shows as its dataset (catalog/policy/masking.py `columns_as_seen`)."""
+
+    scope: InternalsScope
+    datasets: Mapping[str, DatasetKey]
+
+    def shown(self, key: DatasetKey, field: str) -> bool:
+        return self.scope.shows(key) and not is_redacted(field, self.scope.sensitive(key))
+
+    def __call__(self, value: Any) -> Any:
+        return value if self.scope.everything else columns_as_seen(value, self.shown, self.datasets)
+
+
+async def columns_view(request: Request, conn: AsyncConnection | None, values: Iterable[Any]) -> ColumnsView:
+    """The `ColumnsView` over every column `values` name, set-based: one statement resolves the
+    `ns/name` texts to datasets, then `internals_scope` decides them all; nothing for auditor/admin."""
+    if reads_internals_everywhere(request):
+        return ColumnsView(EVERYTHING, {})
+    texts: set[str] = set()
+    keys: set[DatasetKey] = set()
+    for value in values:
+        texts |= column_texts(value)
+        keys |= column_keys(value)
+    if not texts and not keys:
+        return ColumnsView(InternalsScope(), {})
+    if conn is None:
+        async with request.app.state.engine.connect() as own:
+            return await _columns_view(request, own, texts, keys)
+    return await _columns_view(request, conn, texts, keys)
+
+
+async def _columns_view(
+    request: Request, conn: AsyncConnection, texts: set[str], keys: set[DatasetKey]
+) -> ColumnsView:
+    datasets = await resolve_dataset_paths(conn, texts) if texts else {}
+    scope = await internals_scope(request, conn, keys | set(datasets.values()))
+    return ColumnsView(scope, datasets)
 
 
 async def hidden_jobs(

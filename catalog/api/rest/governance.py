@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
-from catalog.api.rest.authz import InternalsScope, authorize, internals_scope, reads_internals_everywhere
+from catalog.api.rest.authz import ColumnsView, authorize, columns_view
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
-from catalog.lineage.service import resolve_dataset_paths
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
-from catalog.policy.masking import DatasetKey, is_redacted
 from catalog.policy.routes import ROUTES
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
@@ -52,78 +48,20 @@ def _product_filter(request: Request, product: str | None) -> str | None:
     return principal.product if principal.role not in ("auditor", "admin") else None
 
 
-# A column named in a finding's evidence as text: `<namespace>/<dataset>#<field path>`.
-_COLUMN_TEXT = re.compile(r"(?P<dataset>[^\s#]+/[^\s#]+)#(?P<field>[^\s#]+)")
-
-
-def finding_as_seen(finding: Json, scope: InternalsScope, datasets: Mapping[str, DatasetKey]) -> Json:
-    """A finding as the caller may see it: the lineage reads' per-dataset rule (`InternalsScope`) on
-    every column the finding names — one of a dataset whose internals the caller may not read, or one
-    a masked-columns-only grant redacts, shows as its dataset only (`ns/name`, or `field` null in a
-    structured `{namespace, name, field}` reference); everything else, datasets and jobs by name
-    included, is discoverable and stays. `datasets`: the stored dataset of each `<namespace>/<name>`
-    text (`finding_datasets`); a column of a dataset not found is shown as its dataset."""
-
-    def shown(key: DatasetKey | None, field: str) -> bool:
-        return key is not None and scope.shows(key) and not is_redacted(field, scope.sensitive(key))
-
-    def redact(value: Any) -> Any:
-        if isinstance(value, str):
-            return _COLUMN_TEXT.sub(
-                lambda m: m[0] if shown(datasets.get(m["dataset"]), m["field"]) else m["dataset"], value
-            )
-        if isinstance(value, list):
-            return [redact(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        out = {k: redact(v) for k, v in value.items()}
-        ns, name, field = value.get("namespace"), value.get("name"), value.get("field")
-        if isinstance(ns, str) and isinstance(name, str) and isinstance(field, str):
-            out["field"] = field if shown((ns, name), field) else None
-        return out
-
-    if scope.everything:
-        return finding
-    return {**finding, "evidence": redact(finding.get("evidence"))}
-
-
-def finding_datasets(finding: Json) -> tuple[set[str], set[DatasetKey]]:
-    """The datasets whose columns a finding names: `<namespace>/<name>` texts still to resolve, and
-    structured (namespace, name) references."""
-    texts: set[str] = set()
-    keys: set[DatasetKey] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            texts.update(m["dataset"] for m in _COLUMN_TEXT.finditer(value))
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            ns, name = value.get("namespace"), value.get("name")
-            if isinstance(ns, str) and isinstance(name, str) and isinstance(value.get("field"), str):
-                keys.add((ns, name))
-            for v in value.values():
-                walk(v)
-
-    walk(finding.get("evidence"))
-    return texts, keys
+def finding_as_seen(finding: Json, view: ColumnsView) -> Json:
+    """A finding as the caller may see it: the lineage reads' per-dataset rule on every column it
+    names (`ColumnsView`) — one of a dataset whose internals the caller may not read, or one a
+    masked-columns-only grant redacts, shows as its dataset only; datasets and jobs by name, its rule,
+    product and status are discoverable and stay."""
+    return {**finding, "evidence": view(finding.get("evidence"))}
 
 
 async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
-    """`finding_as_seen` over a page of findings: one statement resolves the datasets they name, one
-    scope decides them all (none for auditor/admin)."""
-    if not rows or reads_internals_everywhere(request):
+    """`finding_as_seen` over a page of findings, decided set-based for the whole page."""
+    if not rows:
         return rows
-    texts: set[str] = set()
-    keys: set[DatasetKey] = set()
-    for row in rows:
-        more_texts, more_keys = finding_datasets(row)
-        texts |= more_texts
-        keys |= more_keys
-    datasets = await resolve_dataset_paths(conn, texts) if texts else {}
-    scope = await internals_scope(request, conn, keys | set(datasets.values()))
-    return [finding_as_seen(row, scope, datasets) for row in rows]
+    view = await columns_view(request, conn, [r.get("evidence") for r in rows])
+    return [finding_as_seen(r, view) for r in rows]
 
 
 @router.get("/findings", summary="Findings by product, rule, severity and status", responses=ERRORS)
