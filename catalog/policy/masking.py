@@ -431,3 +431,52 @@ def columns_as_seen(
     ):
         out["field"] = None
     return out
+
+
+def event_datasets(event: Json) -> list[Json]:
+    """The dataset entries of a raw OpenLineage event: its inputs, outputs, and a DatasetEvent's dataset."""
+    items = [*(event.get("inputs") or []), *(event.get("outputs") or []), event.get("dataset")]
+    return [
+        d
+        for d in items
+        if isinstance(d, dict) and isinstance(d.get("namespace"), str) and isinstance(d.get("name"), str)
+    ]
+
+
+def event_as_seen(
+    event: Json, shows: Callable[[DatasetKey], bool], sensitive: Callable[[DatasetKey], Set[str]]
+) -> Json:
+    """A raw event as a caller who may read its job sees it: every dataset in it by the per-dataset
+    rule of the lineage reads — one whose internals the caller may not read by namespace and name only
+    (its facets, input and output facets left out), one read through a masked-columns-only grant with
+    its facets redacted (`redact_facets`)."""
+
+    def dataset(d: Any) -> Any:
+        if (
+            not isinstance(d, dict)
+            or not isinstance(d.get("namespace"), str)
+            or not isinstance(d.get("name"), str)
+        ):
+            return d
+        key = (d["namespace"], d["name"])
+        if not shows(key):
+            return {"namespace": d["namespace"], "name": d["name"]}
+        redacted = sensitive(key)
+        if not redacted:
+            return d
+        return {
+            **d,
+            **{
+                group: redact_facets(d[group], redacted)
+                for group in ("facets", "inputFacets", "outputFacets")
+                if isinstance(d.get(group), dict)
+            },
+        }
+
+    out = dict(event)
+    for member in ("inputs", "outputs"):
+        if isinstance(out.get(member), list):
+            out[member] = [dataset(d) for d in out[member]]
+    if "dataset" in out:
+        out["dataset"] = dataset(out["dataset"])
+    return out
