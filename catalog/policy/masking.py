@@ -201,6 +201,11 @@ def _mentions(value: Any, pattern: re.Pattern[str]) -> bool:
     return False
 
 
+def names_redacted(value: Any, sensitive: Set[str]) -> bool:
+    """Does `value` name a redacted column as a word of one of its strings (a description "copy of cpf")?"""
+    return bool(sensitive) and _mentions(value, _name_patterns(sensitive))
+
+
 def redact_facets(facets: Mapping[str, Any], sensitive: Set[str]) -> Json:
     """A copy of a dataset's facets (or an event's input/output facets) as a masked-only grantee sees
     them (the input is not changed: it may be a loader's cached value). Redaction is by facet kind,

@@ -146,7 +146,10 @@ def _facets_naming_cpf() -> dict[str, Any]:
     facets: dict[str, Any] = {name: copy.deepcopy(value) for name, value in corpus_facets().items()}
     cpf_doc = {"name": "cpf", "type": "STRING", "description": "customer's CPF", "tags": [{"key": "PII.CPF"}]}
     facets["schema"] = schema(
-        "id", cpf_doc, {"name": "amount", "type": "NUMERIC", "description": "settled amount"}
+        "id",
+        cpf_doc,
+        {"name": "amount", "type": "NUMERIC", "description": "settled amount"},
+        {"name": "payer_key", "type": "STRING", "description": "sha256 of the payer's cpf"},
     )
     facets["dataSource"] = source(TLS)
     facets["ownership"] = ownership("product:payments")
@@ -269,3 +272,18 @@ async def test_a_masked_only_grantee_sees_no_facet_detail_of_the_redacted_column
             elif name not in COLUMN_FREE_FACETS and name not in COLUMN_FACET_REDACTORS and name != "schema":
                 assert name not in seen, (where, name)
         assert "documentation" not in seen, where
+
+    # field-level: another column's description naming cpf is left out, in REST and GraphQL alike
+    ns, name = quote(PAYMENTS_DB, safe=""), quote(TRANSACTIONS, safe="")
+    fields = (await client.get(f"/api/v1/namespaces/{ns}/datasets/{name}", headers=fraud.headers)).json()[
+        "fields"
+    ]
+    described = {f["name"]: f["description"] for f in fields}
+    assert described == {"id": None, "cpf": None, "amount": "settled amount", "payer_key": None}
+    graphql = await gql(
+        client,
+        fraud,
+        "query($ns: String!, $n: String!) { dataset(namespace: $ns, name: $n) { fields { name description } } }",
+        {"ns": PAYMENTS_DB, "n": TRANSACTIONS},
+    )
+    assert {f["name"]: f["description"] for f in graphql["data"]["dataset"]["fields"]} == described
