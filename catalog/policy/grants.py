@@ -1,4 +1,5 @@
 """Runtime grants: product B may read product A's dataset / namespace / name pattern; and their propagation.
+What a grant covers is decided in one place, catalog/policy/scopes.py (`GrantScope.covers`).
 
 Grants live in PostgreSQL (`grants`, every change in `grant_changes`). Each service process keeps its
 enforcer in step with a `GrantWatcher`: it polls the newest `grant_changes.id` (an index-only lookup)
