@@ -25,7 +25,9 @@ import orjson
 
 from catalog.findings.rules import RulesConfig, bump, is_analytics_job, judge_transport
 from catalog.openlineage.events import OpenLineageEvent
+from catalog.policy.grants import LIVE_GRANTS
 from catalog.policy.products import ProductMap
+from catalog.policy.scopes import DatasetRef, GrantScope, covered
 
 NameKey = tuple[str, str]
 
@@ -104,8 +106,10 @@ WITH io AS (
 )
 """
 
-# Product of job A touching a dataset of product B, with no live grant of B to A covering it (grants
-# cover reads; a write into another product's dataset is always a boundary crossing).
+# Product of job A touching a dataset of product B. Whether a live grant of B to A covers an input is
+# decided after the query by `GrantScope.covers` (catalog/policy/scopes.py), the enforcer's own
+# matcher, so a flow is judged granted exactly when the grantee's read is allowed (grants cover reads; a
+# write into another product's dataset is always a boundary crossing).
 CROSS_PRODUCT = (
     _LIVE_IO
     + """
@@ -120,17 +124,18 @@ JOIN jobs j ON j.id = io.job_id
 JOIN namespaces jn ON jn.id = j.namespace_id
 WHERE io.last_seen >= io.latest
   AND jp.product IS NOT NULL AND dp.product IS NOT NULL AND jp.product <> dp.product
-  AND NOT (io.direction = 'input' AND EXISTS (
-      SELECT 1 FROM grants g
-      WHERE g.grantor_product = dp.product AND g.grantee_product = jp.product
-        AND g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
-        AND CASE g.scope
-              WHEN 'dataset' THEN g.namespace = dn.name AND g.name = d.name
-              WHEN 'namespace' THEN g.namespace = dn.name
-              ELSE dn.name LIKE glob_like(g.namespace) AND d.name LIKE glob_like(coalesce(g.name, '*'))
-            END))
 """
 )
+
+
+async def _grant_scopes(raw: asyncpg.Connection[Any]) -> dict[tuple[str, str], list[GrantScope]]:
+    """The live grants' scopes by (grantor, grantee) product."""
+    scopes: dict[tuple[str, str], list[GrantScope]] = {}
+    for g in await raw.fetch(LIVE_GRANTS):
+        key = (g["grantor_product"], g["grantee_product"])
+        scopes.setdefault(key, []).append(GrantScope(g["scope"], g["namespace"], g["name"]))
+    return scopes
+
 
 ANALYTICS_ON_OLTP = (
     _LIVE_IO
@@ -477,7 +482,14 @@ async def evaluate(
             )
 
     if job_ids:
-        for r in await raw.fetch(CROSS_PRODUCT, job_ids):
+        crossings = await raw.fetch(CROSS_PRODUCT, job_ids)
+        grants = await _grant_scopes(raw) if crossings else {}
+        for r in crossings:
+            if r["direction"] == "input" and covered(
+                grants.get((r["dataset_product"], r["job_product"]), ()),
+                DatasetRef(r["namespace"], r["name"]),
+            ):
+                continue
             fired.append(
                 FindingRow(
                     "cross-product-access",

@@ -447,6 +447,27 @@ def _splits(value: str) -> list[tuple[str, str]]:
     return [(value[:i], value[i + 1 :]) for i, ch in enumerate(value) if ch == ":" and 0 < i < len(value) - 1]
 
 
+async def resolve_dataset_paths(conn: AsyncConnection, paths: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(namespace, name) of each `<namespace>/<name>` string (the form of column paths `…#field` in
+    findings and propagation paths) naming a stored dataset; both parts may contain '/', so every cut
+    is tried in one statement and the longest namespace that exists wins. Unknown paths are absent."""
+    wanted = sorted(set(paths))
+    candidates = [
+        (path[:i], path[i + 1 :])
+        for path in wanted
+        for i, ch in enumerate(path)
+        if ch == "/" and 0 < i < len(path) - 1
+    ]
+    if not candidates:
+        return {}
+    raw = await raw_connection(conn)
+    rows = await raw.fetch(RESOLVE_DATASETS, [c[0] for c in candidates], [c[1] for c in candidates])
+    found: dict[str, tuple[str, str]] = {}
+    for r in sorted(rows, key=lambda r: len(r["namespace"])):
+        found[f"{r['namespace']}/{r['name']}"] = (r["namespace"], r["name"])
+    return found
+
+
 async def resolve_node_id(conn: AsyncConnection, node_id: str) -> NodeRef | None:
     """Parse a Marquez node id. Namespaces (`postgres://db:5432`) and names may contain ':', so every
     cut is tried against the catalog in one statement; the longest namespace that exists wins."""

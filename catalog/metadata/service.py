@@ -401,8 +401,12 @@ async def list_events(
     limit: int,
     offset: int,
     ascending: bool = False,
+    job_products: Sequence[str] | None = None,
+    unowned_jobs: bool = False,
 ) -> tuple[list[Json], int]:
-    """Raw events from the log by event time (newest first by default), as stored."""
+    """Raw events from the log by event time (newest first by default), as stored. `job_products`: only
+    events of jobs stored as belonging to one of these products (and, with `unowned_jobs`, to none),
+    and events without a job (DatasetEvents); None: every event."""
     where = []
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     if before is not None:
@@ -411,13 +415,26 @@ async def list_events(
     if after is not None:
         where.append("event_time > :after")
         params["after"] = after
+    if job_products is not None:
+        # The job's stored product (written as the projection assigns it): a job not assigned yet is
+        # left out until it is, rather than judged by name here.
+        where.append(
+            "(e.job_name IS NULL OR EXISTS (SELECT 1 FROM namespaces jn "
+            "JOIN jobs j ON j.namespace_id = jn.id AND j.name = e.job_name "
+            "JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = j.id "
+            "WHERE jn.name = e.job_namespace "
+            "AND (pa.product = ANY(CAST(:products AS text[])) OR (pa.product IS NULL AND :unowned))))"
+        )
+        params["products"] = list(job_products)
+        params["unowned"] = unowned_jobs
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     order = "ASC" if ascending else "DESC"
     rows = await conn.execute(
         text(
-            f"SELECT payload FROM event_log{clause} ORDER BY event_time {order}, id {order} LIMIT :limit OFFSET :offset"
+            f"SELECT payload FROM event_log e{clause} ORDER BY event_time {order}, id {order} "
+            "LIMIT :limit OFFSET :offset"
         ),
         params,
     )
-    total = (await conn.execute(text(f"SELECT count(*) FROM event_log{clause}"), params)).scalar_one()
+    total = (await conn.execute(text(f"SELECT count(*) FROM event_log e{clause}"), params)).scalar_one()
     return [r.payload for r in rows], total

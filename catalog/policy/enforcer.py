@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import io
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import casbin
 
 from catalog.auth.service import Principal
 from catalog.policy.products import ReloadingProductMap
+from catalog.policy.scopes import DatasetRef, GrantScope
 
 ROLES_IN_PRODUCTS = ("pipeline", "engineer", "steward")
 GLOBAL_ROLES = ("auditor", "admin")
@@ -32,13 +34,19 @@ GRANTEE_ROLES = ("engineer", "steward")
 
 @dataclass(frozen=True, slots=True)
 class GrantRule:
-    """A live grant as the enforcer sees it: `grantee` may read `obj` (a glob) in `grantor`'s domain."""
+    """A live grant as the enforcer sees it: `grantee` may read the datasets of `grantor` that `scope`
+    covers (catalog/policy/scopes.py)."""
 
     id: int
     grantor: str
     grantee: str
-    obj: str  # "dataset:<namespace>/<name>" with fnmatch wildcards
+    scope: GrantScope
     masked_only: bool
+
+    @property
+    def obj(self) -> str:
+        """The grant's Casbin object: the policy line lets `product:<grantee>` use this grant."""
+        return f"grant:{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +73,15 @@ def subject_of(principal: Principal) -> str:
     return f"{principal.role}@{principal.product or '*'}"
 
 
-def dataset_object(namespace: str, name: str) -> str:
-    """The object a grant on one dataset names."""
-    return f"dataset:{namespace}/{name}"
+def dataset_object(namespace: str, name: str | None) -> DatasetRef:
+    """The resource a read of one dataset (name None: of every dataset of a namespace) asks a grant for."""
+    return DatasetRef(namespace, name)
 
 
 def _obj_match(request_obj: str, policy_obj: str) -> bool:
-    # fnmatch rather than Casbin's globMatch: OpenLineage names contain '/', which a path glob's `*`
-    # would not cross.
+    # Objects of policy.csv are dotted names (`catalog.*`) matched as globs; a grant's object is its id
+    # (`grant:<id>`), matched exactly: which datasets a grant covers is decided structurally by
+    # `GrantScope.covers`, never by a glob over a "namespace/name" string (namespaces contain '/').
     return request_obj == policy_obj or fnmatch.fnmatchcase(request_obj, policy_obj)
 
 
@@ -131,28 +140,34 @@ class PolicyEnforcer:
         self._grants: tuple[GrantRule, ...] = ()
         self._products_seen = products.current
         self._cache: dict[tuple[str, str, str, str], Decision] = {}
-        self._enforcer = self._build()
+        self._enforcer, self._by_grantor = self._build()
 
     @property
     def grants(self) -> tuple[GrantRule, ...]:
         return self._grants
 
-    def _build(self) -> Any:
+    def _build(self) -> tuple[Any, dict[str, tuple[GrantRule, ...]]]:
+        """A Casbin enforcer over policy.csv and the grants, and the grants by grantor product."""
         policy = read_policy_csv(self.policies_dir / "policy.csv")
         for grant in self._grants:
             act = "read-masked" if grant.masked_only else "read"
             policy.append(
                 [f"product:{grant.grantee}", grant.grantor, grant.obj, act, "allow", f"grant:{grant.id}"]
             )
-        return build_enforcer(
+        by_grantor: dict[str, list[GrantRule]] = defaultdict(list)
+        # Full grants first: a caller holding both a full and a masked-only grant reads in full.
+        for grant in sorted(self._grants, key=lambda g: (g.masked_only, g.id)):
+            by_grantor[grant.grantor].append(grant)
+        enforcer = build_enforcer(
             self.policies_dir / "model.conf", policy, role_links(self._products_seen.products)
         )
+        return enforcer, {k: tuple(v) for k, v in by_grantor.items()}
 
     def rebuild(self) -> None:
         """Re-read policy.csv and the product list; swap the new enforcer in at once."""
         self._products_seen = self.products.current
-        enforcer = self._build()
-        self._enforcer, self._cache = enforcer, {}
+        enforcer, by_grantor = self._build()
+        self._enforcer, self._by_grantor, self._cache = enforcer, by_grantor, {}
 
     def set_grants(self, grants: Iterable[GrantRule]) -> None:
         self._grants = tuple(grants)
@@ -180,16 +195,23 @@ class PolicyEnforcer:
         act: str,
         domain: str | None,
         *,
-        resource: str | None = None,
+        resource: DatasetRef | None = None,
     ) -> Decision:
         """May `principal` do `act` on `obj` in product `domain`? A denied read of another product's
-        `resource` (e.g. `dataset:<ns>/<name>`) is retried against the grants."""
+        `resource` (a dataset, or every dataset of a namespace) is retried against the grants of that
+        product that cover it (`GrantScope.covers`), each checked through Casbin (the grantee's roles)."""
         subject = subject_of(principal)
         decision = self._check(subject, domain or UNOWNED, obj, act)
         if decision.allowed or resource is None or act != "read":
             return decision
-        for grant_act, masked in (("read", False), ("read-masked", True)):
-            via_grant = self._check(subject, domain or UNOWNED, resource, grant_act)
+        for grant in self._by_grantor.get(decision.domain, ()):
+            if not grant.scope.covers(resource):
+                continue
+            via_grant = self._check(
+                subject, decision.domain, grant.obj, "read-masked" if grant.masked_only else "read"
+            )
             if via_grant.allowed:
-                return Decision(True, via_grant.rule, subject, decision.domain, obj, act, masked=masked)
+                return Decision(
+                    True, via_grant.rule, subject, decision.domain, obj, act, masked=grant.masked_only
+                )
         return decision

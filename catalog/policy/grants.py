@@ -1,4 +1,5 @@
 """Runtime grants: product B may read product A's dataset / namespace / name pattern; and their propagation.
+What a grant covers is decided in one place, catalog/policy/scopes.py (`GrantScope.covers`).
 
 Grants live in PostgreSQL (`grants`, every change in `grant_changes`). Each service process keeps its
 enforcer in step with a `GrantWatcher`: it polls the newest `grant_changes.id` (an index-only lookup)
@@ -20,24 +21,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.policy.enforcer import GrantRule, PolicyEnforcer
+from catalog.policy.scopes import SCOPES, GrantScope
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("dataset", "namespace", "pattern")
-
-
-def _escape(value: str) -> str:
-    """A literal inside an fnmatch pattern."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
-
-
-def grant_object(scope: str, namespace: str, name: str | None) -> str:
-    """The enforcer object a grant covers (see `enforcer.dataset_object`)."""
-    if scope == "dataset":
-        return f"dataset:{_escape(namespace)}/{_escape(name or '')}"
-    if scope == "namespace":
-        return f"dataset:{_escape(namespace)}/*"
-    return f"dataset:{namespace}/{name or '*'}"
+# Live: neither revoked nor expired. The one definition, for the enforcer's rules and the findings rule.
+LIVE_GRANTS = (
+    "SELECT id, grantor_product, grantee_product, scope, namespace, name, masked_only, expires_at "
+    "FROM grants WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) ORDER BY id"
+)
 
 
 class InvalidGrant(ValueError):
@@ -179,20 +171,13 @@ async def grant_product(conn: AsyncConnection, grant_id: int) -> tuple[bool, str
 
 async def live_grants(conn: AsyncConnection) -> tuple[list[GrantRule], dt.datetime | None]:
     """Unrevoked, unexpired grants as enforcer rules, and the soonest expiry among them."""
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT id, grantor_product, grantee_product, scope, namespace, name, masked_only, expires_at "
-                "FROM grants WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) ORDER BY id"
-            )
-        )
-    ).all()
+    rows = (await conn.execute(text(LIVE_GRANTS))).all()
     rules = [
         GrantRule(
             r.id,
             r.grantor_product,
             r.grantee_product,
-            grant_object(r.scope, r.namespace, r.name),
+            GrantScope(r.scope, r.namespace, r.name),
             r.masked_only,
         )
         for r in rows

@@ -67,10 +67,9 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     ("GET", f"{NS}/jobs/{{job:path}}"): RoutePolicy("catalog.discover", "read", "job"),
     ("GET", f"{NS}/jobs/{{job}}/runs"): RoutePolicy("catalog.internals", "read", "job"),
     ("GET", f"{V1}/jobs/runs/{{run_id}}"): RoutePolicy("catalog.internals", "read", "run"),
-    # The raw event log is auditor/admin-only (`events` in policy.csv), deliberately not filtered per
-    # product for engineers: an event of one's own job still carries the schema, column lineage and
-    # data source facets of every dataset it reads or writes, other products' included — internals.
-    # Engineers read lineage through /lineage, /column-lineage and GraphQL, which apply the product rule.
+    # The raw event log: auditors and admins read every event; engineers and stewards only events of
+    # jobs whose internals they may read, every dataset in them by the per-dataset rule (an event of
+    # one's own job carries the facets of every dataset it touches, other products' included).
     ("GET", f"{V1}/events/lineage"): RoutePolicy("events", "read", "global"),
     ("GET", f"{V1}/lineage"): RoutePolicy("catalog.internals", "read", "node"),
     ("GET", f"{V1}/column-lineage"): RoutePolicy("catalog.internals", "read", "node"),

@@ -22,6 +22,7 @@ from catalog.auth.service import Principal
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer
 from catalog.policy.products import ProductMap
+from catalog.policy.scopes import DatasetRef
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def authorize(
     act: str,
     product: str | None,
     *,
-    resource: str | None = None,
+    resource: DatasetRef | None = None,
 ) -> Decision:
     """Allow or raise AccessDenied. `product` is the domain: the product owning what is touched
     (None: no product — `global` for catalog-wide requests is passed explicitly)."""
@@ -190,7 +191,7 @@ async def run_product(conn: AsyncConnection, run_id: uuid.UUID) -> str:
     return row.product if row is not None and row.product is not None else UNOWNED
 
 
-def node_product(products: ProductMap, node_id: str | None) -> tuple[str, str | None]:
+def node_product(products: ProductMap, node_id: str | None) -> tuple[str, DatasetRef | None]:
     """(product, grant object) of a Marquez node id `dataset:<namespace>:<name>` / `job:<ns>:<name>`.
 
     Namespaces contain ':' themselves (`postgres://db:5432`), so every split point is tried and the
@@ -205,7 +206,7 @@ def node_product(products: ProductMap, node_id: str | None) -> tuple[str, str | 
         namespace, name = rest[:position], rest[position + 1 :]
         assigned = products.assign(kind, namespace, name)
         if assigned.product is not None:
-            resource = f"dataset:{namespace}/{name}" if kind == "dataset" else None
+            resource = DatasetRef(namespace, name) if kind == "dataset" else None
             return assigned.product, resource
         position = rest.find(":", position + 1)
     return UNOWNED, None

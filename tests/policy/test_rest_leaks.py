@@ -92,6 +92,7 @@ async def world(client: httpx.AsyncClient, engine: AsyncEngine) -> World:
         "fraud": await make_key(engine, "engineer", "fraud"),
         "payments": await make_key(engine, "engineer", "payments"),
         "auditor": await make_key(engine, "auditor"),
+        "pipeline": await make_key(engine, "pipeline", "fraud"),
         "payments-steward": await make_key(engine, "steward", "payments"),
         "fraud-steward": await make_key(engine, "steward", "fraud"),
     }
@@ -376,14 +377,75 @@ async def test_search_and_the_event_log_leak_no_internals(
     assert all(set(r) == {"type", "name", "updatedAt", "namespace", "nodeId"} for r in found["results"])
     assert (await w.ok("fraud", "/api/v1/search", q="document_number"))["results"] == []
 
-    # the raw event log carries every dataset's facets: auditor/admin only, grants or not
-    for state in (None, "full"):
-        await w.set_grant(state)
-        for who in ("fraud", "payments"):
-            response = await w.get(who, "/api/v1/events/lineage")
-            assert denied_by(response, "default-deny"), response.text
-    events = await w.ok("auditor", "/api/v1/events/lineage")
-    assert events["totalCount"] == 2
+    # the raw event log is the next test's
+
+
+# -- 6. the raw event log ---------------------------------------------------------------------------------
+
+CHECKS = "https://openlineage.io/spec/facets/1-0-0/DataQualityAssertionsDatasetFacet.json"
+
+
+def events_by_job(body: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    assert body["totalCount"] == len(body["events"])
+    out: dict[str, list[dict[str, Any]]] = {}
+    for event in body["events"]:
+        out.setdefault(event["job"]["name"], []).append(event)
+    return out
+
+
+def entry(event: dict[str, Any], name: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [d for d in [*event["inputs"], *event["outputs"]] if d["name"] == name]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def test_the_event_log_lists_readable_jobs_events_with_each_dataset_by_the_per_dataset_rule(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    w = await world(client, engine)
+    # fraud's job reads payments.transactions as it sees it: schema with cpf, and checks on cpf
+    seen = dataset(PAYMENTS_DB, TRANSACTIONS, schema=schema("id", "cpf", ("amount", "NUMERIC")))
+    seen["inputFacets"] = {
+        "dataQualityAssertions": {
+            "_producer": PRODUCER,
+            "_schemaURL": CHECKS,
+            "assertions": [
+                {"assertion": "not_null", "success": True, "column": "cpf"},
+                {"assertion": "positive", "success": True, "column": "amount"},
+            ],
+        }
+    }
+    await ingest(client, run_event(job=("airflow-fraud", "fraud_dag.check"), inputs=[seen]))
+    events = "/api/v1/events/lineage"
+
+    # auditor: every event as stored
+    everything = events_by_job(await w.ok("auditor", events))
+    assert set(everything) == {"payments_dag.settle", "fraud_dag.score", "fraud_dag.check"}
+    assert "cpf" in str(entry(everything["fraud_dag.check"][0], TRANSACTIONS))
+    # a pipeline key reads no catalog
+    assert denied_by(await w.get("pipeline", events), "default-deny")
+
+    # payments' engineer: payments' job's events only; fraud's jobs' runs are fraud's internals
+    assert set(events_by_job(await w.ok("payments", events))) == {"payments_dag.settle"}
+
+    # fraud's engineer, no grant: fraud's jobs' events; payments' datasets in them by name only
+    mine = events_by_job(await w.ok("fraud", events))
+    assert set(mine) == {"fraud_dag.score", "fraud_dag.check"}
+    assert entry(mine["fraud_dag.check"][0], TRANSACTIONS) == {"namespace": PAYMENTS_DB, "name": TRANSACTIONS}
+    assert entry(mine["fraud_dag.score"][0], TRANSACTIONS) == {"namespace": PAYMENTS_DB, "name": TRANSACTIONS}
+    assert entry(mine["fraud_dag.score"][0], SCORES)["facets"]["schema"]  # its own dataset in full
+    assert "document_number" not in str(mine)
+
+    # masked-columns-only grant: the facets show, cpf only as a masked name
+    await w.set_grant("masked")
+    masked = entry(events_by_job(await w.ok("fraud", events))["fraud_dag.check"][0], TRANSACTIONS)
+    assert {"name": "cpf", "masked": True} in masked["facets"]["schema"]["fields"]
+    assert [a["column"] for a in masked["inputFacets"]["dataQualityAssertions"]["assertions"]] == ["amount"]
+
+    # full grant: as sent
+    await w.set_grant("full")
+    full = entry(events_by_job(await w.ok("fraud", events))["fraud_dag.check"][0], TRANSACTIONS)
+    assert full == entry(everything["fraud_dag.check"][0], TRANSACTIONS)
 
 
 async def test_jobs_and_namespace_pages_show_another_products_internals_only_by_name(

@@ -75,6 +75,7 @@ def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext
                 engine=request.app.state.engine,
                 products=loaders.products,
                 pii_columns=loaders.pii_columns,
+                dataset_paths=loaders.dataset_paths,
             )
             yield GraphQLContext(principal=principal, db=db, loaders=loaders, limits=limits, authz=authz)
         finally:

@@ -31,6 +31,7 @@ request and rule, not once per row of a page.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,6 +41,7 @@ from catalog.api.graphql.errors import UserError
 from catalog.auth.service import Principal
 from catalog.policy import service
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
+from catalog.policy.masking import DatasetKey, column_keys, column_texts, columns_as_seen, is_redacted
 from catalog.policy.products import ProductMap
 
 DISCOVER = "catalog.discover"
@@ -81,12 +83,14 @@ class Authorizer:
         engine: AsyncEngine,
         products: DataLoader[ProductKey, str | None],
         pii_columns: DataLoader[tuple[str, str], frozenset[str]] | None = None,
+        dataset_paths: DataLoader[str, tuple[str, str] | None] | None = None,
     ) -> None:
         self.principal = principal
         self.enforcer = enforcer
         self._engine = engine
         self._stored = products
         self._pii_columns = pii_columns
+        self._dataset_paths = dataset_paths
         self._everywhere: dict[str, bool] = {}
         self._recorded: set[tuple[str, str, str]] = set()
 
@@ -186,6 +190,31 @@ class Authorizer:
         if decision is None or not decision.allowed or not decision.masked or self._pii_columns is None:
             return frozenset()
         return await self._pii_columns.load((namespace, name))
+
+    async def columns_as_seen(self, value: Any) -> Any:
+        """`value` (a propagation path, …) with every column it names that the caller may not see —
+        of a dataset whose internals it may not read, or one a masked-columns-only grant redacts —
+        shown as its dataset only: REST's `ColumnsView` rule (catalog/policy/masking.py)."""
+        if self.enforcer is None:
+            return value
+        if self.principal is not None and self._reads_everywhere(self.enforcer, self.principal, INTERNALS):
+            return value
+        texts = sorted(column_texts(value))
+        keys = column_keys(value)
+        if not texts and not keys:
+            return value
+        found = await self._dataset_paths.load_many(texts) if self._dataset_paths is not None else []
+        datasets = {t: k for t, k in zip(texts, found, strict=True) if k is not None}
+        wanted = sorted(keys | set(datasets.values()))
+        readable = await asyncio.gather(*(self.allows("dataset", ns, name) for ns, name in wanted))
+        redacted = await asyncio.gather(*(self.redactions(ns, name) for ns, name in wanted))
+        hidden = {k for k, ok in zip(wanted, readable, strict=True) if not ok}
+        sensitive = dict(zip(wanted, redacted, strict=True))
+
+        def shown(key: DatasetKey, field: str) -> bool:
+            return key not in hidden and not is_redacted(field, sensitive.get(key, frozenset()))
+
+        return columns_as_seen(value, shown, datasets)
 
     async def _record(self, decision: Decision) -> None:
         """Keep the denial, once per request and rule (a page of 100 denied rows is one denial)."""

@@ -155,6 +155,8 @@ async def pii_inventory(
     ]
     async with info.context.db.use() as conn:
         page = await service.with_paths(await raw_connection(conn), readable[offset : offset + first])
+    # Propagation paths cross datasets: hops the caller may not see show as their dataset (REST's rule).
+    page = await authz.columns_as_seen(page)
     nodes = [
         PiiField(
             namespace=i["namespace"],
@@ -271,7 +273,8 @@ async def pii_flow(info: Info, *, namespace: str, dataset: str, field: str, dept
         return ref["field"] is None or not is_redacted(ref["field"], redacted.get(key, frozenset()))
 
     shown = [h for h in flow["hops"] if visible(h["from"]) and visible(h["to"])]
-    origin = flow["origin"]
+    # The classifications' propagation paths name columns further upstream: the same rule, per hop.
+    origin, shown = await authz.columns_as_seen([flow["origin"], shown])
     own = await authz.redactions(namespace, dataset)
     origin_hidden = is_redacted(field, own)
     return PiiFlow(

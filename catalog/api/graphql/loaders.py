@@ -13,6 +13,7 @@ from strawberry.dataloader import DataLoader
 from catalog.api.graphql.classification import classifications_of_datasets
 from catalog.api.graphql.context import RequestDatabase
 from catalog.classification.service import unmasked_pii_columns
+from catalog.lineage.service import resolve_dataset_paths
 from catalog.metadata import batch
 from catalog.metadata.batch import DatasetRow, FieldRow, JobRow, OwnerRow, RunRow, VersionRow
 from catalog.policy import service as policy_service
@@ -55,6 +56,10 @@ class Loaders:
         # Columns holding unmasked PII by (namespace, dataset): what a masked-columns-only grant redacts.
         self.pii_columns: DataLoader[tuple[str, str], frozenset[str]] = self._by_key(
             unmasked_pii_columns, frozenset()
+        )
+        # The stored dataset of a `namespace/name` text (a propagation path's hop), for authorising it.
+        self.dataset_paths: DataLoader[str, tuple[str, str] | None] = self._by_key(
+            resolve_dataset_paths, None
         )
         # Effective PII classifications of a dataset's fields (and of the dataset itself), by dataset id.
         self.classifications: DataLoader[int, list[dict[str, Any]]] = self._by_key(

@@ -27,7 +27,7 @@ from catalog.metadata.batch import (
 )
 from catalog.metadata.service import version_uuid
 from catalog.policy.enforcer import UNOWNED
-from catalog.policy.masking import is_redacted, redact_facets, redact_schema
+from catalog.policy.masking import is_redacted, names_redacted, redact_facets, redact_schema
 
 Info = strawberry.Info[GraphQLContext, None]
 T = TypeVar("T")
@@ -189,9 +189,11 @@ class DatasetField:
     def type(self) -> str | None:
         return None if self.is_masked else self.row.type
 
-    @described("Null when `masked`.")
+    @described("Null when `masked`, or when it names a column that is (as REST's field list does).")
     def description(self) -> str | None:
-        return None if self.is_masked else self.row.description
+        if self.is_masked or names_redacted(self.row.description, self.redacted):
+            return None
+        return self.row.description
 
     @described(
         "True when read through a masked-columns-only grant and the column holds PII (an effective, "
@@ -234,7 +236,10 @@ class DatasetField:
         if self.is_masked:  # its tags are its details (catalog/policy/masking.py)
             return []
         found = await info.context.loaders.classifications.load(self.row.dataset_id)
-        return [Classification.of(c) for c in found if c["field"] == self.row.path]
+        mine = [c for c in found if c["field"] == self.row.path]
+        # A propagation path crosses datasets: hops the caller may not see show as their dataset.
+        paths = await info.context.authz.columns_as_seen([c.get("path") for c in mine])
+        return [Classification.of({**c, "path": p}) for c, p in zip(mine, paths, strict=True)]
 
 
 @strawberry.type(description="A table, topic, file or view that jobs read and write.")

@@ -8,7 +8,7 @@ problem+json naming the rule and is recorded in `access_denials`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -23,14 +23,15 @@ from catalog.api.rest.problems import Problem
 from catalog.auth.service import Principal
 from catalog.classification.service import unmasked_pii_columns
 from catalog.findings.service import finding_product
-from catalog.lineage.service import resolve_node_id
+from catalog.lineage.service import resolve_dataset_paths, resolve_node_id
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy import service
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
 from catalog.policy.grants import grant_product
-from catalog.policy.masking import DatasetKey
+from catalog.policy.masking import DatasetKey, column_keys, column_texts, columns_as_seen, is_redacted
 from catalog.policy.products import ProductMap
 from catalog.policy.routes import RoutePolicy, route_policy
+from catalog.policy.scopes import DatasetRef
 
 
 def iter_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
@@ -79,7 +80,9 @@ def _param(request: Request, name: str) -> str:
     return unquote(str(request.path_params.get(name, "")))
 
 
-async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -> tuple[str, str | None]:
+async def _domain(
+    request: Request, principal: Principal, policy: RoutePolicy
+) -> tuple[str, DatasetRef | None]:
     """(product domain, grant object) of the request, as the route table says to find them."""
     products = request.app.state.enforcer.products.current
     source = policy.domain
@@ -90,7 +93,7 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         return asked or principal.product or GLOBAL, None
     if source == "namespace":
         namespace = _param(request, "namespace")
-        return service.namespace_product(products, namespace), dataset_object(namespace, "*")
+        return service.namespace_product(products, namespace), dataset_object(namespace, None)
     if source == "node":
         return await _node_domain(request, products)
     if source == "query-dataset":
@@ -146,7 +149,7 @@ async def _domain(request: Request, principal: Principal, policy: RoutePolicy) -
         return found or UNOWNED, None
 
 
-async def _node_domain(request: Request, products: ProductMap) -> tuple[str, str | None]:
+async def _node_domain(request: Request, products: ProductMap) -> tuple[str, DatasetRef | None]:
     """(product domain, grant object) of the `nodeId` query parameter, found in the catalog as the handler
     finds it (namespaces contain ':', so only the stored names tell where the namespace ends; a grant on
     the dataset must name the same object). A field is judged as its dataset. Unknown nodes fall back to
@@ -314,6 +317,48 @@ async def _internals_scope(
     return InternalsScope(hidden=frozenset(hidden), redacted=redacted)
 
 
+@dataclass(frozen=True, slots=True)
+class ColumnsView:
+    """The caller's view of the columns a result names in passing — a finding's evidence, a
+    classification's propagation path: the lineage reads' rule (`InternalsScope`) per named column;
+    one it may not see shows as its dataset (catalog/policy/masking.py `columns_as_seen`)."""
+
+    scope: InternalsScope
+    datasets: Mapping[str, DatasetKey]
+
+    def shown(self, key: DatasetKey, field: str) -> bool:
+        return self.scope.shows(key) and not is_redacted(field, self.scope.sensitive(key))
+
+    def __call__(self, value: Any) -> Any:
+        return value if self.scope.everything else columns_as_seen(value, self.shown, self.datasets)
+
+
+async def columns_view(request: Request, conn: AsyncConnection | None, values: Iterable[Any]) -> ColumnsView:
+    """The `ColumnsView` over every column `values` name, set-based: one statement resolves the
+    `ns/name` texts to datasets, then `internals_scope` decides them all; nothing for auditor/admin."""
+    if reads_internals_everywhere(request):
+        return ColumnsView(EVERYTHING, {})
+    texts: set[str] = set()
+    keys: set[DatasetKey] = set()
+    for value in values:
+        texts |= column_texts(value)
+        keys |= column_keys(value)
+    if not texts and not keys:
+        return ColumnsView(InternalsScope(), {})
+    if conn is None:
+        async with request.app.state.engine.connect() as own:
+            return await _columns_view(request, own, texts, keys)
+    return await _columns_view(request, conn, texts, keys)
+
+
+async def _columns_view(
+    request: Request, conn: AsyncConnection, texts: set[str], keys: set[DatasetKey]
+) -> ColumnsView:
+    datasets = await resolve_dataset_paths(conn, texts) if texts else {}
+    scope = await internals_scope(request, conn, keys | set(datasets.values()))
+    return ColumnsView(scope, datasets)
+
+
 async def hidden_jobs(
     request: Request, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
 ) -> frozenset[tuple[str, str]]:
@@ -350,7 +395,7 @@ async def authorize(
     act: str,
     product: str | None,
     *,
-    resource: str | None = None,
+    resource: DatasetRef | None = None,
 ) -> Decision:
     """A handler's own check (e.g. against a product named in the body): 403 problem+json when denied."""
     enforcer: PolicyEnforcer = request.app.state.enforcer

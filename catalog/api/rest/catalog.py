@@ -11,11 +11,19 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.authz import hidden_jobs, internals_scope, masked_read
+from catalog.api.rest.authz import hidden_jobs, internals_scope, masked_read, reads_internals_everywhere
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.auth.service import Principal
 from catalog.metadata import service
-from catalog.policy.masking import discoverable_dataset, discoverable_job, redact_dataset
+from catalog.policy.enforcer import UNOWNED
+from catalog.policy.masking import (
+    discoverable_dataset,
+    discoverable_job,
+    event_as_seen,
+    event_datasets,
+    redact_dataset,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -140,10 +148,20 @@ async def get_run(run_id: uuid.UUID, conn: ReadConn, _: PrincipalDep) -> Json:
     return row
 
 
-@router.get("/events/lineage", summary="List stored OpenLineage events by event time", responses=ERRORS)
+@router.get(
+    "/events/lineage",
+    summary="List stored OpenLineage events by event time",
+    description="Auditors and admins: every event as stored. Engineers and stewards: the events of jobs "
+    "of products whose internals they may read (their own; unowned ones) and DatasetEvents, each dataset "
+    "in them by the per-dataset rule — another product's by namespace and name only unless granted, a "
+    "masked-columns-only grant's with its PII columns redacted from every facet. `totalCount` counts "
+    "what is listed.",
+    responses=ERRORS,
+)
 async def list_events(
+    request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    principal: PrincipalDep,
     before: Annotated[
         dt.datetime | None, Query(description="Only events strictly before this instant.")
     ] = None,
@@ -159,7 +177,31 @@ async def list_events(
             raise Problem(
                 "invalid-parameter", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)", pointer=name
             )
+    everything = reads_internals_everywhere(request)
+    job_products, unowned = (None, False) if everything else _readable_job_products(request, principal)
     rows, total = await service.list_events(
-        conn, before=before, after=after, limit=limit, offset=offset, ascending=sortDirection == "asc"
+        conn,
+        before=before,
+        after=after,
+        limit=limit,
+        offset=offset,
+        ascending=sortDirection == "asc",
+        job_products=job_products,
+        unowned_jobs=unowned,
     )
+    if not everything:
+        # Every dataset of the page decided at once, as a lineage graph decides its nodes.
+        scope = await internals_scope(
+            request, conn, [(d["namespace"], d["name"]) for e in rows for d in event_datasets(e)]
+        )
+        rows = [event_as_seen(e, scope.shows, scope.sensitive) for e in rows]
     return {"events": rows, "totalCount": total}
+
+
+def _readable_job_products(request: Request, principal: Principal) -> tuple[list[str], bool]:
+    """The products whose job internals (facets, runs — an event is a run's record) the caller may
+    read, and whether it may read those of jobs of no product: the enforcer's answer per product."""
+    enforcer = request.app.state.enforcer
+    products = sorted(enforcer.products.current.products)
+    readable = [p for p in products if enforcer.decide(principal, "catalog.internals", "read", p).allowed]
+    return readable, enforcer.decide(principal, "catalog.internals", "read", UNOWNED).allowed

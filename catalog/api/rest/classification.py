@@ -19,7 +19,13 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
-from catalog.api.rest.authz import InternalsScope, internals_scope, masked_read, reads_internals_everywhere
+from catalog.api.rest.authz import (
+    InternalsScope,
+    columns_view,
+    internals_scope,
+    masked_read,
+    reads_internals_everywhere,
+)
 from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
@@ -100,7 +106,15 @@ async def list_classifications(
         sensitive = {r["field"] for r in rows if r["field"] is not None and r["status"] == "pii"}
         rows = redact_classifications(rows, namespace, dataset, sensitive)
         rows = [r for r in rows if field is None or r["field"] == field]
-    return {"classifications": rows}
+    return {"classifications": await _paths_as_seen(request, rows)}
+
+
+async def _paths_as_seen(request: Request, rows: list[Json]) -> list[Json]:
+    """Propagation paths cross datasets: a hop through a column the caller may not see (another
+    product's, unless granted; one a masked-columns-only grant redacts) shows as its dataset only —
+    the rule of the lineage reads (catalog/api/rest/authz.py `ColumnsView`)."""
+    view = await columns_view(request, None, [r.get("path") for r in rows])
+    return [{**r, "path": view(r["path"])} if r.get("path") else r for r in rows]
 
 
 @router.get(
@@ -228,7 +242,9 @@ async def pii_inventory(
     scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in rows])
     shown = [r for r in rows if _visible(r, scope)]
     return {
-        "fields": await service.with_paths(conn, shown[offset : offset + limit]),
+        "fields": await _paths_as_seen(
+            request, await service.with_paths(conn, shown[offset : offset + limit])
+        ),
         "totalCount": len(shown),
     }
 
@@ -272,7 +288,9 @@ async def pii_flow(
     origin = flow["origin"]
     if not _visible(origin, scope):
         origin = {**origin, "classifications": []}
-    return {"origin": origin, "hops": shown, "omittedHops": len(hops) - len(shown)}
+    # The classifications' propagation paths name columns further upstream: the same rule, per hop.
+    view = await columns_view(request, None, [origin, shown])
+    return {"origin": view(origin), "hops": view(shown), "omittedHops": len(hops) - len(shown)}
 
 
 def _author(principal: Any) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
-from catalog.api.rest.authz import authorize
+from catalog.api.rest.authz import ColumnsView, authorize, columns_view
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
@@ -49,6 +49,22 @@ def _product_filter(request: Request, product: str | None) -> str | None:
     return principal.product if principal.role not in ("auditor", "admin") else None
 
 
+def finding_as_seen(finding: Json, view: ColumnsView) -> Json:
+    """A finding as the caller may see it: the lineage reads' per-dataset rule on every column it
+    names (`ColumnsView`) — one of a dataset whose internals the caller may not read, or one a
+    masked-columns-only grant redacts, shows as its dataset only; datasets and jobs by name, its rule,
+    product and status are discoverable and stay."""
+    return {**finding, "evidence": view(finding.get("evidence"))}
+
+
+async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
+    """`finding_as_seen` over a page of findings, decided set-based for the whole page."""
+    if not rows:
+        return rows
+    view = await columns_view(request, conn, [r.get("evidence") for r in rows])
+    return [finding_as_seen(r, view) for r in rows]
+
+
 @router.get("/findings", summary="Findings by product, rule, severity and status", responses=ERRORS)
 async def list_findings(
     request: Request,
@@ -65,7 +81,7 @@ async def list_findings(
         product=_product_filter(request, product), rule=rule, severity=severity, status=status
     )
     rows, total = await findings.list_findings(conn, where=where, limit=limit, offset=offset)
-    return {"findings": rows, "totalCount": total}
+    return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
 @router.get(
@@ -78,11 +94,11 @@ async def findings_summary(
 
 
 @router.get("/findings/{finding_id}", summary="One finding with its evidence", responses=ERRORS)
-async def get_finding(finding_id: int, conn: ReadConn, _: PrincipalDep) -> Json:
+async def get_finding(finding_id: int, request: Request, conn: ReadConn, _: PrincipalDep) -> Json:
     found = await findings.get_finding(conn, finding_id)
     if found is None:
         raise Problem("not-found", f"finding {finding_id} not found")
-    return found
+    return (await _as_seen(request, conn, [found]))[0]
 
 
 async def _subject_id(conn: Any, table: str, namespace: str, name: str) -> int:
@@ -105,24 +121,34 @@ async def _subject_id(conn: Any, table: str, namespace: str, name: str) -> int:
     "/findings/datasets/{namespace}/{dataset:path}", summary="Findings about a dataset", responses=ERRORS
 )
 async def dataset_findings(
-    namespace: Namespace, dataset: Name, conn: ReadConn, _: PrincipalDep, status: Status | None = None
+    namespace: Namespace,
+    dataset: Name,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
+    status: Status | None = None,
 ) -> Json:
     dataset_id = await _subject_id(conn, "datasets", namespace, dataset)
     rows, total = await findings.list_findings(
         conn, where=findings.FindingFilter(dataset_id=dataset_id, status=status), limit=1000
     )
-    return {"findings": rows, "totalCount": total}
+    return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
 @router.get("/findings/jobs/{namespace}/{job:path}", summary="Findings about a job", responses=ERRORS)
 async def job_findings(
-    namespace: Namespace, job: Name, conn: ReadConn, _: PrincipalDep, status: Status | None = None
+    namespace: Namespace,
+    job: Name,
+    request: Request,
+    conn: ReadConn,
+    _: PrincipalDep,
+    status: Status | None = None,
 ) -> Json:
     job_id = await _subject_id(conn, "jobs", namespace, job)
     rows, total = await findings.list_findings(
         conn, where=findings.FindingFilter(job_id=job_id, status=status), limit=1000
     )
-    return {"findings": rows, "totalCount": total}
+    return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
 class WaiverIn(BaseModel):
@@ -144,11 +170,12 @@ async def waive_finding(finding_id: int, body: WaiverIn, request: Request, princ
         raise Problem("invalid-parameter", "until is in the past", pointer="until")
     async with request.app.state.engine.begin() as conn:
         try:
-            return await findings.waive(
+            waived = await findings.waive(
                 conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason, until=body.until
             )
         except findings.FindingNotFound:
             raise Problem("not-found", f"finding {finding_id} not found") from None
+        return (await _as_seen(request, conn, [waived]))[0]
 
 
 @router.post("/findings/{finding_id}/unwaive", summary="Lift a waiver", responses=ERRORS)
@@ -157,18 +184,28 @@ async def unwaive_finding(
 ) -> Json:
     async with request.app.state.engine.begin() as conn:
         try:
-            return await findings.unwaive(
+            unwaived = await findings.unwaive(
                 conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason
             )
         except findings.FindingNotFound:
             raise Problem("not-found", f"finding {finding_id} not found") from None
+        return (await _as_seen(request, conn, [unwaived]))[0]
 
 
 class GrantIn(BaseModel):
     grantee_product: str = Field(min_length=1, max_length=200, description="The product that may read.")
     scope: Literal["dataset", "namespace", "pattern"]
-    namespace: str = Field(min_length=1, max_length=1024, description="A glob for scope `pattern`.")
-    name: str | None = Field(None, max_length=1024, description="The dataset, or a glob for `pattern`.")
+    namespace: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The namespace: exactly (`dataset`, `namespace`: not namespaces it is a prefix of), or a "
+        "glob for `pattern` (`*`/`?` stay within a `/`- or `:`-separated segment, `**` crosses them).",
+    )
+    name: str | None = Field(
+        None,
+        max_length=1024,
+        description="The dataset (`dataset`), or a glob for `pattern` (absent: every dataset of the namespaces).",
+    )
     masked_only: bool = Field(False, description="Only masked columns may be read.")
     reason: str = Field(min_length=3, max_length=2000)
     expires_at: dt.datetime | None = None
