@@ -123,6 +123,13 @@ class Ownership:
         owner = self.owner(key)
         return owner is None or owner == emitter
 
+    def names_only_owner(self, key: NameKey, owners: Iterable[str]) -> bool:
+        """Do these owner names name no product but the dataset's (as far as the log has been folded)?"""
+        if self.products is None:
+            return True
+        named = set(self.products.owner_products(owners))
+        return not named or named == {self.owner(key)}
+
     def fold_claim(self, key: NameKey, claim: Claim) -> tuple[tuple[str, ...], str | None, str]:
         """Place the dataset if `claim` is the first valid one (in log order); (products it names, the
         dataset's product after it, verdict)."""
@@ -306,10 +313,15 @@ def _fold_dataset(
     facets = ref.facets
     emitter = ANY_EMITTER if event.emitter is None else event.emitter
     # Claims first: the event that places a dataset speaks for its owner in the same breath.
-    for owner in _claimed_owners(facets.get("ownership")):
+    owners = _claimed_owners(facets.get("ownership"))
+    for owner in owners:
         rows.see_claim(ownership, key, owner, emitter, at, logged, event.emitter_key)
     own = ownership.speaks_for_owner(key, event.emitter)
     if own:
+        if owners and not ownership.names_only_owner(key, owners):
+            # An ownership facet naming another product than the dataset's is a claim (kept above), never
+            # the owners the dataset shows.
+            facets = {name: value for name, value in facets.items() if name != "ownership"}
         rows.see_facets("dataset", key, facets, at)
     rank = 1 if own else 0
     schema = facets.get("schema")
