@@ -207,7 +207,13 @@ class ProductMap:
         ]
         placing: tuple[Claim, str] | None = None
         if placed is None:
-            placing = next(((c, p) for c, p in named if c.emitter in (p, ANY_EMITTER)), None)
+            # The first valid claim in log order; one event naming two products places the lesser name
+            # (as the ingest fold does, catalog/ingest/extract.py).
+            placing = min(
+                ((c, p) for c, p in named if c.emitter in (p, ANY_EMITTER)),
+                key=lambda cp: (cp[0].first_logged, cp[1]),
+                default=None,
+            )
             if placing is not None:
                 placed = ("ownership", placing[1])
         for _, product in named:

@@ -20,6 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
+from catalog.policy import files
+from catalog.policy.products import ANY_EMITTER, Claim
 from tests.factories import PRODUCER, at, column_lineage, dataset, run_event, schema
 from tests.findings.helpers import source
 from tests.keys import Key, make_key
@@ -345,3 +347,38 @@ async def test_a_dataset_nobody_owns_takes_anyones_facets_and_the_owner_keeps_co
     assert f"datasetField:{CARDS_DB}:payments.public.raw_cards:pan" in {
         n["id"] for n in graph.json()["graph"]
     }
+
+
+def test_the_product_map_places_by_file_first_then_by_the_first_claim_its_own_product_sent() -> None:
+    products = files.product_map(files.DEFAULT_DIR).current
+    fraud_claim = Claim("team:fraud", "fraud", 5)
+    # products.yaml first: the name pattern (and the namespace) say payments; the claim is a candidate
+    placed = products.assign("dataset", CARDS_DB, CARDS, claims=[fraud_claim])
+    assert (placed.product, placed.source, placed.conflict) == ("payments", "name", True)
+    assert [c.as_json() for c in placed.claims] == [
+        {"owner": "team:fraud", "product": "fraud", "sent_by": "fraud", "accepted": False}
+    ]
+    # not in the file: only a claim its own product (or a key acting for every product) sent places it,
+    # the first in log order, whatever came later
+    assert (
+        products.assign("dataset", SHARED, EXPORT, claims=[Claim("team:merchant", "fraud", 1)]).product
+        is None
+    )
+    later = products.assign(
+        "dataset",
+        SHARED,
+        EXPORT,
+        claims=[
+            Claim("team:fraud", "fraud", 9),
+            Claim("team:merchant", "merchant", 3),
+            Claim("user:ana", "fraud", 1),
+        ],
+    )
+    assert (later.product, later.source, later.conflict) == ("merchant", "ownership", True)
+    assert (
+        products.assign("dataset", SHARED, EXPORT, claims=[Claim("product:risk", ANY_EMITTER, 2)]).product
+        == "risk"
+    )
+    # a job: the file first as well (its sender was authorised for every product its facet names)
+    job = products.assign("job", "airflow-fraud", "fraud_dag.score", ["team:payments"])
+    assert (job.product, job.conflict) == ("fraud", True)
