@@ -59,6 +59,7 @@ class ClaimVerdict:
     product: str
     emitter: str
     accepted: bool  # it is the claim that placed the dataset
+    first_logged: int = 0  # the event-log id of the first event that made it (0: before it was recorded)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class ClaimVerdict:
             "product": self.product,
             "sent_by": None if self.emitter == ANY_EMITTER else self.emitter,
             "accepted": self.accepted,
+            "event_log_id": self.first_logged,
         }
 
 
@@ -220,7 +222,8 @@ class ProductMap:
             if ("ownership", product) not in candidates:
                 candidates.append(("ownership", product))
         verdicts = tuple(
-            ClaimVerdict(c.owner, p, c.emitter, placing is not None and (c, p) == placing) for c, p in named
+            ClaimVerdict(c.owner, p, c.emitter, placing is not None and (c, p) == placing, c.first_logged)
+            for c, p in named
         )
         if placed is None:
             return Assignment(None, tier, None, tuple(candidates), verdicts)

@@ -206,9 +206,16 @@ async def test_another_products_ownership_facet_changes_nothing_and_is_flagged(
     assert finding["product"] == "payments"
     assert finding["evidence"]["products"] == ["fraud", "payments"]
     assert finding["evidence"]["chosen"] == "payments"
-    assert {"owner": "team:fraud", "product": "fraud", "sent_by": "fraud", "accepted": False} in finding[
-        "evidence"
-    ]["claims"]
+    fraud_claims = [c for c in finding["evidence"]["claims"] if c["sent_by"] == "fraud"]
+    assert [(c["owner"], c["product"], c["accepted"]) for c in fraud_claims] == [
+        ("team:fraud", "fraud", False)
+    ]
+    async with engine.connect() as conn:
+        logged = await conn.scalar(
+            text("SELECT id FROM event_log WHERE emitter_product = 'fraud' AND job_name = :j"),
+            {"j": FRAUD_JOB[1]},
+        )
+    assert fraud_claims[0]["event_log_id"] == logged
     assert await conflicts(client, fraud_steward) == []
 
     # audit-logged, naming the key that sent it
@@ -356,7 +363,7 @@ def test_the_product_map_places_by_file_first_then_by_the_first_claim_its_own_pr
     placed = products.assign("dataset", CARDS_DB, CARDS, claims=[fraud_claim])
     assert (placed.product, placed.source, placed.conflict) == ("payments", "name", True)
     assert [c.as_json() for c in placed.claims] == [
-        {"owner": "team:fraud", "product": "fraud", "sent_by": "fraud", "accepted": False}
+        {"owner": "team:fraud", "product": "fraud", "sent_by": "fraud", "accepted": False, "event_log_id": 5}
     ]
     # not in the file: only a claim its own product (or a key acting for every product) sent places it,
     # the first in log order, whatever came later
