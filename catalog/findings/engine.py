@@ -26,20 +26,20 @@ import orjson
 from catalog.findings.rules import RulesConfig, bump, is_analytics_job, judge_transport
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.grants import LIVE_GRANTS
-from catalog.policy.products import ProductMap
+from catalog.policy.products import Claim, ProductMap
 from catalog.policy.scopes import DatasetRef, GrantScope, covered
 
 NameKey = tuple[str, str]
 
 # Rules whose subject is a dataset (resolution scope: dataset_id) or a job (scope: job_id).
-DATASET_RULES = ["unencrypted-transfer", "unlineaged-transfer", "pii-unmasked", "product-conflict"]
-JOB_RULES = ["cross-product-access", "analytics-on-oltp", "product-conflict"]
+DATASET_RULES = ["unencrypted-transfer", "unlineaged-transfer", "pii-unmasked", "ownership-conflict"]
+JOB_RULES = ["cross-product-access", "analytics-on-oltp", "ownership-conflict"]
 
 _DATASET_FACTS = """
 SELECT d.id, d.namespace_id, n.name AS namespace, d.name, d.last_seen,
        src.value ->> 'uri' AS uri, src.event_time AS uri_time,
-       (SELECT array_agg(o.name) FROM owners o WHERE o.subject_kind = 'dataset' AND o.subject_id = d.id)
-         AS owners
+       (SELECT jsonb_agg(jsonb_build_array(c.owner, c.emitter, c.first_logged))::text
+        FROM ownership_claims c WHERE c.dataset_id = d.id) AS claims
 FROM {source}
 LEFT JOIN facets src ON src.subject_kind = 'dataset' AND src.subject_id = d.id AND src.name = 'dataSource'
 {where}
@@ -295,6 +295,11 @@ def _owners(value: Any) -> list[str]:
     return [o for o in value or [] if isinstance(o, str)]
 
 
+def _claims(value: str | None) -> list[Claim]:
+    """A dataset's ownership claims (catalog/policy/products.py), as the facts query aggregates them."""
+    return [Claim(owner, emitter, logged) for owner, emitter, logged in orjson.loads(value or "[]")]
+
+
 async def assign_products(
     raw: asyncpg.Connection[Any],
     products: ProductMap,
@@ -308,7 +313,7 @@ async def assign_products(
     ns_assign: dict[int, Any] = {}
     for record in datasets:
         ds_assign[record["id"]] = products.assign(
-            "dataset", record["namespace"], record["name"], _owners(record["owners"])
+            "dataset", record["namespace"], record["name"], claims=_claims(record["claims"])
         )
         if record["namespace_id"] not in ns_assign:
             ns_assign[record["namespace_id"]] = products.assign("namespace", record["namespace"], None)
@@ -380,7 +385,9 @@ async def evaluate(
             )
         )
 
-    # product conflicts: more than one product named for one subject.
+    # ownership conflicts: more than one product named for one subject (products.yaml's patterns, or an
+    # ownership claim the file or an earlier placement overrides). The subject's product does not change:
+    # the finding goes to its steward, with every candidate and claim (who sent it) as evidence.
     for kind, assigned, facts in (
         ("dataset", ds_assign, ds_by_id),
         ("job", job_assign, {r["id"]: r for r in jobs}),
@@ -391,8 +398,8 @@ async def evaluate(
             record = facts[subject_id]
             fired.append(
                 FindingRow(
-                    "product-conflict",
-                    rules.severity["product-conflict"],
+                    "ownership-conflict",
+                    rules.severity["ownership-conflict"],
                     kind,
                     f"conflict:{kind}:{subject_id}",
                     a.product,
@@ -402,6 +409,8 @@ async def evaluate(
                     {
                         kind: {"namespace": record["namespace"], "name": record["name"]},
                         "candidates": [{"source": s, "product": p} for s, p in a.candidates],
+                        "products": sorted({p for _, p in a.candidates}),
+                        "claims": [c.as_json() for c in a.claims],
                         "chosen": a.product,
                     },
                     record["last_seen"],

@@ -24,7 +24,7 @@ RULES = (
     "analytics-on-oltp",
     "pii-unmasked",
     "credentials-in-metadata",
-    "product-conflict",
+    "ownership-conflict",
 )
 SEVERITIES = ("low", "medium", "high", "critical")
 

@@ -4,6 +4,14 @@ Pure Python and set-shaped: one pass over the events folds everything a batch to
 dictionaries (one entry per entity), which `projection.py` then writes with one statement per table.
 Every merge rule depends on event time only (min/max, newest-wins with a stable tie-break), so the
 result does not depend on the order events arrived in.
+
+Whose view a dataset's facets are (`Ownership`): an event's dataset facets — schema version, facets
+(ownership, tags, dataSource, custom ones, …), symlinks, the column-lineage observation — are the
+dataset's own only when the key that sent it acts for the dataset's owner (products.yaml, else the first
+accepted ownership claim in log order; a dataset nobody owns is anybody's). Another product's event still
+records its job's flows (job inputs/outputs, column edges), its ownership claims (candidates), and the
+fields its schema names — added, never retyped or redescribed over the owner's (`FieldRow.rank`).
+Judged in log order within a batch exactly as across batches, so a rebuild reproduces it.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ from typing import Any
 import orjson
 
 from catalog.openlineage.events import DatasetRef, OpenLineageEvent
+from catalog.policy.products import ANY_EMITTER, Claim, ProductMap
 
 NameKey = tuple[str, str]  # (namespace, name) of a dataset or a job
 FieldKey = tuple[NameKey, str]  # (dataset, dotted field path)
 SubjectKey = tuple[str, Any]  # ("dataset", NameKey) | ("job", NameKey) | ("run", (NameKey, UUID))
+EventKey = tuple[dt.datetime, bytes]  # (event time, digest): an event's identity in the log
+ClaimKey = tuple[NameKey, str, str]  # (dataset, owner name, emitter product or ANY_EMITTER)
 
 # Terminal states outrank the others so a late START cannot reopen a finished run.
 STATE_RANK = {"START": 1, "RUNNING": 2, "COMPLETE": 3, "FAIL": 3, "ABORT": 3}
@@ -65,6 +76,82 @@ class FieldRow:
     type: str | None = None
     description: str | None = None
     attrs_time: dt.datetime | None = None
+    rank: int = 0  # 1: type/description from the dataset's owner; 0: another product's schema (or none)
+
+
+@dataclass(slots=True)
+class ClaimRow:
+    """An ownership claim of the batch and what it amounted to when first folded (for the audit log)."""
+
+    span: Span
+    first_logged: int
+    products: tuple[str, ...]  # the products the owner name names (none for `user:ana`)
+    owning: str | None  # the dataset's product once the claim was folded
+    verdict: str  # 'placed' | 'agrees' | 'conflict' | 'none' (names no product)
+    actor: str | None  # the key that sent it, when known (the accepting route knows; a rebuild does not)
+
+
+@dataclass(slots=True)
+class Ownership:
+    """What the fold needs to tell whose view a dataset's facets are: products.yaml, the stored placement
+    of the batch's datasets the file does not place, and the events' log ids (claims place in log order)."""
+
+    products: ProductMap | None = None
+    placed: dict[NameKey, tuple[int, str]] = field(default_factory=dict)  # dataset -> (log id, product)
+    log_ids: dict[EventKey, int] = field(default_factory=dict)
+    _by_file: dict[NameKey, str | None] = field(default_factory=dict)
+
+    def by_file(self, key: NameKey) -> str | None:
+        if self.products is None:
+            return None
+        if key not in self._by_file:
+            self._by_file[key] = self.products.placed("dataset", key[0], key[1])[0]
+        return self._by_file[key]
+
+    def owner(self, key: NameKey) -> str | None:
+        """The dataset's product as far as the log has been folded (None: nobody owns it yet)."""
+        by_file = self.by_file(key)
+        if by_file is not None:
+            return by_file
+        placed = self.placed.get(key)
+        return placed[1] if placed is not None else None
+
+    def speaks_for_owner(self, key: NameKey, emitter: str | None) -> bool:
+        """Are facets sent by `emitter` (None: a key acting for every product) the dataset's own?"""
+        if emitter is None:
+            return True
+        owner = self.owner(key)
+        return owner is None or owner == emitter
+
+    def names_only_owner(self, key: NameKey, owners: Iterable[str]) -> bool:
+        """Do these owner names name no product but the dataset's (as far as the log has been folded)?"""
+        if self.products is None:
+            return True
+        named = set(self.products.owner_products(owners))
+        return not named or named == {self.owner(key)}
+
+    def fold_claim(self, key: NameKey, claim: Claim) -> tuple[tuple[str, ...], str | None, str]:
+        """Place the dataset if `claim` is the first valid one (in log order); (products it names, the
+        dataset's product after it, verdict)."""
+        named = tuple(self.products.claimed_products(claim)) if self.products is not None else ()
+        if not named:
+            return named, self.owner(key), "none"
+        if self.by_file(key) is None:
+            for product in named:
+                if claim.emitter not in (product, ANY_EMITTER):
+                    continue
+                current = self.placed.get(key)
+                if current is None or (claim.first_logged, product) < current:
+                    self.placed[key] = (claim.first_logged, product)
+        owning = self.owner(key)
+        if owning is not None and set(named) == {owning} and claim.emitter in (owning, ANY_EMITTER):
+            placed = self.placed.get(key)
+            verdict = "placed" if placed == (claim.first_logged, owning) else "agrees"
+        elif owning is not None and set(named) == {owning}:
+            verdict = "agrees"  # another product naming the owner: it changes nothing
+        else:
+            verdict = "conflict"
+        return named, owning, verdict
 
 
 @dataclass(slots=True)
@@ -86,6 +173,7 @@ class Rows:
         tuple[Span, str | None],
     ] = field(default_factory=dict)
     symlinks: dict[tuple[NameKey, str, str], tuple[Span, str | None]] = field(default_factory=dict)
+    claims: dict[ClaimKey, ClaimRow] = field(default_factory=dict)
     # (owner kind "job"|"dataset", owner, event time): the owner declared its complete edge set then;
     # as-of lineage drops edges an owner stopped declaring (catalog/lineage/service.py).
     observations: set[tuple[str, NameKey, dt.datetime]] = field(default_factory=set)
@@ -115,6 +203,26 @@ class Rows:
         else:
             span.widen(at)
 
+    def see_claim(
+        self,
+        ownership: Ownership,
+        key: NameKey,
+        owner: str,
+        emitter: str,
+        at: dt.datetime,
+        logged: int,
+        actor: str | None,
+    ) -> None:
+        claim_key = (key, owner, emitter)
+        row = self.claims.get(claim_key)
+        if row is not None:
+            row.span.widen(at)
+            if logged < row.first_logged:
+                row.first_logged = logged
+            return
+        products, owning, verdict = ownership.fold_claim(key, Claim(owner, emitter, logged))
+        self.claims[claim_key] = ClaimRow(Span(at, at), logged, products, owning, verdict, actor)
+
     def see_field(self, key: FieldKey, at: dt.datetime) -> FieldRow:
         self.see_dataset(key[0], at)
         row = self.fields.get(key)
@@ -136,11 +244,14 @@ class Rows:
                 self.facets[key] = (at, digest, None if blob is None else blob.decode())
 
 
-def extract(events: Iterable[OpenLineageEvent]) -> Rows:
-    """Fold a batch of events into the rows they add to or update in the projection."""
+def extract(events: Iterable[OpenLineageEvent], ownership: Ownership | None = None) -> Rows:
+    """Fold a batch of events (in log order) into the rows they add to or update in the projection.
+    Without `ownership` every emitter speaks for every dataset (no products.yaml to judge by)."""
     rows = Rows()
+    ownership = ownership or Ownership()
     for event in events:
         at = event.event_time
+        logged = ownership.log_ids.get((at, event.digest), 0)
         job: NameKey | None = None
         if event.job_namespace is not None and event.job_name is not None:
             job = (event.job_namespace, event.job_name)
@@ -152,7 +263,7 @@ def extract(events: Iterable[OpenLineageEvent]) -> Rows:
             rows.observations.add(("job", job, at))
         for direction, refs in (("input", event.inputs), ("output", event.outputs)):
             for ref in refs:
-                key = _fold_dataset(rows, ref, job, at)
+                key = _fold_dataset(rows, ref, job, at, ownership, event, logged)
                 if job is not None:
                     io_key = (job, direction, key)
                     span = rows.job_io.get(io_key)
@@ -161,7 +272,7 @@ def extract(events: Iterable[OpenLineageEvent]) -> Rows:
                     else:
                         span.widen(at)
         if event.dataset is not None:
-            _fold_dataset(rows, event.dataset, job, at)
+            _fold_dataset(rows, event.dataset, job, at, ownership, event, logged)
     return rows
 
 
@@ -188,11 +299,31 @@ def _fold_run(rows: Rows, job: NameKey, event: OpenLineageEvent) -> None:
     rows.see_facets("run", key, event.run_facets, at)
 
 
-def _fold_dataset(rows: Rows, ref: DatasetRef, job: NameKey | None, at: dt.datetime) -> NameKey:
+def _fold_dataset(
+    rows: Rows,
+    ref: DatasetRef,
+    job: NameKey | None,
+    at: dt.datetime,
+    ownership: Ownership,
+    event: OpenLineageEvent,
+    logged: int,
+) -> NameKey:
     key = (ref.namespace, ref.name)
     rows.see_dataset(key, at)
     facets = ref.facets
-    rows.see_facets("dataset", key, facets, at)
+    emitter = ANY_EMITTER if event.emitter is None else event.emitter
+    # Claims first: the event that places a dataset speaks for its owner in the same breath.
+    owners = _claimed_owners(facets.get("ownership"))
+    for owner in owners:
+        rows.see_claim(ownership, key, owner, emitter, at, logged, event.emitter_key)
+    own = ownership.speaks_for_owner(key, event.emitter)
+    if own:
+        if owners and not ownership.names_only_owner(key, owners):
+            # An ownership facet naming another product than the dataset's is a claim (kept above), never
+            # the owners the dataset shows.
+            facets = {name: value for name, value in facets.items() if name != "ownership"}
+        rows.see_facets("dataset", key, facets, at)
+    rank = 1 if own else 0
     schema = facets.get("schema")
     if (
         isinstance(schema, dict)
@@ -202,22 +333,26 @@ def _fold_dataset(rows: Rows, ref: DatasetRef, job: NameKey | None, at: dt.datet
         normalised = _normalise_fields(schema["fields"])
         for path, ftype, description in _flatten(normalised, ""):
             row = rows.see_field((key, path), at)
-            # Same rule as the SQL upsert: newest wins, then the greater (type, description).
-            if row.attrs_time is None or (at, ftype or "", description or "") > (
+            # Same rule as the SQL upsert: the owner's attributes first, then newest, then the greater
+            # (type, description). Another product's schema thereby only adds fields.
+            if row.attrs_time is None or (rank, at, ftype or "", description or "") > (
+                row.rank,
                 row.attrs_time,
                 row.type or "",
                 row.description or "",
             ):
-                row.type, row.description, row.attrs_time = ftype, description, at
-        blob = orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS)
-        version_key = (key, hashlib.sha256(blob).digest())
-        version = rows.versions.get(version_key)
-        if version is None:
-            rows.versions[version_key] = (Span(at, at), blob.decode())
-        else:
-            version[0].widen(at)
+                row.type, row.description, row.attrs_time, row.rank = ftype, description, at, rank
+        # Only the owner's schema is a version of the dataset (REST's `fields` are the current version).
+        if own:
+            blob = orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS)
+            version_key = (key, hashlib.sha256(blob).digest())
+            version = rows.versions.get(version_key)
+            if version is None:
+                rows.versions[version_key] = (Span(at, at), blob.decode())
+            else:
+                version[0].widen(at)
     symlinks = facets.get("symlinks")
-    if isinstance(symlinks, dict) and isinstance(symlinks.get("identifiers"), list):
+    if own and isinstance(symlinks, dict) and isinstance(symlinks.get("identifiers"), list):
         for ident in symlinks["identifiers"]:
             if (
                 isinstance(ident, dict)
@@ -233,7 +368,9 @@ def _fold_dataset(rows: Rows, ref: DatasetRef, job: NameKey | None, at: dt.datet
                     current[0].widen(at)
                     if stype is not None and (current[1] is None or stype > current[1]):
                         rows.symlinks[skey] = (current[0], stype)
-    if "columnLineage" in facets or "lineage" in facets:
+    if own and ("columnLineage" in facets or "lineage" in facets):
+        # Another product's column lineage adds its edges but never declares the owner's edge set
+        # complete: it must not retire the edges the owner's jobs declared (as-of lineage).
         rows.observations.add(("dataset", key, at))
     for source, source_field, target_field, ttype, subtype, masking, description in _column_lineage(facets):
         if source_field is not None:
@@ -253,6 +390,18 @@ def _fold_dataset(rows: Rows, ref: DatasetRef, job: NameKey | None, at: dt.datet
                 rows.edges[edge] = (span, description)
             span.widen(at)
     return key
+
+
+def _claimed_owners(ownership: Any) -> list[str]:
+    """Owner names of an ownership facet (a removed facet claims nothing)."""
+    if not isinstance(ownership, dict) or ownership.get("_deleted") is True:
+        return []
+    owners = ownership.get("owners")
+    if not isinstance(owners, list):
+        return []
+    return list(
+        dict.fromkeys(o["name"] for o in owners if isinstance(o, dict) and isinstance(o.get("name"), str))
+    )
 
 
 def _normalise_fields(fields: list[Any]) -> list[dict[str, Any]]:

@@ -39,3 +39,7 @@ class EventLogEntry(Base):
     producer: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(server_default=text("clock_timestamp()"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The product of the key that sent it; NULL: a key acting for every product (admin, the operator's CLI)
+    # or an event logged before emitters were recorded. The projection judges dataset facets by it, so a
+    # rebuild reads it beside the payload (catalog/ingest/extract.py).
+    emitter_product: Mapped[str | None] = mapped_column(Text)

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from catalog.ingest.extract import NameKey, Rows
+from catalog.ingest.extract import ClaimKey, NameKey, Rows
 
 UPSERT_NAMESPACES = """
 INSERT INTO namespaces (name, first_seen, last_seen)
@@ -69,22 +69,24 @@ RETURNING id, job_id, run_uuid
 """.replace("{newer}", _NEWER_STATE)
 
 UPSERT_FIELDS = """
-INSERT INTO dataset_fields (dataset_id, path, type, description, attrs_time, first_seen, last_seen)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::timestamptz[])
+INSERT INTO dataset_fields (dataset_id, path, type, description, attrs_time, attrs_rank, first_seen, last_seen)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::smallint[],
+                     $7::timestamptz[], $8::timestamptz[])
 ON CONFLICT (dataset_id, path) DO UPDATE
 SET type = CASE WHEN {newer} THEN excluded.type ELSE dataset_fields.type END,
     description = CASE WHEN {newer} THEN excluded.description ELSE dataset_fields.description END,
+    attrs_rank = CASE WHEN {newer} THEN excluded.attrs_rank ELSE dataset_fields.attrs_rank END,
     attrs_time = CASE WHEN {newer} THEN excluded.attrs_time ELSE dataset_fields.attrs_time END,
     first_seen = least(dataset_fields.first_seen, excluded.first_seen),
     last_seen = greatest(dataset_fields.last_seen, excluded.last_seen)
 RETURNING id, dataset_id, path
 """.replace(
     "{newer}",
-    # Newest schema wins; equal times are settled by comparing the values (byte order, as Python does).
+    # The owner's attributes outrank another product's (attrs_rank), then the newest schema wins; equal
+    # times are settled by comparing the values (byte order, as Python does).
     "(excluded.attrs_time IS NOT NULL AND (dataset_fields.attrs_time IS NULL "
-    "OR (excluded.attrs_time, coalesce(excluded.type, '') COLLATE \"C\", "
-    "coalesce(excluded.description, '') COLLATE \"C\") > (dataset_fields.attrs_time, "
+    "OR (excluded.attrs_rank, excluded.attrs_time, coalesce(excluded.type, '') COLLATE \"C\", "
+    "coalesce(excluded.description, '') COLLATE \"C\") > (dataset_fields.attrs_rank, dataset_fields.attrs_time, "
     "coalesce(dataset_fields.type, '') COLLATE \"C\", coalesce(dataset_fields.description, '') COLLATE \"C\")))",
 )
 
@@ -141,6 +143,17 @@ SET type = greatest(excluded.type COLLATE "C", dataset_symlinks.type COLLATE "C"
 """
 
 
+# Claims place datasets in log order: the first event that made a claim (first_logged) is kept.
+UPSERT_CLAIMS = """
+INSERT INTO ownership_claims (dataset_id, owner, emitter, first_logged, first_seen, last_seen)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[])
+ON CONFLICT (dataset_id, owner, emitter) DO UPDATE
+SET first_logged = least(ownership_claims.first_logged, excluded.first_logged),
+    first_seen = least(ownership_claims.first_seen, excluded.first_seen),
+    last_seen = greatest(ownership_claims.last_seen, excluded.last_seen)
+RETURNING dataset_id, owner, emitter, (xmax = 0) AS inserted
+"""
+
 UPSERT_OBSERVATIONS = """
 INSERT INTO lineage_observations (owner_kind, owner_id, observed_at)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])
@@ -164,6 +177,8 @@ class Projected:
     # (source field, target field) of field-to-field edges this batch inserted (not merely re-saw):
     # only those can open a new path for PII propagation.
     new_field_edges: list[tuple[int, int]] = field(default_factory=list)
+    # Ownership claims this batch made for the first time (for the audit log; `Rows.claims` says more).
+    new_claims: list[ClaimKey] = field(default_factory=list)
 
 
 async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
@@ -212,10 +227,10 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
     field_ids: dict[tuple[int, str], int] = {}
     if rows.fields:
         field_rows = sorted(
-            (dataset_ids[ds], path, f.type, f.description, f.attrs_time, f.span.first, f.span.last)
+            (dataset_ids[ds], path, f.type, f.description, f.attrs_time, f.rank, f.span.first, f.span.last)
             for (ds, path), f in rows.fields.items()
         )
-        for r in await conn.fetch(UPSERT_FIELDS, *_columns(field_rows, 7)):
+        for r in await conn.fetch(UPSERT_FIELDS, *_columns(field_rows, 8)):
             field_ids[(r["dataset_id"], r["path"])] = r["id"]
 
     if rows.versions:
@@ -282,10 +297,23 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
         )
         await conn.execute(UPSERT_SYMLINKS, *_columns(link_rows, 6))
 
+    new_claims: list[ClaimKey] = []
+    if rows.claims:
+        claim_rows = sorted(
+            (dataset_ids[ds], owner, emitter, c.first_logged, c.span.first, c.span.last)
+            for (ds, owner, emitter), c in rows.claims.items()
+        )
+        dataset_of_id = {v: k for k, v in dataset_ids.items()}
+        new_claims = [
+            (dataset_of_id[r["dataset_id"]], r["owner"], r["emitter"])
+            for r in await conn.fetch(UPSERT_CLAIMS, *_columns(claim_rows, 6))
+            if r["inserted"]
+        ]
+
     if rows.observations:
         observation_rows = sorted(
             (kind, job_ids[owner] if kind == "job" else dataset_ids[owner], at)
             for kind, owner, at in rows.observations
         )
         await conn.execute(UPSERT_OBSERVATIONS, *_columns(observation_rows, 3))
-    return Projected(dataset_ids, field_ids, new_field_edges)
+    return Projected(dataset_ids, field_ids, new_field_edges, new_claims)

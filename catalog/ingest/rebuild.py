@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit.service import record_raw
 from catalog.db.engine import raw_connection, raw_transaction
+from catalog.ingest.extract import EventKey
 from catalog.ingest.service import project_only
 from catalog.ingest.statistics import analyze_catalog
-from catalog.openlineage.events import Limits
+from catalog.openlineage.events import Limits, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
 
 # Children first, so TRUNCATE order never matters to foreign keys (they are truncated together anyway).
 PROJECTION_TABLES = (
+    "ownership_claims",
     "classifications",  # derived; manual decisions (classification_decisions) are audit data, kept
     "lineage_observations",
     "column_edges",
@@ -43,8 +46,11 @@ _FIELD = "(SELECT f.path FROM dataset_fields f WHERE f.id = {})"
 FINGERPRINT_QUERIES = {
     "namespaces": "SELECT row(name, first_seen, last_seen)::text FROM namespaces",
     "datasets": f"SELECT row({_DS.format('x.id')}, first_seen, last_seen)::text FROM datasets x",
-    "dataset_fields": f"SELECT row({_DS.format('x.dataset_id')}, path, type, description, attrs_time, first_seen, "
-    "last_seen)::text FROM dataset_fields x",
+    "dataset_fields": f"SELECT row({_DS.format('x.dataset_id')}, path, type, description, attrs_time, attrs_rank, "
+    "first_seen, last_seen)::text FROM dataset_fields x",
+    # first_logged is an event-log id: a rebuild keeps it, another database fed in another order does not.
+    "ownership_claims": f"SELECT row({_DS.format('x.dataset_id')}, owner, emitter, first_seen, last_seen)::text "
+    "FROM ownership_claims x",
     "dataset_versions": f"SELECT row({_DS.format('x.dataset_id')}, schema_digest, fields, first_seen, last_seen)::text "
     "FROM dataset_versions x",
     "dataset_symlinks": f"SELECT row({_DS.format('x.dataset_id')}, namespace, name, type, first_seen, last_seen)::text "
@@ -100,20 +106,28 @@ async def rebuild_projection(
         total = await raw.fetchval("SELECT count(*) FROM event_log")
         done = 0
         analyze_at = 1000  # the replay starts from empty tables: refresh statistics as they grow
-        batch = []
-        async for record in raw.cursor("SELECT payload FROM event_log ORDER BY id", prefetch=batch_size):
-            batch.append(parse_event(_json(record["payload"]), limits=REPLAY_LIMITS))
+        batch: list[OpenLineageEvent] = []
+        log_ids: dict[EventKey, int] = {}
+        async for record in raw.cursor(
+            "SELECT id, payload, emitter_product FROM event_log ORDER BY id", prefetch=batch_size
+        ):
+            # Who sent it decides whose view its dataset facets are (catalog/ingest/extract.py).
+            event = replace(
+                parse_event(_json(record["payload"]), limits=REPLAY_LIMITS), emitter=record["emitter_product"]
+            )
+            batch.append(event)
+            log_ids[(event.event_time, event.digest)] = record["id"]
             if len(batch) >= batch_size:
-                await project_only(raw, batch)
+                await project_only(raw, batch, log_ids)
                 done += len(batch)
-                batch = []
+                batch, log_ids = [], {}
                 if done >= analyze_at:
                     await analyze_catalog(raw)
                     analyze_at = 2 * done
                 if progress:
                     progress(done, total)
         if batch:
-            await project_only(raw, batch)
+            await project_only(raw, batch, log_ids)
             done += len(batch)
             if progress:
                 progress(done, total)

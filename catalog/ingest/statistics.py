@@ -35,6 +35,7 @@ ANALYZED_TABLES = (
     "classifications",
     "findings",
     "product_assignments",
+    "ownership_claims",
     "lineage_observations",
 )
 

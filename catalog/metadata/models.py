@@ -20,6 +20,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -63,6 +64,10 @@ class DatasetField(Seen, Base):
     type: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     attrs_time: Mapped[dt.datetime | None]
+    # 1: type/description came from the dataset's owner (or an emitter acting for every product); 0: another
+    # product's schema only added the field. Merges compare (attrs_rank, attrs_time, ...): an owner's
+    # description outranks a reader's whatever their event times (catalog/ingest/projection.py).
+    attrs_rank: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
 
 
 class DatasetVersion(Seen, Base):

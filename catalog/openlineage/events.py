@@ -45,6 +45,11 @@ class OpenLineageEvent:
     payload: dict[str, Any]  # the whole event as it will be stored (sanitised + redacted), every facet kept
     digest: bytes  # sha256 of the canonical JSON of payload: the dedup key
     redactions: tuple[str, ...]  # JSON Pointers (RFC 6901) of the values that were redacted
+    # The product of the key that sent it (set by the accepting route once the key is authorised, stored
+    # with the event); None: a key acting for every product (admin, the operator's CLI). Not part of the
+    # digest: the same event is the same event whoever retries it.
+    emitter: str | None = None
+    emitter_key: str | None = None  # the id of that key (for the audit log; not stored with the event)
 
 
 class EventRejected(Exception):

@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +41,25 @@ class ProductAssignment(Base):
     tier: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
     candidates: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+
+
+class OwnershipClaim(Base):
+    """An owner an ownership facet named for a dataset, per emitting product (`*`: a key acting for every
+    product). Part of the projection (rebuilt from the log). products.yaml places a dataset first; a claim
+    naming product P places one the file does not, and only when P's own key (or `*`) sent it; every other
+    claim naming a product is a candidate, flagged as an `ownership-conflict` (catalog/policy/products.py).
+    """
+
+    __tablename__ = "ownership_claims"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text, primary_key=True)
+    emitter: Mapped[str] = mapped_column(Text, primary_key=True)
+    first_logged: Mapped[int] = mapped_column(
+        BigInteger
+    )  # event-log id of its first event: claims place in log order
+    first_seen: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
 
 
 class Grant(Base):

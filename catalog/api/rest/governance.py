@@ -33,7 +33,7 @@ Rule = Literal[
     "analytics-on-oltp",
     "pii-unmasked",
     "credentials-in-metadata",
-    "product-conflict",
+    "ownership-conflict",
 ]
 Severity = Literal["low", "medium", "high", "critical"]
 Status = Literal["open", "resolved", "waived"]

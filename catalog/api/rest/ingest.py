@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -11,10 +12,12 @@ from pydantic import BaseModel
 from catalog.api.rest.authz import authorize_events
 from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.auth.service import Principal
 from catalog.ingest.writer import DatabaseUnavailable, IngestWriter
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
+from catalog.policy.service import emitting_product
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -83,6 +86,12 @@ async def _decoded(request: Request, limit: int) -> bytes:
         raise _problem(exc) from exc
 
 
+def sent_by(principal: Principal, event: OpenLineageEvent) -> OpenLineageEvent:
+    """The event marked with the product of the key that sent it (stored with it): whose view of a
+    dataset its facets are is judged by it (catalog/ingest/extract.py)."""
+    return replace(event, emitter=emitting_product(principal), emitter_key=principal.key_id)
+
+
 async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple[int, int]:
     try:
         return await writer.submit(events)
@@ -115,7 +124,7 @@ async def ingest_event(request: Request, principal: PrincipalDep) -> JSONRespons
     except EventRejected as exc:
         raise _problem(exc) from exc
     await authorize_events(request, principal, [event])
-    stored, _ = await _submit(request.app.state.writer, [event])
+    stored, _ = await _submit(request.app.state.writer, [sent_by(principal, event)])
     return JSONResponse({"status": "created" if stored else "duplicate"}, status_code=201)
 
 
@@ -162,7 +171,7 @@ async def ingest_batch(request: Request, principal: PrincipalDep) -> BatchResult
     duplicates = 0
     await authorize_events(request, principal, events)
     if events:
-        _, duplicates = await _submit(request.app.state.writer, events)
+        _, duplicates = await _submit(request.app.state.writer, [sent_by(principal, e) for e in events])
     ok = len(events)
     status: Any = "success" if not failed else ("partial_success" if ok else "failure")
     return BatchResult(
