@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit.service import record
-from catalog.auth.models import ROLES, ApiKey
+from catalog.auth.models import CROSS_PRODUCT_ROLES, PRODUCT_ROLES, ROLES, ApiKey
 
 PREFIX = "cat_"
 
@@ -73,6 +73,17 @@ async def create_key(
     """Make a key (audited); the returned token is the only time the secret exists outside the caller."""
     if role not in ROLES:
         raise InvalidRole(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    # A role/product pair the policy has no subject for would make a key that every decision denies:
+    # refuse it here rather than hand out a key that silently can do nothing.
+    if role in CROSS_PRODUCT_ROLES and product is not None:
+        raise InvalidRole(
+            f"the {role} role is cross-product (it acts in every product), so its key takes no product: "
+            f"leave out --product {product!r}"
+        )
+    if role in PRODUCT_ROLES and not product:
+        raise InvalidRole(
+            f"the {role} role acts for one product: give the key its product (--product NAME)"
+        )
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     await conn.execute(

@@ -159,7 +159,7 @@ async def test_export_needs_the_auditor_role(
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            engineer = await create_key(conn, name="eng", role="engineer")
+            engineer = await create_key(conn, name="eng", role="engineer", product="payments")
     finally:
         await engine.dispose()
     async with AsyncCatalogClient(live_server.url, engineer.token) as client:

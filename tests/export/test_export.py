@@ -184,12 +184,12 @@ async def test_as_of_cuts_the_audit_trail_at_the_instant(
     engine: AsyncEngine, settings: Settings, tmp_path: Path
 ) -> None:
     async with engine.begin() as conn:
-        before = await create_key(conn, name="before", role="engineer", actor="test")
+        before = await create_key(conn, name="before", role="engineer", product="payments", actor="test")
     await asyncio.sleep(0.01)
     instant = dt.datetime.now(dt.UTC)
     await asyncio.sleep(0.01)
     async with engine.begin() as conn:
-        after = await create_key(conn, name="after", role="engineer", actor="test")
+        after = await create_key(conn, name="after", role="engineer", product="payments", actor="test")
         await revoke_key(conn, key_id=before.key_id, actor="test")
     result = await _export(engine, settings, tmp_path / "b.zip", instant)
     trail = read(result.path, "audit/audit_log.csv").decode()
@@ -212,7 +212,7 @@ async def test_the_export_endpoint_is_for_auditors(
 ) -> None:
     await load(client, march_events())
     async with engine.begin() as conn:
-        engineer = await create_key(conn, name="eng", role="engineer")
+        engineer = await create_key(conn, name="eng", role="engineer", product="payments")
         auditor = await create_key(conn, name="aud", role="auditor")
     denied = await client.get("/api/v1/exports", headers={"Authorization": f"Bearer {engineer.token}"})
     assert denied.status_code == 403
