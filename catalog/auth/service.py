@@ -81,9 +81,7 @@ async def create_key(
             f"leave out --product {product!r}"
         )
     if role in PRODUCT_ROLES and not product:
-        raise InvalidRole(
-            f"the {role} role acts for one product: give the key its product (--product NAME)"
-        )
+        raise InvalidRole(f"the {role} role acts for one product: give the key its product (--product NAME)")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     await conn.execute(

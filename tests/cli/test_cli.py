@@ -109,8 +109,18 @@ def test_keys_create_refuses_a_role_and_product_pair_that_could_do_nothing(datab
     for role in ("auditor", "admin"):
         refused = runner.invoke(
             app,
-            ["keys", "create", "--name", "x", "--role", role, "--product", "payments"]
-            + ["--database-url", database_url],
+            [
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                role,
+                "--product",
+                "payments",
+                "--database-url",
+                database_url,
+            ],
         )
         assert refused.exit_code == 2, refused.output
         said = " ".join(refused.output.split())
@@ -122,5 +132,7 @@ def test_keys_create_refuses_a_role_and_product_pair_that_could_do_nothing(datab
     assert lonely.exit_code == 2, lonely.output
     assert "the steward role acts for one product" in " ".join(lonely.output.split())
     assert count(database_url, "api_keys") == 0  # nothing was stored
-    made = runner.invoke(app, ["keys", "create", "--name", "a", "--role", "auditor", "--database-url", database_url])
+    made = runner.invoke(
+        app, ["keys", "create", "--name", "a", "--role", "auditor", "--database-url", database_url]
+    )
     assert made.exit_code == 0, made.output
