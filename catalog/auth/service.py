@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit.service import record
+from catalog.audit.state import secret_fingerprint
 from catalog.auth.models import CROSS_PRODUCT_ROLES, PRODUCT_ROLES, ROLES, ApiKey
 
 PREFIX = "cat_"
@@ -84,10 +85,11 @@ async def create_key(
         raise InvalidRole(f"the {role} role acts for one product: give the key its product (--product NAME)")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
+    secret_digest = _hash(secret)
     await conn.execute(
         insert(ApiKey).values(
             key_id=key_id,
-            secret_hash=_hash(secret),
+            secret_hash=secret_digest,
             name=name,
             role=role,
             product=product,
@@ -99,7 +101,14 @@ async def create_key(
         action="api_key.created",
         actor=actor,
         subject=f"api_key:{key_id}",
-        details={"name": name, "role": role, "product": product, "expires_at": expires_at},
+        details={
+            "name": name,
+            "role": role,
+            "product": product,
+            "expires_at": expires_at,
+            # lets `audit verify` see a stored hash swapped for another one (a key taken over)
+            "secret_fingerprint": secret_fingerprint(secret_digest),
+        },
     )
     return CreatedKey(f"{PREFIX}{key_id}_{secret}", key_id, name, role, product, expires_at)
 

@@ -70,15 +70,30 @@ JOB_FACTS_BY_ID = _JOB_FACTS.format(
     where="WHERE j.id = ANY($1::bigint[])",
 )
 
+# Also returns the subjects whose product changed (a reassignment changes who may read them): the
+# `prev` snapshot is the table before this statement, so one statement still does the whole batch.
 UPSERT_ASSIGNMENTS = """
-INSERT INTO product_assignments (subject_kind, subject_id, product, tier, source, candidates)
-SELECT k, i, p, t, s, c::jsonb
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, i, p, t, s, c)
-ON CONFLICT (subject_kind, subject_id) DO UPDATE
-SET product = excluded.product, tier = excluded.tier, source = excluded.source, candidates = excluded.candidates
-WHERE (product_assignments.product, product_assignments.tier, product_assignments.source,
-       product_assignments.candidates)
-      IS DISTINCT FROM (excluded.product, excluded.tier, excluded.source, excluded.candidates)
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+        AS u(k, i, p, t, s, c)
+), prev AS (
+    SELECT pa.subject_kind, pa.subject_id, pa.product
+    FROM product_assignments pa JOIN u ON pa.subject_kind = u.k AND pa.subject_id = u.i
+), up AS (
+    INSERT INTO product_assignments (subject_kind, subject_id, product, tier, source, candidates)
+    SELECT k, i, p, t, s, c::jsonb FROM u
+    ON CONFLICT (subject_kind, subject_id) DO UPDATE
+    SET product = excluded.product, tier = excluded.tier, source = excluded.source,
+        candidates = excluded.candidates
+    WHERE (product_assignments.product, product_assignments.tier, product_assignments.source,
+           product_assignments.candidates)
+          IS DISTINCT FROM (excluded.product, excluded.tier, excluded.source, excluded.candidates)
+    RETURNING subject_kind, subject_id, product, source
+)
+SELECT up.subject_kind, up.subject_id, prev.product AS was, up.product AS now, up.source
+FROM up JOIN prev USING (subject_kind, subject_id)
+WHERE prev.product IS DISTINCT FROM up.product
+ORDER BY 1, 2
 """
 
 # A dataset is unlineaged when it is written but no producing job has an input and no column lineage
@@ -319,8 +334,47 @@ async def assign_products(
             rows.append((kind, subject_id, a.product, a.tier, a.source, candidates))
     if rows:
         rows.sort(key=lambda r: (r[0], r[1]))  # a fixed lock order across concurrent writers
-        await raw.execute(UPSERT_ASSIGNMENTS, *_columns(rows, 6))
+        moved = await raw.fetch(UPSERT_ASSIGNMENTS, *_columns(rows, 6))
+        if moved:
+            await _audit_reassignments(raw, moved, datasets, jobs)
     return ns_assign, ds_assign, job_assign
+
+
+async def _audit_reassignments(
+    raw: asyncpg.Connection[Any],
+    moved: Sequence[asyncpg.Record],
+    datasets: Sequence[asyncpg.Record],
+    jobs: Sequence[asyncpg.Record],
+) -> None:
+    """One audit row for the batch's product changes, in its transaction (a first assignment is not a
+    change: it follows from products.yaml and the event log, which `catalog rebuild` replays)."""
+    from catalog.audit.service import record_raw
+
+    names: dict[tuple[str, int], tuple[str, str | None]] = {}
+    for kind, records in (("dataset", datasets), ("job", jobs)):
+        for r in records:
+            names[(kind, r["id"])] = (r["namespace"], r["name"])
+            names.setdefault(("namespace", r["namespace_id"]), (r["namespace"], None))
+    changes = []
+    for m in moved:
+        namespace, name = names.get((m["subject_kind"], m["subject_id"]), (None, None))
+        changes.append(
+            {
+                "kind": m["subject_kind"],
+                "namespace": namespace,
+                "name": name,
+                "from": m["was"],
+                "to": m["now"],
+                "source": m["source"],
+            }
+        )
+    await record_raw(
+        raw,
+        action="product_assignment.changed",
+        actor=None,
+        subject="product_assignments",
+        details={"changes": changes},
+    )
 
 
 async def evaluate(

@@ -7,11 +7,15 @@ follows its file's mtime. `configure()` (app lifespan, CLI) points them at `Sett
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.audit import service as audit
 from catalog.findings.rules import RulesConfig, load_rules
 from catalog.policy.products import ReloadingProductMap
 
@@ -60,3 +64,25 @@ def rules_config(directory: Path | None = None) -> RulesConfig:
         config = load_rules(path)
         _rules[path] = (mtime, now, config)
         return config
+
+
+POLICY_FILES = ("products.yaml", "policy.csv", "model.conf", "rules.yaml", "classification.yaml")
+
+
+async def record_policy_reload(
+    conn: AsyncConnection, directory: Path, *, actor: str, products: list[str]
+) -> None:
+    """Chain a reload with the SHA-256 of each policy file, so the audit trail says which policy was in
+    force from when (the files themselves live outside the database)."""
+    digests = {
+        name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+        for name in POLICY_FILES
+        if (directory / name).is_file()
+    }
+    await audit.record(
+        conn,
+        action="policy.reloaded",
+        actor=actor,
+        subject=f"policy:{directory}",
+        details={"files": digests, "products": products},
+    )

@@ -13,6 +13,7 @@ from catalog.api.rest.authz import authorize
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
+from catalog.policy import files as policy_files
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
 from catalog.policy.routes import ROUTES
@@ -301,14 +302,19 @@ async def discover(
 
 
 @router.post("/policy/reload", summary="Re-read products.yaml and policy.csv now (admin)", responses=ERRORS)
-async def reload_policy(request: Request, _: PrincipalDep) -> Json:
+async def reload_policy(request: Request, principal: PrincipalDep) -> Json:
     enforcer = request.app.state.enforcer
     try:
         enforcer.products.reload()
         enforcer.rebuild()
     except (OSError, ValueError) as exc:
         raise Problem("invalid-body", f"the policy files are invalid: {exc}", status=422) from None
-    return {"products": sorted(enforcer.products.current.products), "routes": len(ROUTES)}
+    products = sorted(enforcer.products.current.products)
+    async with request.app.state.engine.begin() as conn:
+        await policy_files.record_policy_reload(
+            conn, enforcer.policies_dir, actor=principal.key_id, products=products
+        )
+    return {"products": products, "routes": len(ROUTES)}
 
 
 @router.get(
