@@ -29,6 +29,7 @@ from catalog.config import Settings
 from catalog.db.engine import create_engine
 from catalog.ingest.writer import IngestWriter
 from catalog.policy.bootstrap import create_enforcer
+from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
 
 log = logging.getLogger("catalog.http")
@@ -116,10 +117,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         )
         await writer.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
+        policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
         await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
+        await policy_watcher.start()  # policy file edits are chained too (catalog/policy/files.py)
         try:
             yield
         finally:
+            await policy_watcher.stop()
             await checkpointer.stop()
             await grant_watcher.stop()
             await writer.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -265,8 +266,6 @@ def test_catalog_audit_verify_fails_on_deleted_grants(database_url: str, setting
 async def test_a_policy_reload_is_chained_with_the_files_digests(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    import hashlib
-
     response = await client.post("/api/v1/policy/reload")
     assert response.status_code == 200, response.text
     async with engine.connect() as conn:
@@ -345,3 +344,45 @@ async def test_a_product_reassignment_is_chained(
         assert (await _verify(engine)).ok
     finally:
         files.configure(None)
+
+
+async def test_a_policy_file_edit_is_chained_once_across_processes(
+    settings: Settings, database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """products.yaml is picked up by its mtime, without the reload endpoint: the edit is chained by the
+    first process to notice, once, whatever the number of processes."""
+    from catalog.app import create_app
+
+    policies = tmp_path / "policies"
+    shutil.copytree(files.DEFAULT_DIR, policies)
+    apps = [
+        create_app(settings.model_copy(update={"policies_dir": policies}), database_url) for _ in range(3)
+    ]
+
+    async def changes() -> list[Any]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT details FROM audit_log WHERE action = 'policy.changed' ORDER BY seq")
+            )
+            return [r.details for r in rows]
+
+    try:
+        async with (
+            apps[0].router.lifespan_context(apps[0]),
+            apps[1].router.lifespan_context(apps[1]),
+            apps[2].router.lifespan_context(apps[2]),
+        ):
+            await asyncio.sleep(1.2)
+            assert await changes() == []  # start-up is not a change
+            products = policies / "products.yaml"
+            products.write_text(products.read_text().replace("pix]", "pix, wallet]"))
+            async with asyncio.timeout(10):
+                while True:
+                    if await changes():
+                        break
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(2.5)  # every process has looked by now
+            [details] = await changes()
+    finally:
+        files.configure(None)
+    assert details["files"]["products.yaml"] == hashlib.sha256(products.read_bytes()).hexdigest()
