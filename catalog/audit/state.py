@@ -38,7 +38,16 @@ def grant_action(change: str) -> str:
 
 
 def waiver_action(change: str) -> str:
+    """The chain action of a `finding_changes.action`."""
     return WAIVER_ACTIONS.get(change, f"finding.{change}")
+
+
+def _table_action(action: str, known: dict[str, str]) -> str:
+    """Back from a chain action to the history table's own name (the inverse of the two above)."""
+    for change, chained in known.items():
+        if chained == action:
+            return change
+    return action.split(".", 1)[1]
 
 
 def secret_fingerprint(secret_hash: bytes) -> str:
@@ -73,11 +82,15 @@ class StateReplay:
 
     def feed(self, row: ChainRow) -> None:
         kind, _, ident = row.subject.partition(":")
-        if row.action in GRANT_ACTIONS.values() and kind == "grant" and ident.isdigit():
+        # Every `grant_changes` / `finding_changes` row is chained by the one function that writes it,
+        # whatever its action (a change kind added later included); denials are not changes.
+        if row.action.endswith(".denied"):
+            return
+        if row.action.startswith("grant.") and kind == "grant" and ident.isdigit():
             self.grants.setdefault(int(ident), []).append(self._entry(row))
         elif row.action in KEY_ACTIONS and kind == "api_key":
             self.keys.setdefault(ident, []).append(self._entry(row))
-        elif row.action in WAIVER_ACTIONS.values() and kind == "finding" and ident.isdigit():
+        elif row.action.startswith("finding.") and kind == "finding" and ident.isdigit():
             self.waivers.setdefault(int(ident), []).append(self._entry(row))
 
     @staticmethod
@@ -171,9 +184,10 @@ async def _check_grants(conn: AsyncConnection, replay: StateReplay) -> list[Stat
                 f"grant {grant_id} (audit row {first.seq}) is missing from the grants table: it was deleted",
             )
         )
-    reverse = {v: k for k, v in GRANT_ACTIONS.items()}
     in_chain = Counter(
-        (grant_id, reverse[e.action]) for grant_id, entries in replay.grants.items() for e in entries
+        (grant_id, _table_action(e.action, GRANT_ACTIONS))
+        for grant_id, entries in replay.grants.items()
+        for e in entries
     )
     in_table = Counter(
         (r.grant_id, r.action) for r in await conn.execute(text("SELECT grant_id, action FROM grant_changes"))
@@ -237,6 +251,10 @@ async def _check_keys(conn: AsyncConnection, replay: StateReplay) -> list[StateM
     return out
 
 
+def _last_waiver_change(entries: list[Entry]) -> Entry | None:
+    return next((e for e in reversed(entries) if e.action in WAIVER_ACTIONS.values()), None)
+
+
 async def _check_waivers(conn: AsyncConnection, replay: StateReplay) -> list[StateMismatch]:
     out: list[StateMismatch] = []
     waived = {
@@ -250,8 +268,7 @@ async def _check_waivers(conn: AsyncConnection, replay: StateReplay) -> list[Sta
         ).mappings()
     }
     for finding_id, row in sorted(waived.items()):
-        entries = replay.waivers.get(finding_id)
-        last = entries[-1] if entries else None
+        last = _last_waiver_change(replay.waivers.get(finding_id, []))
         if last is None or last.action != WAIVER_ACTIONS["waive"]:
             out.append(
                 StateMismatch(
@@ -277,18 +294,20 @@ async def _check_waivers(conn: AsyncConnection, replay: StateReplay) -> list[Sta
                 )
             )
     for finding_id, entries in sorted(replay.waivers.items()):
-        if entries[-1].action == WAIVER_ACTIONS["waive"] and finding_id not in waived:
+        final = _last_waiver_change(entries)
+        if final is not None and final.action == WAIVER_ACTIONS["waive"] and finding_id not in waived:
             out.append(
                 StateMismatch(
                     "findings",
                     f"finding:{finding_id}",
-                    f"finding {finding_id} was waived (audit row {entries[-1].seq}) but is no longer waived "
+                    f"finding {finding_id} was waived (audit row {final.seq}) but is no longer waived "
                     "and the log never lifted the waiver: it was removed outside the service",
                 )
             )
-    reverse = {v: k for k, v in WAIVER_ACTIONS.items()}
     in_chain = Counter(
-        (finding_id, reverse[e.action]) for finding_id, entries in replay.waivers.items() for e in entries
+        (finding_id, _table_action(e.action, WAIVER_ACTIONS))
+        for finding_id, entries in replay.waivers.items()
+        for e in entries
     )
     in_table = Counter(
         (r.finding_id, r.action)
