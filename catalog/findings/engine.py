@@ -310,8 +310,9 @@ async def assign_products(
     products: ProductMap,
     datasets: Sequence[asyncpg.Record],
     jobs: Sequence[asyncpg.Record],
-) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
-    """Assign products/tiers to the given datasets, jobs and their namespaces; one upsert statement."""
+) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any], list[asyncpg.Record]]:
+    """Assign products/tiers to the given datasets, jobs and their namespaces; one upsert statement.
+    Also returns the subjects whose product changed (for the audit log)."""
     rows: list[tuple[Any, ...]] = []
     ds_assign: dict[int, Any] = {}
     job_assign: dict[int, Any] = {}
@@ -335,9 +336,9 @@ async def assign_products(
     if rows:
         rows.sort(key=lambda r: (r[0], r[1]))  # a fixed lock order across concurrent writers
         moved = await raw.fetch(UPSERT_ASSIGNMENTS, *_columns(rows, 6))
-        if moved:
-            await _audit_reassignments(raw, moved, datasets, jobs)
-    return ns_assign, ds_assign, job_assign
+    else:
+        moved = []
+    return ns_assign, ds_assign, job_assign, moved
 
 
 async def _audit_reassignments(
@@ -389,7 +390,7 @@ async def evaluate(
     """Assign products, then evaluate every rule over `datasets` and `jobs` (fact rows); returns the
     number of findings that fire in the scope."""
     seen = observations or Observations()
-    ns_assign, ds_assign, job_assign = await assign_products(raw, products, datasets, jobs)
+    ns_assign, ds_assign, job_assign, moved = await assign_products(raw, products, datasets, jobs)
     dataset_ids = [r["id"] for r in datasets]
     job_ids = [r["id"] for r in jobs]
     namespace_ids = sorted({r["namespace_id"] for r in datasets})
@@ -640,4 +641,8 @@ async def evaluate(
         [r[0] for r in rows],
         [r[3] for r in rows],
     )
+    if moved:
+        # Last: the audit append lock is then held only to the commit, never while waiting for a
+        # finding row that a waiver (which appends too) has locked — no lock-order deadlock.
+        await _audit_reassignments(raw, moved, datasets, jobs)
     return len(rows)
