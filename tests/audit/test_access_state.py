@@ -386,3 +386,50 @@ async def test_a_policy_file_edit_is_chained_once_across_processes(
     finally:
         files.configure(None)
     assert details["files"]["products.yaml"] == hashlib.sha256(products.read_bytes()).hexdigest()
+
+
+def test_upgrading_adopts_the_access_history_made_before_it(database_url: str) -> None:
+    """A database whose grants, waivers and keys were made before they were chained: after the upgrade
+    `verify` is clean (the history is adopted once), and a later deletion is caught as for new rows."""
+    from catalog.db import migrate
+
+    migrate.downgrade(database_url, "0006")
+    old_code = (
+        # what the previous release wrote: grant rows with their history, a waiver, a key, no chain rows
+        "INSERT INTO grants (grantor_product, grantee_product, scope, namespace, name, reason, created_by) "
+        f"VALUES ('payments', 'fraud', 'namespace', '{PAYMENTS_DB}', NULL, 'scoring', 'k1'), "
+        f"('payments', 'risk', 'dataset', '{PAYMENTS_DB}', 'payments.tx', 'models', 'k1')",
+        "INSERT INTO grant_changes (grant_id, action, actor, detail) SELECT id, 'create', 'k1', to_jsonb(g) FROM grants g",
+        "UPDATE grants SET revoked_at = now(), revoked_by = 'k2' WHERE id = 2",
+        "INSERT INTO grant_changes (grant_id, action, actor, detail) "
+        "SELECT id, 'revoke', 'k2', to_jsonb(g) FROM grants g WHERE id = 2",
+        "INSERT INTO findings (rule, severity, subject_kind, subject_key, evidence, first_seen, last_seen, status, "
+        "waived_by, waiver_reason, waived_until) VALUES ('unencrypted-transfer', 'high', 'dataset', 'x', '{}', "
+        "now(), now(), 'waived', 'k3', 'legacy driver', now() + interval '7 days')",
+        "INSERT INTO finding_changes (finding_id, action, actor, reason, until) "
+        "SELECT id, 'waive', waived_by, waiver_reason, waived_until FROM findings",
+        "INSERT INTO api_keys (key_id, secret_hash, name, role, product) "
+        "VALUES ('0ld0ld0ld0ld', sha256('s'::bytea), 'old pipeline', 'pipeline', 'payments')",
+    )
+
+    async def run(work: str) -> audit.VerifyReport:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            if work == "old":
+                await _superuser(engine, *old_code)
+            elif work == "delete":
+                await _superuser(engine, "DELETE FROM grants WHERE id = 1")
+            return await _verify(engine)
+        finally:
+            await engine.dispose()
+
+    before = asyncio.run(run("old"))
+    assert not before.ok  # what verify would say of it without the adoption
+    migrate.upgrade(database_url)
+    adopted = asyncio.run(run("check"))
+    assert adopted.ok, [m.message for m in adopted.mismatches]
+    assert adopted.rows == 5  # two grant creations, a revocation, a waiver, a key
+    migrate.upgrade(database_url)  # at head already: nothing appended twice
+    assert asyncio.run(run("check")).rows == 5
+    after = asyncio.run(run("delete"))
+    assert any("grant 1 (audit row 1) is missing" in m.message for m in after.mismatches)
