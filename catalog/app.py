@@ -22,11 +22,14 @@ from catalog.api.rest import governance as governance_routes
 from catalog.api.rest import ingest as ingest_routes
 from catalog.api.rest import lineage as lineage_routes
 from catalog.api.rest.problems import install_handlers
+from catalog.audit.checkpointer import AuditCheckpointer
+from catalog.audit.signing import kek_from_settings
 from catalog.auth.service import Authenticator
 from catalog.config import Settings
 from catalog.db.engine import create_engine
 from catalog.ingest.writer import IngestWriter
 from catalog.policy.bootstrap import create_enforcer
+from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
 
 log = logging.getLogger("catalog.http")
@@ -109,11 +112,19 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         app.state.writer = writer
         app.state.authenticator = Authenticator(engine, admin_token=admin, ttl=settings.auth_cache_seconds)
         grant_watcher = GrantWatcher(engine, app.state.enforcer, interval=settings.grants_poll_seconds)
+        checkpointer = AuditCheckpointer(
+            engine, lambda: kek_from_settings(settings), interval=settings.audit_checkpoint_seconds
+        )
         await writer.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
+        policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
+        await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
+        await policy_watcher.start()  # policy file edits are chained too (catalog/policy/files.py)
         try:
             yield
         finally:
+            await policy_watcher.stop()
+            await checkpointer.stop()
             await grant_watcher.stop()
             await writer.stop()
             await engine.dispose()

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # Governance rules evaluated in each ingest batch; off, only `catalog scan` evaluates them.
     findings_incremental: bool = True
     grants_poll_seconds: float = 0.25
+    audit_checkpoint_seconds: float = Field(
+        60.0,
+        description="How often each process signs the audit chain's head when rows follow the last "
+        "checkpoint (the longest a cut-off tail can go unnoticed); 0 turns it off.",
+    )
     key_encryption_key: SecretStr | None = Field(
         None,
         description="KEK (32 bytes, base64) encrypting the signing keys at rest. Unset: a development KEK is "

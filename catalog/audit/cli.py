@@ -29,42 +29,96 @@ def cli_actor() -> str:
 
 
 @audit_app.command("verify")
-def audit_verify(home: HomeOpt = None, database_url: DbOpt = None) -> None:
-    """Walk the whole chain; name the first row edited, deleted, inserted or reordered (exit 1)."""
-    from catalog.audit.service import verify
+def audit_verify(
+    checkpoint_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint file kept outside the database (`audit checkpoint --out`); repeatable.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Walk the whole chain; name the first row edited, deleted, inserted or reordered, and every grant,
+    key or waiver that disagrees with the chain (exit 1). Says how many rows follow the last checkpoint."""
+    from catalog.audit.service import CheckpointFileError, load_external_checkpoint, verify
     from catalog.cli import _fail, _with_db, console, out
 
+    try:
+        external = [load_external_checkpoint(f.read_bytes(), str(f)) for f in checkpoint_files or []]
+    except CheckpointFileError as exc:
+        raise _fail(str(exc), 2) from exc
+
     async def run(conn: Any) -> Any:
-        return await verify(conn)
+        return await verify(conn, external=external)
 
     report = _with_db(home, database_url, run)
     if report.problem is not None:
         raise _fail(
             f"audit chain broken at row {report.problem.seq} ({report.problem.kind}): {report.problem.message}"
         )
+    if report.mismatches:
+        for mismatch in report.mismatches:
+            console.print(f"  [red]✗[/] {mismatch.message}")
+        raise _fail(
+            f"audit chain intact, but {len(report.mismatches)} access record(s) disagree with it: "
+            "changed outside the service"
+        )
     console.print(
         f"[green]audit chain intact[/]: {report.rows} rows, {report.checkpoints} signed checkpoint(s) valid"
+        + (f", {len(external)} external checkpoint(s) match" if external else "")
+        + "; grants, keys and waivers match it"
+    )
+    anchor = f"row {report.anchored_seq}" if report.anchored_seq else "no checkpoint yet"
+    console.print(
+        f"{report.unanchored} row(s) after the last checkpoint ({anchor}): deleting rows from that tail "
+        "is only caught by a later checkpoint"
     )
     out.print(f"head {report.head_seq} {report.head_hash.hex()}")
+    out.print(f"unanchored {report.unanchored}")
 
 
 @audit_app.command("checkpoint")
-def audit_checkpoint(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+def audit_checkpoint(
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also write the signed checkpoint to this file, to keep outside the database.",
+            dir_okay=False,
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
     """Sign the chain's current head (catches a cut-off tail later)."""
-    from catalog.audit.service import checkpoint
+    import orjson
+
+    from catalog.audit.service import checkpoint, checkpoint_document
     from catalog.audit.signing import kek_from_settings
-    from catalog.cli import _settings, _with_db, console
+    from catalog.cli import _fail, _settings, _with_db, console
 
     kek = kek_from_settings(_settings(home, database_url))
 
     async def run(conn: Any) -> Any:
-        return await checkpoint(conn, kek)
+        head = await checkpoint(conn, kek)
+        return head, (await checkpoint_document(conn, head.seq) if head is not None else None)
 
-    head = _with_db(home, database_url, run)
+    head, document = _with_db(home, database_url, run)
     if head is None:
+        if out_file is not None:
+            raise _fail("the audit log is empty: nothing to checkpoint, no file written")
         console.print("the audit log is empty: nothing to checkpoint")
-    else:
-        console.print(f"checkpointed row {head.seq} ({head.hash.hex()})")
+        return
+    console.print(f"checkpointed row {head.seq} ({head.hash.hex()})")
+    if out_file is not None:
+        out_file.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        console.print(
+            f"wrote {out_file}: keep it outside the database; `audit verify --checkpoint {out_file}`"
+        )
 
 
 @signing_app.command("rotate")

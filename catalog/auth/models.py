@@ -10,6 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from catalog.db.base import Base
 
 ROLES = ("pipeline", "engineer", "steward", "auditor", "admin")
+# A key of these roles acts for one product (its Casbin subject is `<role>@<product>`)...
+PRODUCT_ROLES = ("pipeline", "engineer", "steward")
+# ...and of these in every product: the policy links only `<role>@*`, so a product would leave the key
+# matching no rule at all (default-deny everywhere).
+CROSS_PRODUCT_ROLES = ("auditor", "admin")
 
 
 class ApiKey(Base):

@@ -18,7 +18,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit.service import record
-from catalog.auth.models import ROLES, ApiKey
+from catalog.audit.state import secret_fingerprint
+from catalog.auth.models import CROSS_PRODUCT_ROLES, PRODUCT_ROLES, ROLES, ApiKey
 
 PREFIX = "cat_"
 
@@ -73,12 +74,22 @@ async def create_key(
     """Make a key (audited); the returned token is the only time the secret exists outside the caller."""
     if role not in ROLES:
         raise InvalidRole(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    # A role/product pair the policy has no subject for would make a key that every decision denies:
+    # refuse it here rather than hand out a key that silently can do nothing.
+    if role in CROSS_PRODUCT_ROLES and product is not None:
+        raise InvalidRole(
+            f"the {role} role is cross-product (it acts in every product), so its key takes no product: "
+            f"leave out --product {product!r}"
+        )
+    if role in PRODUCT_ROLES and not product:
+        raise InvalidRole(f"the {role} role acts for one product: give the key its product (--product NAME)")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
+    secret_digest = _hash(secret)
     await conn.execute(
         insert(ApiKey).values(
             key_id=key_id,
-            secret_hash=_hash(secret),
+            secret_hash=secret_digest,
             name=name,
             role=role,
             product=product,
@@ -90,7 +101,14 @@ async def create_key(
         action="api_key.created",
         actor=actor,
         subject=f"api_key:{key_id}",
-        details={"name": name, "role": role, "product": product, "expires_at": expires_at},
+        details={
+            "name": name,
+            "role": role,
+            "product": product,
+            "expires_at": expires_at,
+            # lets `audit verify` see a stored hash swapped for another one (a key taken over)
+            "secret_fingerprint": secret_fingerprint(secret_digest),
+        },
     )
     return CreatedKey(f"{PREFIX}{key_id}_{secret}", key_id, name, role, product, expires_at)
 

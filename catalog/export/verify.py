@@ -39,6 +39,36 @@ def signature_key_id(bundle: Path) -> str | None:
     return str(key_id) if key_id else None
 
 
+S_IFMT, S_IFLNK = 0o170000, 0o120000
+
+
+def unsafe_entries(infos: list[zipfile.ZipInfo]) -> list[str]:
+    """Entries no honest bundle has: one name twice (readers disagree on which copy they show — Python
+    reads the last, `unzip` extracts the first), an absolute or `..` path (it would land outside the
+    directory it is extracted into), or a symlink. Checked before any content is trusted by name."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for info in infos:
+        name = info.filename
+        # Case folded too: on a case-insensitive file system `A.csv` and `a.csv` extract to one file.
+        folded = name.replace("\\", "/").casefold()
+        if folded in seen:
+            same = seen[folded] == name
+            problems.append(
+                f"{name}: appears twice in the zip" if same else f"{name}: duplicates {seen[folded]} (case)"
+            )
+        else:
+            seen[folded] = name
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+            problems.append(f"{name}: an absolute path")
+        elif ".." in parts:
+            problems.append(f"{name}: a path that climbs out with '..'")
+        if (info.external_attr >> 16) & S_IFMT == S_IFLNK:
+            problems.append(f"{name}: a symbolic link")
+    return problems
+
+
 def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleCheck:
     check = BundleCheck()
     try:
@@ -47,6 +77,10 @@ def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleCheck:
         check.problems.append(f"not a readable zip: {exc}")
         return check
     with zf:
+        unsafe = unsafe_entries(zf.infolist())
+        if unsafe:
+            check.problems.extend(unsafe)
+            return check
         names = set(zf.namelist())
         if MANIFEST not in names or SIGNATURE not in names:
             check.problems.append(f"{MANIFEST} or {SIGNATURE} is missing")

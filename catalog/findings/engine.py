@@ -72,15 +72,30 @@ JOB_FACTS_BY_ID = _JOB_FACTS.format(
     where="WHERE j.id = ANY($1::bigint[])",
 )
 
+# Also returns the subjects whose product changed (a reassignment changes who may read them): the
+# `prev` snapshot is the table before this statement, so one statement still does the whole batch.
 UPSERT_ASSIGNMENTS = """
-INSERT INTO product_assignments (subject_kind, subject_id, product, tier, source, candidates)
-SELECT k, i, p, t, s, c::jsonb
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, i, p, t, s, c)
-ON CONFLICT (subject_kind, subject_id) DO UPDATE
-SET product = excluded.product, tier = excluded.tier, source = excluded.source, candidates = excluded.candidates
-WHERE (product_assignments.product, product_assignments.tier, product_assignments.source,
-       product_assignments.candidates)
-      IS DISTINCT FROM (excluded.product, excluded.tier, excluded.source, excluded.candidates)
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+        AS u(k, i, p, t, s, c)
+), prev AS (
+    SELECT pa.subject_kind, pa.subject_id, pa.product
+    FROM product_assignments pa JOIN u ON pa.subject_kind = u.k AND pa.subject_id = u.i
+), up AS (
+    INSERT INTO product_assignments (subject_kind, subject_id, product, tier, source, candidates)
+    SELECT k, i, p, t, s, c::jsonb FROM u
+    ON CONFLICT (subject_kind, subject_id) DO UPDATE
+    SET product = excluded.product, tier = excluded.tier, source = excluded.source,
+        candidates = excluded.candidates
+    WHERE (product_assignments.product, product_assignments.tier, product_assignments.source,
+           product_assignments.candidates)
+          IS DISTINCT FROM (excluded.product, excluded.tier, excluded.source, excluded.candidates)
+    RETURNING subject_kind, subject_id, product, source
+)
+SELECT up.subject_kind, up.subject_id, prev.product AS was, up.product AS now, up.source
+FROM up JOIN prev USING (subject_kind, subject_id)
+WHERE prev.product IS DISTINCT FROM up.product
+ORDER BY 1, 2
 """
 
 # A dataset is unlineaged when it is written but no producing job has an input and no column lineage
@@ -305,8 +320,9 @@ async def assign_products(
     products: ProductMap,
     datasets: Sequence[asyncpg.Record],
     jobs: Sequence[asyncpg.Record],
-) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
-    """Assign products/tiers to the given datasets, jobs and their namespaces; one upsert statement."""
+) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any], list[asyncpg.Record]]:
+    """Assign products/tiers to the given datasets, jobs and their namespaces; one upsert statement.
+    Also returns the subjects whose product changed (for the audit log)."""
     rows: list[tuple[Any, ...]] = []
     ds_assign: dict[int, Any] = {}
     job_assign: dict[int, Any] = {}
@@ -329,8 +345,47 @@ async def assign_products(
             rows.append((kind, subject_id, a.product, a.tier, a.source, candidates))
     if rows:
         rows.sort(key=lambda r: (r[0], r[1]))  # a fixed lock order across concurrent writers
-        await raw.execute(UPSERT_ASSIGNMENTS, *_columns(rows, 6))
-    return ns_assign, ds_assign, job_assign
+        moved = await raw.fetch(UPSERT_ASSIGNMENTS, *_columns(rows, 6))
+    else:
+        moved = []
+    return ns_assign, ds_assign, job_assign, moved
+
+
+async def _audit_reassignments(
+    raw: asyncpg.Connection[Any],
+    moved: Sequence[asyncpg.Record],
+    datasets: Sequence[asyncpg.Record],
+    jobs: Sequence[asyncpg.Record],
+) -> None:
+    """One audit row for the batch's product changes, in its transaction (a first assignment is not a
+    change: it follows from products.yaml and the event log, which `catalog rebuild` replays)."""
+    from catalog.audit.service import record_raw
+
+    names: dict[tuple[str, int], tuple[str, str | None]] = {}
+    for kind, records in (("dataset", datasets), ("job", jobs)):
+        for r in records:
+            names[(kind, r["id"])] = (r["namespace"], r["name"])
+            names.setdefault(("namespace", r["namespace_id"]), (r["namespace"], None))
+    changes = []
+    for m in moved:
+        namespace, name = names.get((m["subject_kind"], m["subject_id"]), (None, None))
+        changes.append(
+            {
+                "kind": m["subject_kind"],
+                "namespace": namespace,
+                "name": name,
+                "from": m["was"],
+                "to": m["now"],
+                "source": m["source"],
+            }
+        )
+    await record_raw(
+        raw,
+        action="product_assignment.changed",
+        actor=None,
+        subject="product_assignments",
+        details={"changes": changes},
+    )
 
 
 async def evaluate(
@@ -345,7 +400,7 @@ async def evaluate(
     """Assign products, then evaluate every rule over `datasets` and `jobs` (fact rows); returns the
     number of findings that fire in the scope."""
     seen = observations or Observations()
-    ns_assign, ds_assign, job_assign = await assign_products(raw, products, datasets, jobs)
+    ns_assign, ds_assign, job_assign, moved = await assign_products(raw, products, datasets, jobs)
     dataset_ids = [r["id"] for r in datasets]
     job_ids = [r["id"] for r in jobs]
     namespace_ids = sorted({r["namespace_id"] for r in datasets})
@@ -607,4 +662,8 @@ async def evaluate(
         [r[0] for r in rows],
         [r[3] for r in rows],
     )
+    if moved:
+        # Last: the audit append lock is then held only to the commit, never while waiting for a
+        # finding row that a waiver (which appends too) has locked — no lock-order deadlock.
+        await _audit_reassignments(raw, moved, datasets, jobs)
     return len(rows)

@@ -11,6 +11,8 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.audit import service as audit
+from catalog.audit.state import waiver_action
 from catalog.findings.engine import (
     DATASET_FACTS_BY_ID,
     DATASET_FACTS_BY_NAME,
@@ -269,6 +271,14 @@ async def _record(
             "VALUES (:id, :action, :actor, :reason, :until)"
         ),
         {"id": finding_id, "action": action, "actor": actor, "reason": reason, "until": until},
+    )
+    # Chained in the same transaction; `catalog audit verify` holds the waived findings against it.
+    await audit.record(
+        conn,
+        action=waiver_action(action),
+        actor=actor,
+        subject=f"finding:{finding_id}",
+        details={"finding_id": finding_id, "actor": actor, "reason": reason, "until": until},
     )
 
 

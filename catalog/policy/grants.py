@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from catalog.audit import service as audit
+from catalog.audit.state import grant_action
 from catalog.policy.enforcer import GrantRule, PolicyEnforcer
 from catalog.policy.scopes import SCOPES, GrantScope
 
@@ -134,6 +136,11 @@ async def _record(
             "VALUES (:id, :action, :actor, CAST(:detail AS jsonb))"
         ),
         {"id": grant_id, "action": action, "actor": actor, "detail": _json(detail)},
+    )
+    # Chained in the same transaction: `catalog audit verify` replays these rows against the grants
+    # table, so a grant deleted or inserted behind the service's back is found (catalog/audit/state.py).
+    await audit.record(
+        conn, action=grant_action(action), actor=actor, subject=f"grant:{grant_id}", details=detail
     )
     # Wake other processes at once; the watcher's poll is the guarantee, this only shortens the wait.
     await conn.execute(text("SELECT pg_notify('catalog_grants', :id)"), {"id": str(grant_id)})

@@ -101,3 +101,38 @@ def test_rebuild_verify(database_url: str) -> None:
     result = runner.invoke(app, ["rebuild", "--verify", "--database-url", database_url])
     assert result.exit_code == 0, result.output
     assert "identical" in result.output
+
+
+def test_keys_create_refuses_a_role_and_product_pair_that_could_do_nothing(database_url: str) -> None:
+    """Auditor and admin keys act in every product (the policy only knows `auditor@*`, `admin@*`): with a
+    product the key would be denied everything, so it is refused, as is a per-product role without one."""
+    for role in ("auditor", "admin"):
+        refused = runner.invoke(
+            app,
+            [
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                role,
+                "--product",
+                "payments",
+                "--database-url",
+                database_url,
+            ],
+        )
+        assert refused.exit_code == 2, refused.output
+        said = " ".join(refused.output.split())
+        assert f"the {role} role is cross-product" in said
+        assert "leave out --product 'payments'" in said
+    lonely = runner.invoke(
+        app, ["keys", "create", "--name", "x", "--role", "steward", "--database-url", database_url]
+    )
+    assert lonely.exit_code == 2, lonely.output
+    assert "the steward role acts for one product" in " ".join(lonely.output.split())
+    assert count(database_url, "api_keys") == 0  # nothing was stored
+    made = runner.invoke(
+        app, ["keys", "create", "--name", "a", "--role", "auditor", "--database-url", database_url]
+    )
+    assert made.exit_code == 0, made.output

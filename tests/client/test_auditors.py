@@ -159,7 +159,7 @@ async def test_export_needs_the_auditor_role(
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            engineer = await create_key(conn, name="eng", role="engineer")
+            engineer = await create_key(conn, name="eng", role="engineer", product="payments")
     finally:
         await engine.dispose()
     async with AsyncCatalogClient(live_server.url, engineer.token) as client:
@@ -167,3 +167,21 @@ async def test_export_needs_the_auditor_role(
             await client.export(tmp_path)
     assert (refused.value.status, refused.value.slug) == (403, "forbidden")
     assert not any(p.suffix in (".zip", ".part") for p in tmp_path.iterdir())  # noqa: ASYNC240
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "unlisted", "absolute", "dotdot", "symlink"])
+def test_the_client_refuses_unsafe_zip_entries(catalog: CatalogClient, tmp_path: Path, kind: str) -> None:
+    """A forged CSV placed before the genuine one (Python reads the last copy, `unzip` the first), an
+    entry the manifest does not list, an absolute or `..` path, a symlink: each is refused by name."""
+    from tests.export.helpers import forged_entries
+
+    _seed(catalog, tmp_path)
+    bundle = catalog.export(tmp_path / "bundle.zip")
+    key = catalog.signing_keys().by_id(bundle_key_id(bundle) or "")
+    assert verify_bundle(bundle, key).ok
+    target = next(
+        n for n in json.loads(zipfile.ZipFile(bundle).read("manifest.json"))["files"] if n.endswith(".csv")
+    )
+    forged, problem = forged_entries(bundle, tmp_path, target)[kind]
+    report = verify_bundle(forged, key)
+    assert problem in report.problems, report.problems

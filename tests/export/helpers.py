@@ -103,3 +103,54 @@ def flip_one_byte(data: bytes) -> bytes:
     buffer = io.BytesIO(data).getbuffer().tobytes()
     index = len(buffer) // 2
     return buffer[:index] + bytes([buffer[index] ^ 0x01]) + buffer[index + 1 :]
+
+
+def with_entry(
+    bundle: Path, out: Path, entry: zipfile.ZipInfo, data: bytes, *, before: str | None = None
+) -> Path:
+    """Copy a bundle with one more member (placed before the genuine `before` member, else at the end),
+    written as given: any name, any attributes — what a forger's own zip tool can produce."""
+    import warnings
+
+    with (
+        zipfile.ZipFile(bundle) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # zipfile warns about a duplicate name: that is the point
+        for info in src.infolist():
+            if info.filename == before:
+                dst.writestr(entry, data)
+            dst.writestr(info, src.read(info.filename))
+        if before is None:
+            dst.writestr(entry, data)
+    return out
+
+
+def forged_entries(bundle: Path, tmp: Path, target: str) -> dict[str, tuple[Path, str]]:
+    """One bundle per unsafe kind of entry, and the problem a verifier must report for it."""
+    genuine = read(bundle, target)
+    link = zipfile.ZipInfo("inventory/link.csv")
+    link.external_attr = (0o120777 << 16) | 0x20  # S_IFLNK | 0777, as `zip --symlinks` stores one
+    return {
+        "duplicate": (
+            with_entry(bundle, tmp / "dup.zip", zipfile.ZipInfo(target), b"forged," + genuine, before=target),
+            f"{target}: appears twice in the zip",
+        ),
+        "unlisted": (
+            with_entry(bundle, tmp / "extra.zip", zipfile.ZipInfo("inventory/extra.csv"), b"a\n"),
+            "inventory/extra.csv: not listed in the manifest (added after signing)",
+        ),
+        "absolute": (
+            with_entry(bundle, tmp / "abs.zip", zipfile.ZipInfo("/etc/cron.d/catalog"), b"* * * * * x\n"),
+            "/etc/cron.d/catalog: an absolute path",
+        ),
+        "dotdot": (
+            with_entry(bundle, tmp / "up.zip", zipfile.ZipInfo("inventory/../../evil.csv"), b"a\n"),
+            "inventory/../../evil.csv: a path that climbs out with '..'",
+        ),
+        "symlink": (
+            with_entry(bundle, tmp / "link.zip", link, b"/etc/passwd"),
+            "inventory/link.csv: a symbolic link",
+        ),
+    }

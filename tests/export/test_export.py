@@ -24,6 +24,7 @@ from tests.export.helpers import (
     AS_OF_MARCH,
     april_events,
     flip_one_byte,
+    forged_entries,
     load,
     manifest,
     march_events,
@@ -184,12 +185,12 @@ async def test_as_of_cuts_the_audit_trail_at_the_instant(
     engine: AsyncEngine, settings: Settings, tmp_path: Path
 ) -> None:
     async with engine.begin() as conn:
-        before = await create_key(conn, name="before", role="engineer", actor="test")
+        before = await create_key(conn, name="before", role="engineer", product="payments", actor="test")
     await asyncio.sleep(0.01)
     instant = dt.datetime.now(dt.UTC)
     await asyncio.sleep(0.01)
     async with engine.begin() as conn:
-        after = await create_key(conn, name="after", role="engineer", actor="test")
+        after = await create_key(conn, name="after", role="engineer", product="payments", actor="test")
         await revoke_key(conn, key_id=before.key_id, actor="test")
     result = await _export(engine, settings, tmp_path / "b.zip", instant)
     trail = read(result.path, "audit/audit_log.csv").decode()
@@ -212,7 +213,7 @@ async def test_the_export_endpoint_is_for_auditors(
 ) -> None:
     await load(client, march_events())
     async with engine.begin() as conn:
-        engineer = await create_key(conn, name="eng", role="engineer")
+        engineer = await create_key(conn, name="eng", role="engineer", product="payments")
         auditor = await create_key(conn, name="aud", role="auditor")
     denied = await client.get("/api/v1/exports", headers={"Authorization": f"Bearer {engineer.token}"})
     assert denied.status_code == 403
@@ -239,3 +240,30 @@ async def test_the_export_endpoint_is_for_auditors(
 
     naive = await client.get("/api/v1/exports", params={"asOf": "2026-03-31T00:00:00"})
     assert naive.status_code == 400
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "unlisted", "absolute", "dotdot", "symlink"])
+async def test_unsafe_zip_entries_fail_verification(
+    client: httpx.AsyncClient, engine: AsyncEngine, settings: Settings, tmp_path: Path, kind: str
+) -> None:
+    """A forged copy of a CSV placed before the genuine one passes every hash (readers pick the last
+    copy) while `unzip` shows the forgery; absolute, `..` and symlink entries escape the directory an
+    auditor extracts into. The verifier refuses each, and the CLI exits 1 naming it."""
+    from typer.testing import CliRunner
+
+    from catalog.audit.signing import public_pem, public_raw
+    from catalog.cli import app
+
+    await load(client, march_events())
+    result = await _export(engine, settings, tmp_path / "b.zip")
+    key = await _public(engine, result.key_id)
+    forged, problem = forged_entries(result.path, tmp_path, "inventory/datasets.csv")[kind]
+    check = verify_bundle(forged, key)  # type: ignore[arg-type]
+    assert problem in check.problems, check.problems
+    pem = tmp_path / "key.pem"
+    pem.write_text(public_pem(public_raw(key)))  # type: ignore[arg-type]
+    cli = CliRunner().invoke(app, ["export", "verify", str(forged), "--public-key", str(pem)])
+    assert cli.exit_code == 1, cli.output
+    assert problem in " ".join(cli.output.split())
+    genuine = CliRunner().invoke(app, ["export", "verify", str(result.path), "--public-key", str(pem)])
+    assert genuine.exit_code == 0, genuine.output

@@ -343,7 +343,7 @@ async def discover(
     summary="Re-read products.yaml, policy.csv and classification.yaml now (admin)",
     responses=ERRORS,
 )
-async def reload_policy(request: Request, _: PrincipalDep) -> Json:
+async def reload_policy(request: Request, principal: PrincipalDep) -> Json:
     enforcer = request.app.state.enforcer
     try:
         enforcer.products.reload()
@@ -353,11 +353,12 @@ async def reload_policy(request: Request, _: PrincipalDep) -> Json:
         classification = policy_files.classification_file().reload()
     except (OSError, ValueError) as exc:
         raise Problem("invalid-body", f"the policy files are invalid: {exc}", status=422) from None
-    return {
-        "products": sorted(enforcer.products.current.products),
-        "routes": len(ROUTES),
-        "classification_rules": len(classification.rules),
-    }
+    products = sorted(enforcer.products.current.products)
+    async with request.app.state.engine.begin() as conn:
+        await policy_files.record_policy_reload(
+            conn, enforcer.policies_dir, actor=principal.key_id, products=products
+        )
+    return {"products": products, "routes": len(ROUTES), "classification_rules": len(classification.rules)}
 
 
 @router.get(
