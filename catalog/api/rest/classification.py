@@ -24,7 +24,6 @@ from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
-from catalog.ingest.writer import is_unavailable
 from catalog.lineage import service as lineage_service
 from catalog.policy.masking import is_redacted, redact_classifications
 
@@ -54,13 +53,8 @@ else:  # asyncpg's Connection is generic only to type checkers; FastAPI evaluate
 
 async def transaction(request: Request) -> AsyncIterator[RawConnection]:
     """One asyncpg transaction per request: a decision and the re-propagation it causes commit together."""
-    try:
-        async with raw_transaction(request.app.state.engine) as raw:
-            yield raw
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
-        raise
+    async with raw_transaction(request.app.state.engine) as raw:
+        yield raw
 
 
 # scope="function": commit before the response is sent, so a client that reads right after a write sees

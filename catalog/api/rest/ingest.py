@@ -10,15 +10,14 @@ from pydantic import BaseModel
 
 from catalog.api.rest.authz import authorize_events
 from catalog.api.rest.deps import PrincipalDep
-from catalog.api.rest.problems import Problem, problem_responses
-from catalog.ingest.writer import DatabaseUnavailable, IngestWriter
+from catalog.api.rest.problems import Problem, problem_responses, unavailable
+from catalog.db.errors import DatabaseUnavailable
+from catalog.ingest.writer import IngestWriter
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
-
-RETRY_AFTER = {"Retry-After": "1"}
 
 
 class IngestResult(BaseModel):
@@ -84,12 +83,13 @@ async def _decoded(request: Request, limit: int) -> bytes:
 
 
 async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple[int, int]:
+    """Stored once committed: the answer is sent only after the events are durable."""
     try:
         return await writer.submit(events)
     except DatabaseUnavailable as exc:
-        raise Problem(
-            "database-unavailable", "PostgreSQL is unavailable; retry", headers=RETRY_AFTER
-        ) from exc
+        raise unavailable() from exc
+    except EventRejected as exc:  # a value PostgreSQL refused (see IngestWriter)
+        raise _problem(exc) from exc
 
 
 @router.post(

@@ -23,7 +23,7 @@ from catalog.api.rest.authz import EVERYTHING, hidden_jobs, internals_scope, red
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.auth.service import Principal
-from catalog.ingest.writer import is_unavailable
+from catalog.db.engine import lost_connection_guard
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph, LineageGraph, NodeRef
 
@@ -473,14 +473,9 @@ def _may_tag(principal: Principal) -> None:
 @asynccontextmanager
 async def _write(request: Request) -> AsyncIterator[AsyncConnection]:
     """One write transaction for the request (the handler owns it; services only execute)."""
+    conn = await request.app.state.engine.connect()
     try:
-        conn = await request.app.state.engine.connect()
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
-        raise
-    try:
-        async with conn.begin():
+        async with lost_connection_guard(conn), conn.begin():
             yield conn
     finally:
         await conn.close()
