@@ -14,7 +14,9 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog import __version__
+from catalog.api.graphql import PATH as GRAPHQL_PATH
 from catalog.api.graphql import mount_graphql
+from catalog.api.limits import BodyLimitMiddleware
 from catalog.api.rest import audit as audit_routes
 from catalog.api.rest import catalog as catalog_routes
 from catalog.api.rest import classification as classification_routes
@@ -152,5 +154,14 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
     app.add_middleware(EncodedSlashMiddleware)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits={
+            ingest_routes.SINGLE_PATH: settings.max_body_bytes,
+            ingest_routes.BATCH_PATH: settings.max_batch_bytes,
+            GRAPHQL_PATH: settings.graphql_max_body_bytes,
+        },
+        default=settings.max_json_body_bytes,
+    )
+    app.add_middleware(RequestLogMiddleware)  # outermost: every answer has a request id and a log line
     return app

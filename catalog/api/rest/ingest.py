@@ -17,7 +17,10 @@ from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
 
-router = APIRouter(prefix="/api/v1", tags=["ingest"])
+PREFIX = "/api/v1"
+router = APIRouter(prefix=PREFIX, tags=["ingest"])
+SINGLE_PATH = f"{PREFIX}/lineage"
+BATCH_PATH = f"{PREFIX}/lineage/batch"
 
 
 class IngestResult(BaseModel):
