@@ -10,18 +10,22 @@ from pathlib import Path
 from typing import cast
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from fastapi import FastAPI, Request, WebSocketException
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
 
 from catalog.api.graphql.authz import Authorizer
 from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
 from catalog.api.graphql.schema import build_schema
+from catalog.api.graphql.text import refuse_unstorable_text
 from catalog.api.rest.deps import bearer, require_principal
+from catalog.api.rest.problems import Problem
 from catalog.config import Settings
 
 PATH = "/graphql"
@@ -37,6 +41,27 @@ class CatalogGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         static = request.scope.get("root_path", "") + STATIC_PATH
         return HTMLResponse(_graphiql_template().replace("{{STATIC}}", static))
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A body that is not UTF-8 is a 400 (json.loads would raise UnicodeDecodeError: a 500)."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Problem(
+                    "invalid-json", f"the body is not valid UTF-8 (invalid byte at offset {exc.start})"
+                ) from None
+        return json.loads(data)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request, refused with 400 when a variable or string literal is text PostgreSQL cannot
+        store (catalog/api/text.py): it would otherwise fail inside a resolver as an internal error."""
+        parsed = await super().parse_http_body(request)
+        for item in parsed if isinstance(parsed, list) else [parsed]:
+            refuse_unstorable_text(item.query, item.variables)
+        return parsed
 
     def encode_json(self, data: object) -> bytes:
         """The response body through orjson: several times faster than json.dumps on a large answer

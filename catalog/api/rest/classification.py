@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import Field
 
 from catalog.api.rest.authz import InternalsScope, internals_scope, masked_read, reads_internals_everywhere
 from catalog.api.rest.deps import PrincipalDep
+from catalog.api.rest.inputs import InputModel, StoredText
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
@@ -35,14 +36,8 @@ Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL and no stored name has one: a 400 naming the field, never a 500.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold NUL and no stored name has one: a 400 naming the field, never a 500.
+Name = StoredText
 
 
 if TYPE_CHECKING:
@@ -62,7 +57,7 @@ async def transaction(request: Request) -> AsyncIterator[RawConnection]:
 Tx = Annotated[RawConnection, Depends(transaction, scope="function")]
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(InputModel):
     """A steward's decision on one tag of one field (omit `field` to decide on the whole dataset)."""
 
     namespace: Name = Field(min_length=1, max_length=1024)

@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from catalog.api.rest.authz import authorize
 from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.inputs import InputModel
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
 from catalog.policy import grants as grant_service
@@ -124,12 +125,12 @@ async def job_findings(
     return {"findings": rows, "totalCount": total}
 
 
-class WaiverIn(BaseModel):
+class WaiverIn(InputModel):
     reason: str = Field(min_length=3, max_length=2000, description="Why the finding is accepted.")
     until: dt.datetime | None = Field(None, description="When the waiver lapses (the finding reopens).")
 
 
-class UnwaiveIn(BaseModel):
+class UnwaiveIn(InputModel):
     reason: str | None = Field(None, max_length=2000)
 
 
@@ -163,7 +164,7 @@ async def unwaive_finding(
             raise Problem("not-found", f"finding {finding_id} not found") from None
 
 
-class GrantIn(BaseModel):
+class GrantIn(InputModel):
     grantee_product: str = Field(min_length=1, max_length=200, description="The product that may read.")
     scope: Literal["dataset", "namespace", "pattern"]
     namespace: str = Field(min_length=1, max_length=1024, description="A glob for scope `pattern`.")

@@ -128,6 +128,13 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code in (404, 405):
+            # No route took a path with a segment that is not storable text: say that, not "not found".
+            from catalog.api.text import path_segment_problem
+
+            found = path_segment_problem(request.scope, {})
+            if found is not None:
+                return render(request, Problem("invalid-parameter", found[0], pointer=found[1]))
         slug = {
             401: "unauthenticated",
             403: "forbidden",
