@@ -10,20 +10,17 @@ from pathlib import Path
 from typing import cast
 
 import orjson
-from cross_web import AsyncHTTPRequestAdapter
 from fastapi import FastAPI, Request, WebSocketException
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLRequestData
 
 from catalog.api.graphql.authz import Authorizer
 from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
 from catalog.api.graphql.schema import build_schema
-from catalog.api.graphql.text import refuse_unstorable_text
 from catalog.api.rest.deps import bearer, require_principal
 from catalog.api.rest.problems import Problem
 from catalog.config import Settings
@@ -52,16 +49,6 @@ class CatalogGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
                     "invalid-json", f"the body is not valid UTF-8 (invalid byte at offset {exc.start})"
                 ) from None
         return json.loads(data)
-
-    async def parse_http_body(
-        self, request: AsyncHTTPRequestAdapter
-    ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        """The request, refused with 400 when a variable or string literal is text PostgreSQL cannot
-        store (catalog/api/text.py): it would otherwise fail inside a resolver as an internal error."""
-        parsed = await super().parse_http_body(request)
-        for item in parsed if isinstance(parsed, list) else [parsed]:
-            refuse_unstorable_text(item.query, item.variables)
-        return parsed
 
     def encode_json(self, data: object) -> bytes:
         """The response body through orjson: several times faster than json.dumps on a large answer

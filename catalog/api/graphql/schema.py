@@ -28,6 +28,7 @@ from catalog.api.graphql.classification import PiiFlow, PiiInventoryPage
 from catalog.api.graphql.context import Limits
 from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
 from catalog.api.graphql.execution import LeanExecutionContext, ValidatedQueries, ValidQueryCache
+from catalog.api.graphql.text import StorableText
 from catalog.api.graphql.types import (
     ColumnLineageEdge,
     ColumnLineageGraph,
@@ -458,6 +459,8 @@ def build_schema(limits: Limits) -> CatalogSchema:
             # parser's options) and validate it once (execution.py); together several ms a request.
             partial(ParserCache, maxsize=256),
             partial(ValidatedQueries, cache=ValidQueryCache()),
+            # After ValidatedQueries (which may mark a known text valid): variables differ per request.
+            StorableText,
             partial(
                 MaskErrors,
                 should_mask_error=_add_error_codes,

@@ -1,7 +1,9 @@
-"""GraphQL variables and string literals PostgreSQL cannot store: a 400 naming the variable or argument.
+"""GraphQL variables and string literals PostgreSQL cannot store: a GraphQL error naming the argument.
 
-The answer is problem+json (as REST's) and carries a GraphQL `errors` list too, as the GraphQL over HTTP
-spec has it for a request error (a 4xx, no `data`), so both kinds of client read it.
+A NUL or a lone surrogate in a variable used to reach a resolver's query and fail there as "internal
+error". `StorableText` checks every variable value and string literal (catalog/api/text.py) once the
+document is parsed, before validation and execution, and answers like any other bad argument:
+`{"data": null, "errors": [{"message": …, "extensions": {"code": "BAD_USER_INPUT", "argument": …}}]}`.
 """
 
 from __future__ import annotations
@@ -9,66 +11,92 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, parse
-from graphql.language import ArgumentNode, ListValueNode, Node, ObjectValueNode, StringValueNode, ValueNode
+from graphql import GraphQLError
+from graphql.language import (
+    ArgumentNode,
+    DocumentNode,
+    ListValueNode,
+    Node,
+    ObjectValueNode,
+    StringValueNode,
+    ValueNode,
+    VariableNode,
+)
+from strawberry.extensions import SchemaExtension
 
-from catalog.api.rest.problems import Problem
 from catalog.api.text import json_defect, text_defect
 
 
-def refuse_unstorable_text(query: str | None, variables: dict[str, Any] | None) -> None:
-    """Raise a 400 Problem for the first variable, or string literal, that is not storable text."""
-    found = json_defect(variables, "/variables") if variables else None
+class StorableText(SchemaExtension):
+    """Refuse the operation when a variable or a string literal is not storable text."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None:
+            error = unstorable_text_error(document, context.variables)
+            if error is not None:
+                # Set before validation runs: strawberry then answers with these errors, executing nothing.
+                context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+        yield
+
+
+def unstorable_text_error(document: DocumentNode, variables: dict[str, Any] | None) -> GraphQLError | None:
+    """The error for the first variable or literal that cannot be stored, or None."""
+    found = json_defect(variables) if variables else None
     if found is not None:
         pointer, reason = found
-        name = pointer.split("/")[2]
-        where = pointer[len(f"/variables/{name}") :]
-        _refuse(f"variable ${name}{' at ' + where if where else ''} {reason}", pointer, variable=name)
-    if not query:
-        return
-    in_text = text_defect(query)
-    if in_text is not None:
-        _refuse(f"the query text {in_text}", "/query")
-    if "\\u" not in query:
-        return  # a literal can only hold NUL or a lone surrogate through a \u escape
-    try:
-        document = parse(query, no_location=True)
-    except GraphQLError:
-        return  # a syntax error: execution reports it as such
+        name = pointer.split("/")[1]
+        where = pointer[len(f"/{name}") :]
+        argument = _arguments_of_variables(document).get(name, name)
+        inside = f" at {where}" if where else ""
+        return _error(f"variable ${name} (argument {argument!r}){inside} {reason}", argument)
     for argument, value in _string_literals(document):
         in_literal = text_defect(value)
         if in_literal is not None:
-            _refuse(f"argument {argument!r} {in_literal}", "/query", argument=argument)
+            return _error(f"argument {argument!r} {in_literal}", argument)
+    return None
 
 
-def _string_literals(node: Node, argument: str | None = None) -> Iterator[tuple[str, str]]:
-    """(argument name, value) of every string literal in argument values, nested ones included."""
+def _error(message: str, argument: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "argument": argument})
+
+
+def _arguments(node: Node) -> Iterator[ArgumentNode]:
     if isinstance(node, ArgumentNode):
-        yield from _values(node.value, node.name.value)
+        yield node
         return
     for key in node.keys:
         child = getattr(node, key, None)
-        children = child if isinstance(child, tuple | list) else (child,)
-        for item in children:
+        for item in child if isinstance(child, tuple | list) else (child,):
             if isinstance(item, Node):
-                yield from _string_literals(item, argument)
+                yield from _arguments(item)
 
 
-def _values(value: ValueNode, argument: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, StringValueNode):
-        yield argument, value.value
-    elif isinstance(value, ListValueNode):
+def _values(value: ValueNode, argument: str) -> Iterator[tuple[str, ValueNode]]:
+    """(argument path, value node) of every leaf value inside an argument value."""
+    if isinstance(value, ListValueNode):
         for item in value.values:
             yield from _values(item, argument)
     elif isinstance(value, ObjectValueNode):
         for field in value.fields:
             yield from _values(field.value, f"{argument}.{field.name.value}")
+    else:
+        yield argument, value
 
 
-def _refuse(message: str, pointer: str, **names: str) -> None:
-    raise Problem(
-        "invalid-parameter",
-        message,
-        pointer=pointer,
-        extra={"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT", **names}}]},
-    )
+def _arguments_of_variables(document: DocumentNode) -> dict[str, str]:
+    """Variable name -> the argument it is first passed to."""
+    used: dict[str, str] = {}
+    for argument in _arguments(document):
+        for path, value in _values(argument.value, argument.name.value):
+            if isinstance(value, VariableNode):
+                used.setdefault(value.name.value, path)
+    return used
+
+
+def _string_literals(document: DocumentNode) -> Iterator[tuple[str, str]]:
+    for argument in _arguments(document):
+        for path, value in _values(argument.value, argument.name.value):
+            if isinstance(value, StringValueNode):
+                yield path, value.value
