@@ -160,3 +160,43 @@ def test_unavailability_is_classified_by_class_and_sqlstate() -> None:
     wrapped_sa = DBAPIError("SELECT 1", {}, asyncpg.exceptions.AdminShutdownError("bye"))
     assert is_unavailable(wrapped_sa)
     assert not is_unavailable(ValueError("connection refused"))  # the words alone do not count
+
+
+async def test_a_flush_whose_connection_dies_answers_503_to_every_waiting_request(
+    client: httpx.AsyncClient, database_url: str, engine: AsyncEngine
+) -> None:
+    # Deterministic: the writer's transactions are held mid-way on a lock this test holds, and their
+    # backends are terminated while they wait, every time (so the writer's one reconnect fails too).
+    assert (await client.post("/api/v1/lineage", content=orjson.dumps(_event(0, 0)))).status_code == 201
+    events = [_event(1, i) for i in range(3)]
+    with psycopg.connect(libpq_dsn(database_url)) as blocker:
+        blocker.execute("LOCK TABLE namespaces IN ACCESS EXCLUSIVE MODE")
+        sends = [asyncio.create_task(client.post("/api/v1/lineage", content=orjson.dumps(e))) for e in events]
+        killed = 0
+        with psycopg.connect(libpq_dsn(database_url), autocommit=True) as killer:
+            while not all(s.done() for s in sends):
+                row = killer.execute(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = 'catalog' "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchone()
+                killed += row[0] if row else 0
+                await asyncio.sleep(0.02)
+        blocker.rollback()
+    answers = [s.result() for s in sends]
+    assert killed >= 2  # the first attempt and the writer's retry, at least
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["type"] == "/problems/database-unavailable"
+    async with engine.connect() as conn:
+        assert (
+            await conn.execute(text("SELECT count(*) FROM event_log"))
+        ).scalar_one() == 1  # nothing half-stored
+    # The client retries: now stored, once each.
+    for event in events:
+        assert (await client.post("/api/v1/lineage", content=orjson.dumps(event))).json() == {
+            "status": "created"
+        }
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM event_log"))).scalar_one() == 4
