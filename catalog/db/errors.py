@@ -10,6 +10,8 @@ for that one case the class (plain `InterfaceError`, also raised for misuse) doe
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Iterator
 
 from sqlalchemy.exc import DBAPIError
@@ -47,6 +49,39 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
                 todo.append(linked)
 
 
+# Socket errors of a connection that cannot be made or was cut (by errno, never by message).
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EADDRNOTAVAIL,
+    }
+)
+
+
+def _network_error(exc: BaseException) -> bool:
+    """A socket-level failure reaching PostgreSQL, not any OSError: a missing file or a denied
+    permission elsewhere in a request (an export, a key file) stays an internal error."""
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno is None:
+        # asyncio's create_connection aggregates the failures of several addresses into a bare OSError.
+        return type(exc) is OSError
+    if exc.errno == errno.ENOENT:
+        # A Unix socket that is not there (the server is down); a file opened by path names its file.
+        return exc.filename is None
+    return exc.errno in _NETWORK_ERRNOS
+
+
 def unavailable_sqlstate(sqlstate: object) -> bool:
     return isinstance(sqlstate, str) and (
         sqlstate in UNAVAILABLE_SQLSTATES or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
@@ -57,9 +92,8 @@ def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean 'the database is down, restarting, full or the connection was lost',
     not 'this data is wrong'. Looks through wrapping (SQLAlchemy) and chaining (`raise … from`)."""
     for current in _chain(exc):
-        if isinstance(current, DatabaseUnavailable | OSError | PoolTimeout):
-            # OSError covers refused/reset connections and connect timeouts (TimeoutError is an OSError);
-            # the pool's own TimeoutError means every connection is busy: the database is saturated.
+        if isinstance(current, DatabaseUnavailable | PoolTimeout) or _network_error(current):
+            # The pool's own TimeoutError means every connection is busy: the database is saturated.
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True

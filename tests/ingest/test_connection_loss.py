@@ -156,6 +156,10 @@ def test_unavailability_is_classified_by_class_and_sqlstate() -> None:
     assert not is_unavailable(asyncpg.exceptions.CharacterNotInRepertoireError("x"))  # 22021: bad data
     assert not is_unavailable(asyncpg.exceptions.UniqueViolationError("x"))
     assert is_unavailable(ConnectionRefusedError(111, "refused"))
+    assert is_unavailable(OSError("Multiple exceptions: [Errno 111] Connect call failed"))
+    assert is_unavailable(FileNotFoundError(2, "No such file or directory"))  # a Unix socket
+    assert not is_unavailable(FileNotFoundError(2, "No such file or directory", "/keys/kek"))  # a file
+    assert not is_unavailable(PermissionError(13, "Permission denied", "/exports/x.zip"))
     assert is_unavailable(DatabaseUnavailable("lost"))
     wrapped_sa = DBAPIError("SELECT 1", {}, asyncpg.exceptions.AdminShutdownError("bye"))
     assert is_unavailable(wrapped_sa)
