@@ -112,8 +112,8 @@ class IngestWriter:
                 log.exception("ingest writer failed on a group of %d requests", len(group))
                 for request in group:
                     if not request.done.done():
-                        # Nothing of it was committed and the events were valid: retrying is safe
-                        # (idempotent), so the caller gets 503 + Retry-After, never a 500.
+                        # The events were valid and are not acknowledged; sending them again is safe
+                        # (the event log deduplicates), so the caller gets 503 + Retry-After, not 500.
                         request.done.set_exception(_retry_later(exc))
 
     async def _commit_group(self, group: list[_Request]) -> None:

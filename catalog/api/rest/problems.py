@@ -130,6 +130,7 @@ def install_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code in (404, 405):
             # No route took a path with a segment that is not storable text: say that, not "not found".
+            # (Imported here: catalog.api.text builds its answers on this module.)
             from catalog.api.text import path_segment_problem
 
             found = path_segment_problem(request.scope, {})
