@@ -8,13 +8,16 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog import __version__
+from catalog.api.graphql import PATH as GRAPHQL_PATH
 from catalog.api.graphql import mount_graphql
+from catalog.api.limits import BodyLimitMiddleware
+from catalog.api.paths import routing_path
 from catalog.api.rest import audit as audit_routes
 from catalog.api.rest import catalog as catalog_routes
 from catalog.api.rest import classification as classification_routes
@@ -22,6 +25,7 @@ from catalog.api.rest import governance as governance_routes
 from catalog.api.rest import ingest as ingest_routes
 from catalog.api.rest import lineage as lineage_routes
 from catalog.api.rest.problems import install_handlers
+from catalog.api.text import ParameterTextMiddleware, reject_marked_path_parameters
 from catalog.audit.checkpointer import AuditCheckpointer
 from catalog.audit.signing import kek_from_settings
 from catalog.auth.service import Authenticator
@@ -47,13 +51,7 @@ class EncodedSlashMiddleware:
         if scope["type"] == "http":
             raw: bytes | None = scope.get("raw_path")
             if raw and b"%" in raw:
-                from urllib.parse import unquote
-
-                raw_path = raw.split(b"?", 1)[0].decode("latin-1")
-                protected = (
-                    raw_path.replace("%25", "\x00pct").replace("%2F", "\x00sl").replace("%2f", "\x00sl")
-                )
-                path = unquote(protected).replace("\x00sl", "%2F").replace("\x00pct", "%25")
+                path = routing_path(raw.split(b"?", 1)[0].decode("latin-1"))
                 scope = dict(scope, path=path)
         await self.app(scope, receive, send)
 
@@ -137,6 +135,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             "Every endpoint except `/health` needs an API key: `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
+        # Before any other dependency of a route (authentication included): path parameters that are
+        # not storable text are a 400 naming the parameter (catalog/api/text.py).
+        dependencies=[Depends(reject_marked_path_parameters)],
     )
     app.state.settings = settings
     app.state.enforcer = create_enforcer(settings)
@@ -163,5 +164,15 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
     app.add_middleware(EncodedSlashMiddleware)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text.py)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits={
+            ingest_routes.SINGLE_PATH: settings.max_body_bytes,
+            ingest_routes.BATCH_PATH: settings.max_batch_bytes,
+            GRAPHQL_PATH: settings.graphql_max_body_bytes,
+        },
+        default=settings.max_json_body_bytes,
+    )
+    app.add_middleware(RequestLogMiddleware)  # outermost: every answer has a request id and a log line
     return app

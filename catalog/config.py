@@ -30,8 +30,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
 
     pool_size: int = 10
+    # Request body limits, checked against Content-Length before a byte is read and while a chunked
+    # body streams in (catalog/api/limits.py): ingest (compressed and decompressed), batch ingest,
+    # POST /graphql, and every other body (grants, decisions, waivers, tags).
     max_body_bytes: int = 8 * MiB
     max_batch_bytes: int = 64 * MiB
+    graphql_max_body_bytes: int = Field(1 * MiB, gt=0, description="Largest POST /graphql body (413 above).")
+    max_json_body_bytes: int = Field(1 * MiB, gt=0, description="Largest body of any other endpoint.")
     max_batch_events: int = 50_000
     # Concurrent single-event POSTs are coalesced into one transaction of at most this many events
     # (group commit): one writer per process, no row-lock convoys on hot namespace/dataset rows.

@@ -10,6 +10,8 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from catalog.db.errors import DatabaseUnavailable, is_unavailable
+
 
 def asyncpg_url(url: str) -> str:
     """Accept the URL forms users paste (postgres://, postgresql://, +psycopg) and use asyncpg."""
@@ -53,8 +55,43 @@ async def raw_connection(conn: AsyncConnection) -> asyncpg.Connection[Any]:
 
 @asynccontextmanager
 async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A pooled asyncpg connection inside one transaction: committed on success, rolled back on error."""
+    """A pooled asyncpg connection inside one transaction: committed on success, rolled back on error.
+    A connection lost on the way raises `DatabaseUnavailable` (see catalog/db/errors.py)."""
     async with engine.connect() as conn:
         raw = await raw_connection(conn)
-        async with raw.transaction():
-            yield raw
+        try:
+            async with raw.transaction():
+                yield raw
+        except Exception as exc:
+            _raise_if_lost(exc, raw.is_closed())
+            raise
+
+
+async def connection_lost(conn: AsyncConnection) -> bool:
+    """Whether the connection under `conn` is gone (invalidated by SQLAlchemy or closed under asyncpg)."""
+    if conn.closed or conn.invalidated:
+        return True
+    try:
+        fairy = await conn.get_raw_connection()
+    except Exception:
+        return True
+    driver = fairy.driver_connection
+    return driver is None or bool(driver.is_closed())
+
+
+@asynccontextmanager
+async def lost_connection_guard(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """Around work on `conn`: an error after which the connection is gone raises `DatabaseUnavailable`.
+
+    asyncpg reports a statement on a connection that was already closed (by a killed backend) as a
+    plain `InterfaceError`, the same class it uses for misuse; the connection's state tells them apart."""
+    try:
+        yield conn
+    except Exception as exc:
+        _raise_if_lost(exc, await connection_lost(conn))
+        raise
+
+
+def _raise_if_lost(exc: Exception, lost: bool) -> None:
+    if lost and not is_unavailable(exc):
+        raise DatabaseUnavailable(f"the connection to PostgreSQL was lost ({type(exc).__name__})") from exc

@@ -21,21 +21,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import raw_transaction
+from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.ingest.service import PartitionCache, append_and_project
 from catalog.ingest.statistics import GrowthAnalyzer
-from catalog.openlineage.events import OpenLineageEvent
+from catalog.openlineage.events import EventRejected, OpenLineageEvent
 
 log = logging.getLogger(__name__)
 
 RETRIES = 3  # for transactions PostgreSQL rolled back (deadlock, serialization failure)
-
-
-class DatabaseUnavailable(RuntimeError):
-    """PostgreSQL cannot be reached right now; the client should retry (HTTP 503)."""
+RECONNECTS = 1  # for a group whose connection was lost (then 503: the client retries)
+RECONNECT_PAUSE = 0.05
+# PostgreSQL's data exceptions (SQLSTATE class 22): a value of this event it cannot store.
+DATA_EXCEPTION_CLASS = "22"
 
 
 @dataclass(slots=True)
@@ -46,28 +46,25 @@ class _Request:
     )
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean 'the database is down or restarting', not 'this data is wrong'."""
-    if isinstance(exc, OSError | ConnectionError | asyncio.TimeoutError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError):
-        return True
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(
-        marker in text
-        for marker in (
-            "cannotconnectnow",
-            "connection was closed",
-            "connectiondoesnotexist",
-            "adminshutdown",
-            "the database system is",
-            "terminating connection",
-            "connection refused",
-            "too many clients",
-        )
-    )
+def _retry_later(exc: BaseException) -> DatabaseUnavailable:
+    error = DatabaseUnavailable(f"nothing was stored ({type(exc).__name__}); retry")
+    error.__cause__ = exc
+    return error
+
+
+def _failure(exc: Exception) -> Exception:
+    """What one request's failed commit answers: its own data error (4xx), else 503 (retry).
+
+    The events passed validation before they were queued, so a failure that is not about a value of
+    theirs is the service's (a lost connection, a bug): nothing was stored and a retry is safe."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(DATA_EXCEPTION_CLASS):
+        rejected = EventRejected("", f"PostgreSQL cannot store a value of this event: {exc}", status=422)
+        rejected.__cause__ = exc
+        return rejected
+    if not is_unavailable(exc):
+        log.error("ingest failed on one request", exc_info=exc)
+    return _retry_later(exc)
 
 
 class IngestWriter:
@@ -111,11 +108,13 @@ class IngestWriter:
                 size += len(request.events)
             try:
                 await self._commit_group(group)
-            except Exception:  # the loop must survive anything
+            except Exception as exc:  # the loop must survive anything
                 log.exception("ingest writer failed on a group of %d requests", len(group))
                 for request in group:
                     if not request.done.done():
-                        request.done.set_exception(RuntimeError("ingest failed"))
+                        # The events were valid and are not acknowledged; sending them again is safe
+                        # (the event log deduplicates), so the caller gets 503 + Retry-After, not 500.
+                        request.done.set_exception(_retry_later(exc))
 
     async def _commit_group(self, group: list[_Request]) -> None:
         try:
@@ -124,10 +123,10 @@ class IngestWriter:
             if is_unavailable(exc):
                 self._partitions.forget()
                 for request in group:
-                    request.done.set_exception(DatabaseUnavailable(str(exc)))
+                    request.done.set_exception(_retry_later(exc))
                 return
             if len(group) == 1:
-                group[0].done.set_exception(exc)
+                group[0].done.set_exception(_failure(exc))
                 return
             # Isolate the faulty request: retry each alone.
             for request in group:
@@ -135,9 +134,7 @@ class IngestWriter:
                     (counts_one,) = await self._commit([request.events])
                     request.done.set_result(counts_one)
                 except Exception as one_exc:
-                    request.done.set_exception(
-                        DatabaseUnavailable(str(one_exc)) if is_unavailable(one_exc) else one_exc
-                    )
+                    request.done.set_exception(_failure(one_exc))
             return
         for request, result in zip(group, counts, strict=True):
             request.done.set_result(result)
@@ -150,7 +147,9 @@ class IngestWriter:
         """Commit several requests' events in one transaction; (stored, duplicates) per request."""
         everything = [e for batch in batches for e in batch]
         await self._partitions.ensure(self._engine, [e.event_time for e in everything])
-        for attempt in range(RETRIES + 1):
+        reconnects = 0
+        attempt = 0
+        while True:
             try:
                 async with raw_transaction(self._engine) as raw:
                     outcome = await append_and_project(raw, everything)
@@ -159,8 +158,20 @@ class IngestWriter:
                 # deadlock_detected / serialization_failure: nothing of it was stored; try again.
                 if attempt == RETRIES:
                     raise
+                attempt += 1
                 log.info("ingest transaction rolled back by PostgreSQL (%s); retrying", exc.sqlstate)
-                await asyncio.sleep(0.01 * (attempt + 1))
+                await asyncio.sleep(0.01 * attempt)
+            except Exception as exc:
+                # A lost connection (a backend terminated, a failover) usually leaves the pool with a
+                # fresh one a moment later: try once more before answering 503. Safe even when the
+                # COMMIT had gone through before the loss: the event log deduplicates.
+                if not is_unavailable(exc) or reconnects == RECONNECTS:
+                    raise
+                reconnects += 1
+                self._partitions.forget()
+                log.info("ingest lost its database connection (%s); retrying once", type(exc).__name__)
+                await asyncio.sleep(RECONNECT_PAUSE)
+                await self._partitions.ensure(self._engine, [e.event_time for e in everything])
         results = []
         unclaimed = set(outcome.fresh)
         for batch in batches:

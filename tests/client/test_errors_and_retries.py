@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +23,14 @@ from catalog_client import (
     NotFound,
     RateLimited,
     RetryPolicy,
+    ServerError,
     ServiceUnavailable,
     TransportError,
     Unauthenticated,
 )
 from catalog_client._protocol import retry_after
+from catalog_client.models import GrantIn
+from catalog_client.pipelines import Emitter, output_dataset
 from tests.conftest import ADMIN_TOKEN, LiveServer, free_port
 from tests.factories import dataset, run_event
 
@@ -37,7 +41,13 @@ class Flaky:
     failures: int  # answers to fail before forwarding
     status: int = 503
     retry_after: str | None = "1"
+    drop: bool = False  # fail by closing the connection after reading the request, with no answer
     seen: list[float] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.seen.clear()
+        self.methods.clear()
 
 
 @pytest.fixture
@@ -46,9 +56,18 @@ def flaky(live_server: LiveServer) -> Iterator[Flaky]:
     state = Flaky(f"http://127.0.0.1:{port}", failures=1)
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        protocol_version = "HTTP/1.1"
+
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            request_body = self.rfile.read(length) if length else b""
             state.seen.append(time.monotonic())
+            state.methods.append(self.command)
             if len(state.seen) <= state.failures:
+                if state.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 body = (
                     b'{"type":"/problems/database-unavailable","title":"The database is unavailable; retry later","status":%d}'
                     % state.status
@@ -58,15 +77,24 @@ def flaky(live_server: LiveServer) -> Iterator[Flaky]:
                 if state.retry_after is not None:
                     self.send_header("Retry-After", state.retry_after)
             else:
-                upstream = httpx.get(
-                    live_server.url + self.path, headers={"Authorization": self.headers["Authorization"]}
+                upstream = httpx.request(
+                    self.command,
+                    live_server.url + self.path,
+                    content=request_body,
+                    headers={
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() in {"authorization", "content-type"}
+                    },
                 )
                 body = upstream.content
                 self.send_response(upstream.status_code)
-                self.send_header("Content-Type", upstream.headers["content-type"])
+                self.send_header("Content-Type", upstream.headers.get("content-type", "application/json"))
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = answer
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -170,3 +198,73 @@ def test_retry_after_as_an_http_date_is_honoured() -> None:
     assert policy.delay(0, 503, {"retry-after": "60"}) == 5  # capped
     assert policy.delay(0, 500, {"retry-after": "1"}) is None  # only 429 and 503
     assert policy.delay(2, 503, {"retry-after": "1"}) is None  # retries used up
+
+
+FAST = RetryPolicy(retries=2, backoff=0.01)
+GRANT = GrantIn(
+    grantee_product="fraud",
+    scope="dataset",
+    namespace="bigquery",
+    name="p.t",
+    reason="fraud models need it",
+    grantor_product="payments",
+)
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_errors_are_retried_for_idempotent_calls_only(
+    flaky: Flaky, catalog: CatalogClient, status: int
+) -> None:
+    flaky.status, flaky.retry_after = status, None
+    with CatalogClient(flaky.url, ADMIN_TOKEN, retry=FAST) as client:
+        assert list(client.namespaces()) == []  # GET: retried
+        assert flaky.methods == ["GET", "GET"]
+
+        flaky.reset()
+        event = run_event(outputs=[dataset("bigquery", "p.t")])
+        assert client.ingest(event).status == "created"  # POST of an event: the service dedupes it
+        assert flaky.methods == ["POST", "POST"]
+
+        flaky.reset()
+        with pytest.raises(ServerError) as failed:  # POST that creates: not retried, it may have acted
+            client.create_grant(GRANT)
+        assert failed.value.status == status
+        assert flaky.methods == ["POST"]
+
+
+def test_lost_connections_are_retried_for_idempotent_calls_only(flaky: Flaky, catalog: CatalogClient) -> None:
+    flaky.drop = True
+    event = run_event(outputs=[dataset("bigquery", "p.t")])
+    with CatalogClient(flaky.url, ADMIN_TOKEN, retry=FAST) as client:
+        assert client.ingest(event).status == "created"
+        assert flaky.methods == ["POST", "POST"]
+        flaky.reset()
+        assert client.namespace("bigquery").name == "bigquery"
+        assert flaky.methods == ["GET", "GET"]
+        flaky.reset()
+        with pytest.raises(TransportError):
+            client.create_grant(GRANT)
+        assert flaky.methods == ["POST"]
+    # The event was sent twice (the first answer was lost on purpose) and is stored once.
+    assert catalog.ingest(event).status == "duplicate"
+
+
+async def test_async_client_retries_a_lost_ingest(flaky: Flaky, catalog: CatalogClient) -> None:
+    flaky.drop, flaky.failures = True, 2
+    event = run_event(outputs=[dataset("bigquery", "p.t")])
+    async with AsyncCatalogClient(flaky.url, ADMIN_TOKEN, retry=FAST) as client:
+        assert (await client.ingest(event)).status == "created"
+    assert flaky.methods == ["POST", "POST", "POST"]
+
+
+@pytest.mark.parametrize(("status", "drop"), [(502, False), (503, False), (504, False), (None, True)])
+def test_emitter_retries_gateway_errors_503_and_lost_connections(
+    flaky: Flaky, catalog: CatalogClient, status: int | None, drop: bool
+) -> None:
+    flaky.failures, flaky.status, flaky.retry_after, flaky.drop = 2, status or 503, "0", drop
+    emitter = Emitter(flaky.url, ADMIN_TOKEN, namespace="notebooks", retry={"backoff_factor": 0.01})
+    with emitter.run("nightly") as run:
+        run.add_output(output_dataset("bigquery", "p.out"))
+    # START: failed twice, then forwarded; COMPLETE: forwarded at once.
+    assert flaky.methods == ["POST"] * 4
+    assert [j.name for j in catalog.jobs("notebooks")] == ["nightly"]

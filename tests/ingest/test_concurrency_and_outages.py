@@ -72,5 +72,15 @@ async def test_unreachable_database_is_a_503_with_retry_after(settings: Settings
         assert response.headers["content-type"].startswith("application/problem+json")
         read = await http.get("/api/v1/namespaces")
         assert read.status_code == 503
+        # Every route answers it through the one handler: writes, raw-asyncpg reads, GraphQL.
+        for answer in (
+            await http.put("/api/v1/tags/pii", json={"description": "x"}),
+            await http.get("/api/v1/lineage", params={"nodeId": "dataset:bigquery:t"}),
+            await http.get("/api/v1/classifications", params={"namespace": "bigquery", "dataset": "t"}),
+            await http.post("/graphql", json={"query": "{ namespaces { nodes { name } } }"}),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json()["type"] == "/problems/database-unavailable"
         health = await http.get("/health")
         assert health.status_code == 503

@@ -22,6 +22,7 @@ from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
 from catalog.api.graphql.schema import build_schema
 from catalog.api.rest.deps import bearer, require_principal
+from catalog.api.rest.problems import Problem
 from catalog.config import Settings
 
 PATH = "/graphql"
@@ -37,6 +38,17 @@ class CatalogGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         static = request.scope.get("root_path", "") + STATIC_PATH
         return HTMLResponse(_graphiql_template().replace("{{STATIC}}", static))
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A body that is not UTF-8 is a 400 (json.loads would raise UnicodeDecodeError: a 500)."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Problem(
+                    "invalid-json", f"the body is not valid UTF-8 (invalid byte at offset {exc.start})"
+                ) from None
+        return json.loads(data)
 
     def encode_json(self, data: object) -> bytes:
         """The response body through orjson: several times faster than json.dumps on a large answer

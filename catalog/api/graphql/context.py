@@ -27,6 +27,8 @@ from strawberry.fastapi import BaseContext
 from catalog.api.graphql.errors import QueryTimeout
 from catalog.auth.service import Principal
 from catalog.config import Settings
+from catalog.db.engine import connection_lost
+from catalog.db.errors import DatabaseUnavailable, is_unavailable
 
 if TYPE_CHECKING:
     from catalog.api.graphql.authz import Authorizer
@@ -97,6 +99,9 @@ class RequestDatabase:
                 driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
                 if getattr(driver_error, "sqlstate", None) == QUERY_CANCELED:
                     raise QueryTimeout(self._timeout_seconds) from exc
+                # A statement on a connection a killed backend left closed: a 503, not an internal error.
+                if not is_unavailable(exc) and await connection_lost(self._conn):
+                    raise DatabaseUnavailable("the connection to PostgreSQL was lost") from exc
                 raise
 
     async def close(self) -> None:

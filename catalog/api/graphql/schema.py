@@ -28,6 +28,7 @@ from catalog.api.graphql.classification import PiiFlow, PiiInventoryPage
 from catalog.api.graphql.context import Limits
 from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
 from catalog.api.graphql.execution import LeanExecutionContext, ValidatedQueries, ValidQueryCache
+from catalog.api.graphql.text import StorableText
 from catalog.api.graphql.types import (
     ColumnLineageEdge,
     ColumnLineageGraph,
@@ -54,6 +55,7 @@ from catalog.api.graphql.types import (
     internals,
     page_size,
 )
+from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph
 from catalog.metadata import batch
@@ -381,6 +383,9 @@ class Mutation:
         return await decisions.retire(info, decision_id=decision_id)
 
 
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+
+
 class CatalogSchema(strawberry.Schema):
     """The schema with a time limit on each operation: parsing, validation and execution together."""
 
@@ -402,7 +407,7 @@ class CatalogSchema(strawberry.Schema):
         # bounds everything else, e.g. many statements that are each quick, or Python-side work.
         try:
             async with asyncio.timeout(self.timeout_seconds) as deadline:
-                return await super().execute(
+                result = await super().execute(
                     query,
                     variable_values=variable_values,
                     context_value=context_value,
@@ -418,10 +423,18 @@ class CatalogSchema(strawberry.Schema):
             return ExecutionResult(
                 data=None, errors=[GraphQLError(str(error), extensions={"code": error.code})]
             )
+        if any((e.extensions or {}).get("code") == DATABASE_UNAVAILABLE for e in result.errors or ()):
+            # Not a GraphQL answer with holes: the whole request answers 503 + Retry-After, as REST does
+            # (the app's handler, catalog/api/rest/problems.py), so clients retry it as a whole.
+            raise DatabaseUnavailable("a resolver lost its database connection")
+        return result
 
 
 def _add_error_codes(error: GraphQLError) -> bool:
     """MaskErrors predicate that also labels what it lets through with a machine-readable code."""
+    if error.original_error is not None and is_unavailable(error.original_error):
+        error.extensions = {**(error.extensions or {}), "code": DATABASE_UNAVAILABLE}
+        return False  # CatalogSchema.execute turns it into a 503
     if is_user_error(error):
         if isinstance(error.original_error, UserError):
             error.extensions = {**(error.extensions or {}), **error.original_error.extensions()}
@@ -446,6 +459,8 @@ def build_schema(limits: Limits) -> CatalogSchema:
             # parser's options) and validate it once (execution.py); together several ms a request.
             partial(ParserCache, maxsize=256),
             partial(ValidatedQueries, cache=ValidQueryCache()),
+            # After ValidatedQueries (which may mark a known text valid): variables differ per request.
+            StorableText,
             partial(
                 MaskErrors,
                 should_mask_error=_add_error_codes,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import Field
 
 from catalog.api.rest.authz import (
     InternalsScope,
@@ -27,10 +27,10 @@ from catalog.api.rest.authz import (
     reads_internals_everywhere,
 )
 from catalog.api.rest.deps import PrincipalDep
+from catalog.api.rest.inputs import InputModel, StoredText
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
-from catalog.ingest.writer import is_unavailable
 from catalog.lineage import service as lineage_service
 from catalog.policy.masking import is_redacted, redact_classifications
 
@@ -42,14 +42,8 @@ Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL and no stored name has one: a 400 naming the field, never a 500.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold NUL and no stored name has one: a 400 naming the field, never a 500.
+Name = StoredText
 
 
 if TYPE_CHECKING:
@@ -60,13 +54,8 @@ else:  # asyncpg's Connection is generic only to type checkers; FastAPI evaluate
 
 async def transaction(request: Request) -> AsyncIterator[RawConnection]:
     """One asyncpg transaction per request: a decision and the re-propagation it causes commit together."""
-    try:
-        async with raw_transaction(request.app.state.engine) as raw:
-            yield raw
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
-        raise
+    async with raw_transaction(request.app.state.engine) as raw:
+        yield raw
 
 
 # scope="function": commit before the response is sent, so a client that reads right after a write sees
@@ -74,7 +63,7 @@ async def transaction(request: Request) -> AsyncIterator[RawConnection]:
 Tx = Annotated[RawConnection, Depends(transaction, scope="function")]
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(InputModel):
     """A steward's decision on one tag of one field (omit `field` to decide on the whole dataset)."""
 
     namespace: Name = Field(min_length=1, max_length=1024)

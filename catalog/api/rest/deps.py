@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.api.rest.authz import authorize_route
 from catalog.api.rest.problems import Problem
 from catalog.auth.service import Authenticator, Principal
-from catalog.ingest.writer import is_unavailable
+from catalog.db.engine import lost_connection_guard
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cat_<id>_<secret>`.")
 
@@ -30,12 +30,8 @@ async def require_principal(
             headers=UNAUTHENTICATED,
         )
     authenticator: Authenticator = request.app.state.authenticator
-    try:
-        principal = await authenticator.authenticate(credentials.credentials)
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
-        raise
+    # A database that is down answers 503 through the app's handler (catalog/api/rest/problems.py).
+    principal = await authenticator.authenticate(credentials.credentials)
     if principal is None:
         raise Problem(
             "unauthenticated", "the API key is unknown, revoked or expired", headers=UNAUTHENTICATED
@@ -46,15 +42,11 @@ async def require_principal(
 
 
 async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """A connection in a read-only transaction for the duration of the request."""
+    """A connection in a read-only transaction for the duration of the request. A database that is
+    down, or a connection lost mid-request, answers 503 through the app's handler (problems.py)."""
+    conn = await request.app.state.engine.connect()
     try:
-        conn = await request.app.state.engine.connect()
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
-        raise
-    try:
-        async with conn.begin():
+        async with lost_connection_guard(conn), conn.begin():
             yield conn
     finally:
         await conn.close()

@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from catalog.api.rest.authz import ColumnsView, authorize, columns_view
 from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.inputs import InputModel
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
 from catalog.policy import files as policy_files
@@ -151,12 +152,12 @@ async def job_findings(
     return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
-class WaiverIn(BaseModel):
+class WaiverIn(InputModel):
     reason: str = Field(min_length=3, max_length=2000, description="Why the finding is accepted.")
     until: dt.datetime | None = Field(None, description="When the waiver lapses (the finding reopens).")
 
 
-class UnwaiveIn(BaseModel):
+class UnwaiveIn(InputModel):
     reason: str | None = Field(None, max_length=2000)
 
 
@@ -192,7 +193,7 @@ async def unwaive_finding(
         return (await _as_seen(request, conn, [unwaived]))[0]
 
 
-class GrantIn(BaseModel):
+class GrantIn(InputModel):
     grantee_product: str = Field(min_length=1, max_length=200, description="The product that may read.")
     scope: Literal["dataset", "namespace", "pattern"]
     namespace: str = Field(

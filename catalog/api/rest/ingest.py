@@ -11,17 +11,19 @@ from pydantic import BaseModel
 
 from catalog.api.rest.authz import authorize_events
 from catalog.api.rest.deps import PrincipalDep
-from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.problems import Problem, problem_responses, unavailable
 from catalog.auth.service import Principal
-from catalog.ingest.writer import DatabaseUnavailable, IngestWriter
+from catalog.db.errors import DatabaseUnavailable
+from catalog.ingest.writer import IngestWriter
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
 from catalog.policy.service import emitting_product
 
-router = APIRouter(prefix="/api/v1", tags=["ingest"])
-
-RETRY_AFTER = {"Retry-After": "1"}
+PREFIX = "/api/v1"
+router = APIRouter(prefix=PREFIX, tags=["ingest"])
+SINGLE_PATH = f"{PREFIX}/lineage"
+BATCH_PATH = f"{PREFIX}/lineage/batch"
 
 
 class IngestResult(BaseModel):
@@ -93,12 +95,13 @@ def sent_by(principal: Principal, event: OpenLineageEvent) -> OpenLineageEvent:
 
 
 async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple[int, int]:
+    """Stored once committed: the answer is sent only after the events are durable."""
     try:
         return await writer.submit(events)
     except DatabaseUnavailable as exc:
-        raise Problem(
-            "database-unavailable", "PostgreSQL is unavailable; retry", headers=RETRY_AFTER
-        ) from exc
+        raise unavailable() from exc
+    except EventRejected as exc:  # a value PostgreSQL refused (see IngestWriter)
+        raise _problem(exc) from exc
 
 
 @router.post(

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.api.rest.authz import EVERYTHING, hidden_jobs, internals_scope, redactions
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.text import text_defect
 from catalog.auth.service import Principal
-from catalog.ingest.writer import is_unavailable
+from catalog.db.engine import lost_connection_guard
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph, LineageGraph, NodeRef
 
@@ -473,14 +474,9 @@ def _may_tag(principal: Principal) -> None:
 @asynccontextmanager
 async def _write(request: Request) -> AsyncIterator[AsyncConnection]:
     """One write transaction for the request (the handler owns it; services only execute)."""
+    conn = await request.app.state.engine.connect()
     try:
-        conn = await request.app.state.engine.connect()
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise Problem("database-unavailable", headers={"Retry-After": "1"}) from exc
-        raise
-    try:
-        async with conn.begin():
+        async with lost_connection_guard(conn), conn.begin():
             yield conn
     finally:
         await conn.close()
@@ -520,6 +516,9 @@ async def put_tag(
     description = (body or {}).get("description")
     if description is not None and not isinstance(description, str):
         raise Problem("invalid-parameter", "description must be a string", pointer="description")
+    reason = text_defect(description) if description is not None else None
+    if reason:
+        raise Problem("invalid-parameter", f"description {reason}", pointer="description")
     async with _write(request) as conn:
         return await tags_service.upsert_tag(conn, name=tag, description=description)
 

@@ -5,13 +5,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from catalog.db.errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, is_unavailable
+
 log = logging.getLogger(__name__)
+
+# What a database error can be raised as (the driver's own, SQLAlchemy's wrappers, sockets).
+DATABASE_ERROR_CLASSES: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -115,17 +128,53 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}.get(
-            exc.status_code, "invalid-body"
-        )
+        if exc.status_code in (404, 405):
+            # No route took a path with a segment that is not storable text: say that, not "not found".
+            # (Imported here: catalog.api.text builds its answers on this module.)
+            from catalog.api.text import path_segment_problem
+
+            found = path_segment_problem(request.scope, {})
+            if found is not None:
+                return render(request, Problem("invalid-parameter", found[0], pointer=found[1]))
+        slug = {
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "too-large",
+        }.get(exc.status_code, "invalid-body")
         detail = exc.detail if isinstance(exc.detail, str) else None
         return render(request, Problem(slug, detail, status=exc.status_code, headers=dict(exc.headers or {})))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            # The one place a database outage becomes an answer, for every route (REST and /graphql):
+            # whatever the route was doing was not committed, and the same request can be sent again.
+            log.warning(
+                "database unavailable: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"request_id": getattr(request.state, "request_id", None)},
+            )
+            return render(request, unavailable())
         log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
         return render(request, Problem("internal-error", "an internal error occurred; quote the request_id"))
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    # The classes a database error can come as get the same handler in Starlette's ExceptionMiddleware
+    # (inside our middlewares, so the answer keeps its X-Request-ID and is logged); `Exception` itself
+    # is handled by the outermost ServerErrorMiddleware, for anything else.
+    for cls in DATABASE_ERROR_CLASSES:
+        app.add_exception_handler(cls, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def unavailable() -> Problem:
+    """503 + Retry-After: the database is down, restarting, saturated, or the connection was lost."""
+    return Problem(
+        "database-unavailable",
+        "PostgreSQL is unavailable or the connection to it was lost; nothing was changed; retry",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

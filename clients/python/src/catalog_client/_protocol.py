@@ -42,8 +42,16 @@ class Endpoint:
     body: type[BaseModel] | None = None
     body_schema: str | None = None
     graphql: bool = False
+    # Whether sending it twice does what sending it once does (safe to retry when the answer was lost).
+    # None: by method (GET, HEAD, PUT, DELETE, OPTIONS are; POST is not).
+    idempotent: bool | None = None
+
+    @property
+    def is_idempotent(self) -> bool:
+        return self.idempotent if self.idempotent is not None else self.method in IDEMPOTENT_METHODS
 
 
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 ENDPOINTS: dict[str, Endpoint] = {}
 
 
@@ -227,12 +235,17 @@ CREATE_GRANT = _ep(
     "create_grant", "POST", "/api/v1/grants", response=m.Grant, body=m.GrantIn, body_schema="GrantIn"
 )
 REVOKE_GRANT = _ep("revoke_grant", "DELETE", "/api/v1/grants/{grant_id}", response=m.Grant)
-INGEST = _ep("ingest", "POST", "/api/v1/lineage", response=m.IngestResult, schema="IngestResult")
+# The service stores an event once (keyed by event time and a digest of its content): a POST sent again
+# answers `duplicate`, so retrying one whose answer was lost is safe.
+INGEST = _ep(
+    "ingest", "POST", "/api/v1/lineage", response=m.IngestResult, schema="IngestResult", idempotent=True
+)
 SIGNING_KEYS = _ep(
     "signing_keys", "GET", "/api/v1/signing-keys", response=m.SigningKeys, schema="SigningKeysOut"
 )
 EXPORT = _ep("export", "GET", "/api/v1/exports", query=("asOf", "from", "to", "product"))
-GRAPHQL = _ep("graphql", "POST", "/graphql", graphql=True)
+# Only queries are sent through it by this client (no mutation): reads, safe to retry.
+GRAPHQL = _ep("graphql", "POST", "/graphql", graphql=True, idempotent=True)
 
 # -- calls ---------------------------------------------------------------------------------------------
 
@@ -250,6 +263,10 @@ class Call(Generic[T]):
     @property
     def method(self) -> str:
         return self.endpoint.method
+
+    @property
+    def idempotent(self) -> bool:
+        return self.endpoint.is_idempotent
 
 
 def segment(value: str) -> str:
@@ -444,23 +461,32 @@ def retry_after(headers: Mapping[str, str], now: dt.datetime | None = None) -> f
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retries for 429 and 503 answers (the server did not act on the request) and for connection
-    failures: exponential backoff with jitter, or exactly the server's `Retry-After` when it sends one
-    (capped by `max_delay`)."""
+    """Retries for 429 and 503 answers (the server did not act on the request), for 502 and 504 answers
+    and connection failures of idempotent calls (a gateway or a lost connection leaves unknown whether
+    the server acted): exponential backoff with jitter, or exactly the server's `Retry-After` when it
+    sends one (capped by `max_delay`)."""
 
     retries: int = 3
     backoff: float = 0.5
     max_delay: float = 30.0
     statuses: frozenset[int] = frozenset({429, 503})
+    idempotent_statuses: frozenset[int] = frozenset({502, 503, 504})
 
     def delay(
-        self, attempt: int, status: int | None, headers: Mapping[str, str] | None = None
+        self,
+        attempt: int,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool = False,
     ) -> float | None:
         """How long to wait before attempt `attempt + 1` (attempt counts from 0), or None: do not retry.
-        `status` None means the request failed to connect or timed out."""
+        `status` None means the request failed to connect or timed out (the caller decides whether
+        that failure is retryable for its call)."""
         if attempt >= self.retries:
             return None
-        if status is not None and status not in self.statuses:
+        retryable = self.statuses | (self.idempotent_statuses if idempotent else frozenset())
+        if status is not None and status not in retryable:
             return None
         told = retry_after(headers or {}) if status is not None else None
         if told is not None:

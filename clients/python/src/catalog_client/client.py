@@ -22,15 +22,19 @@ from catalog_client.errors import TransportError
 
 T = TypeVar("T")
 EXPORT_TIMEOUT = 300.0  # a bundle is built before the first byte is sent
-# Failures where the request never reached the server: safe to retry whatever the method.
+# Failures where the request never reached the server: safe to retry whatever the call.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
-def _transport_delay(policy: p.RetryPolicy, attempt: int, method: str, exc: httpx.TransportError) -> float:
+def _transport_delay(
+    policy: p.RetryPolicy, attempt: int, call: p.Call[Any], exc: httpx.TransportError
+) -> float:
+    """The wait before retrying a call whose connection failed; raises when it must not be retried:
+    after the request may have reached the server (a read error, a reset, a read timeout) only an
+    idempotent call is sent again."""
     delay = policy.delay(attempt, None)
-    if delay is None or not (isinstance(exc, _NOT_SENT) or method in _IDEMPOTENT):
-        raise TransportError(f"{method}: {type(exc).__name__}: {exc}") from exc
+    if delay is None or not (isinstance(exc, _NOT_SENT) or call.idempotent):
+        raise TransportError(f"{call.method}: {type(exc).__name__}: {exc}") from exc
     return delay
 
 
@@ -105,9 +109,11 @@ class CatalogClient(_Base):
             try:
                 response = self._http.request(call.method, call.path, params=call.params, json=call.json)
             except httpx.TransportError as exc:
-                delay = _transport_delay(self.retry, attempt, call.method, exc)
+                delay = _transport_delay(self.retry, attempt, call, exc)
             else:
-                retry_in = self.retry.delay(attempt, response.status_code, response.headers)
+                retry_in = self.retry.delay(
+                    attempt, response.status_code, response.headers, idempotent=call.idempotent
+                )
                 if retry_in is None:
                     return p.read_answer(call, response.status_code, response.headers, response.content)
                 delay = retry_in
@@ -324,9 +330,11 @@ class CatalogClient(_Base):
                         return target
                     content = response.read()
             except httpx.TransportError as exc:
-                delay = _transport_delay(self.retry, attempt, call.method, exc)
+                delay = _transport_delay(self.retry, attempt, call, exc)
             else:
-                retry_in = self.retry.delay(attempt, response.status_code, response.headers)
+                retry_in = self.retry.delay(
+                    attempt, response.status_code, response.headers, idempotent=call.idempotent
+                )
                 if retry_in is None:
                     p.read_answer(call, response.status_code, response.headers, content)
                     raise AssertionError("unreachable: an error answer raises")  # pragma: no cover
@@ -372,9 +380,11 @@ class AsyncCatalogClient(_Base):
                     call.method, call.path, params=call.params, json=call.json
                 )
             except httpx.TransportError as exc:
-                delay = _transport_delay(self.retry, attempt, call.method, exc)
+                delay = _transport_delay(self.retry, attempt, call, exc)
             else:
-                retry_in = self.retry.delay(attempt, response.status_code, response.headers)
+                retry_in = self.retry.delay(
+                    attempt, response.status_code, response.headers, idempotent=call.idempotent
+                )
                 if retry_in is None:
                     return p.read_answer(call, response.status_code, response.headers, response.content)
                 delay = retry_in
@@ -593,9 +603,11 @@ class AsyncCatalogClient(_Base):
                         return target
                     content = await response.aread()
             except httpx.TransportError as exc:
-                delay = _transport_delay(self.retry, attempt, call.method, exc)
+                delay = _transport_delay(self.retry, attempt, call, exc)
             else:
-                retry_in = self.retry.delay(attempt, response.status_code, response.headers)
+                retry_in = self.retry.delay(
+                    attempt, response.status_code, response.headers, idempotent=call.idempotent
+                )
                 if retry_in is None:
                     p.read_answer(call, response.status_code, response.headers, content)
                     raise AssertionError("unreachable: an error answer raises")  # pragma: no cover

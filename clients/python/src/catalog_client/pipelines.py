@@ -215,11 +215,29 @@ class RunHandle:
         self.outputs.append(dataset)
 
 
+# How the emitter's HTTP transport retries (urllib3's Retry, which openlineage-python builds from this):
+# connection failures and 429/502/503/504, honouring Retry-After. POST is retried because the catalog
+# stores an event once (a resent event answers `duplicate`). 500 is not retried: the catalog answers
+# 503 whenever a retry can help, so a 500 is a fault that a retry would only repeat.
+EMITTER_RETRY: dict[str, Any] = {
+    "total": 5,
+    "connect": 5,
+    "read": 5,
+    "status": 5,
+    "other": 2,
+    "backoff_factor": 0.3,
+    "status_forcelist": [429, 502, 503, 504],
+    "allowed_methods": ["POST"],
+    "respect_retry_after_header": True,
+}
+
+
 class Emitter:
     """Sends run events with openlineage-python's HTTP transport to the catalog's `/api/v1/lineage`.
 
     Configured like the OpenLineage client: `url`/`api_key`, else CATALOG_URL/CATALOG_API_KEY, else
     OPENLINEAGE_URL/OPENLINEAGE_API_KEY. Pass `client=` to reuse an already configured OpenLineageClient.
+    Failed sends are retried as `EMITTER_RETRY` says; `retry=` overrides its keys (urllib3 Retry).
     """
 
     def __init__(
@@ -231,6 +249,7 @@ class Emitter:
         producer: str = PRODUCER,
         timeout: float = DEFAULT_TIMEOUT,
         client: OpenLineageClient | None = None,
+        retry: Mapping[str, Any] | None = None,
     ) -> None:
         self.namespace = namespace
         self.producer = producer
@@ -239,7 +258,9 @@ class Emitter:
             auth = (
                 ApiKeyTokenProvider({"apiKey": settings.api_key}) if settings.api_key else TokenProvider({})
             )
-            config = HttpConfig(url=settings.url, auth=auth, timeout=timeout)
+            config = HttpConfig(
+                url=settings.url, auth=auth, timeout=timeout, retry={**EMITTER_RETRY, **(retry or {})}
+            )
             client = OpenLineageClient(transport=HttpTransport(config))
         self.client = client
 
