@@ -234,7 +234,9 @@ class EmbeddedPostgres:
         data_dir, socket_dir = self._layout(account)
         for path in (data_dir, socket_dir, self.home / "pgdata"):
             shutil.rmtree(path, ignore_errors=True)
-        for path in (self.home / "pgdata.location", self.home / "pg-password"):
+        for path in (self.home / "pgdata.location", self.home / "pg-password", self._users_file):
+            path.unlink(missing_ok=True)
+        for path in self.home.glob("pg-password-*"):
             path.unlink(missing_ok=True)
         self._socket_dir = None
         self._running_port = None
@@ -245,18 +247,70 @@ class EmbeddedPostgres:
         """postgresql+asyncpg://USER:PASSWORD@/postgres?host=SOCKETDIR&port=PORT; valid after start()."""
         return self.sqlalchemy_url()
 
-    def dsn(self, database: str = "postgres") -> str:
-        """libpq/asyncpg DSN: postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=PORT."""
+    def dsn(self, database: str = "postgres", *, role: str | None = None) -> str:
+        """libpq/asyncpg DSN: postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=PORT.
+
+        USER is the superuser, or `role` (one made by ensure_login_role) with its own password.
+        """
         if self._socket_dir is None or self._running_port is None or self._password is None:
             raise EmbeddedPostgresError("The embedded PostgreSQL server is not started: call start() first.")
+        user, password = (DB_USER, self._password) if role is None else (role, self._role_password(role))
         return (
-            f"postgresql://{DB_USER}:{quote(self._password, safe='')}@/{quote(database, safe='')}"
+            f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@/{quote(database, safe='')}"
             f"?host={quote(str(self._socket_dir), safe='/')}&port={self._running_port}"
         )
 
-    def sqlalchemy_url(self, database: str = "postgres") -> str:
-        """postgresql+asyncpg://... for that database."""
-        return "postgresql+asyncpg" + self.dsn(database).removeprefix("postgresql")
+    def sqlalchemy_url(self, database: str = "postgres", *, role: str | None = None) -> str:
+        """postgresql+asyncpg://... for that database (as the superuser, or as `role`)."""
+        return "postgresql+asyncpg" + self.dsn(database, role=role).removeprefix("postgresql")
+
+    def ensure_login_role(self, role: str) -> None:
+        """A LOGIN role that is no superuser and owns nothing, its generated password kept in home (0600).
+
+        Idempotent: when the role already logs in with the stored password nothing is written, so
+        commands starting side by side do not contend on the (cluster-wide) role's catalog row.
+        """
+        password = self._role_password(role, create=True)
+        try:
+            psycopg.connect(self.dsn("postgres", role=role), connect_timeout=10).close()
+            return
+        except psycopg.OperationalError:
+            pass  # missing, NOLOGIN, or another password: (re)define it below
+        attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+        with self._lock(), psycopg.connect(self.dsn(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            conn.execute(
+                sql.SQL("{} ROLE {} {} PASSWORD {}").format(
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(role),
+                    sql.SQL(attributes),
+                    sql.Literal(password),
+                )
+            )
+
+    def _role_password_file(self, role: str) -> Path:
+        return self.home / f"pg-password-{role}"
+
+    def _role_password(self, role: str, *, create: bool = False) -> str:
+        path = self._role_password_file(role)
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            if not create:
+                raise EmbeddedPostgresError(
+                    f"No password for role {role!r} in {path}: call ensure_login_role first."
+                ) from None
+        password = secrets.token_urlsafe(24)
+        tmp = path.with_name(f".{path.name}-{secrets.token_hex(4)}")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(password + "\n")
+        try:
+            os.link(tmp, path)  # appears complete or not at all; never replaces a concurrent caller's
+        except FileExistsError:
+            password = path.read_text().strip()
+        finally:
+            tmp.unlink()
+        return password
 
     def create_database(self, name: str, *, template: str | None = None) -> None:
         """CREATE DATABASE name [TEMPLATE template] (the template must have no other connections)."""

@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 from catalog.config import Settings
@@ -17,16 +18,26 @@ EMBEDDED_DATABASE = "catalog"
 log = logging.getLogger("catalog.db")
 
 
-@contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
-    """Yield a database URL for the duration of a command.
+@dataclass(frozen=True)
+class Database:
+    """The two connections to one database: the schema owner's and the service's own."""
 
-    With no external URL, start the embedded server (or share one already running for this home, e.g.
-    under `catalog serve`); the last process using it stops it, also on SIGTERM (see `_sigterm_unwinds`).
+    owner_url: str  # migrations (and `catalog rebuild`, which truncates the projection)
+    service_url: str  # everything else: the service role, which cannot alter or rewrite the audit trail
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Database]:
+    """The database for the duration of a command (not migrated: see `migrated`).
+
+    External: CATALOG_MIGRATION_DATABASE_URL (else CATALOG_DATABASE_URL) migrates, CATALOG_DATABASE_URL
+    serves. Embedded: the superuser migrates, the service role (created with a generated password in
+    CATALOG_HOME) serves. The embedded server is started, or shared with a process already using it
+    (e.g. `catalog serve`); the last process using it stops it, also on SIGTERM (`_sigterm_unwinds`).
     A server left running by a process that was killed outright is taken over and stopped by this one.
     """
     if settings.database_url:
-        yield settings.database_url
+        yield Database(settings.migration_database_url or settings.database_url, settings.database_url)
         return
     server = EmbeddedPostgres(settings.home)
     with _sigterm_unwinds():
@@ -40,9 +51,23 @@ def database_url(settings: Settings) -> Iterator[str]:
                 )
             if EMBEDDED_DATABASE not in _databases(server):
                 server.create_database(EMBEDDED_DATABASE)
-            yield server.sqlalchemy_url(EMBEDDED_DATABASE)
+            server.ensure_login_role(settings.service_role)
+            yield Database(
+                server.sqlalchemy_url(EMBEDDED_DATABASE),
+                server.sqlalchemy_url(EMBEDDED_DATABASE, role=settings.service_role),
+            )
         finally:
             server.release()
+
+
+@contextmanager
+def migrated(settings: Settings) -> Iterator[Database]:
+    """`database`, brought up to the latest schema first (as the owner, granting to the service role)."""
+    from catalog.db import migrate
+
+    with database(settings) as db:
+        migrate.upgrade(db.owner_url, service_role=settings.service_role)
+        yield db
 
 
 @contextmanager
