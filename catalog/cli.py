@@ -87,6 +87,7 @@ def serve(
 ) -> None:
     """Migrate, then serve the REST API (and the embedded PostgreSQL when no database URL is set)."""
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from catalog.app import create_app
     from catalog.db.resolve import migrated
@@ -104,6 +105,15 @@ def serve(
             f"catalog {__version__} on [bold]http://{settings.host}:{settings.port}[/] using {where}"
         )
         console.print(f"  API docs:  http://{settings.host}:{settings.port}/docs")
+        if db.owner_url == db.service_url:
+            console.print(
+                "  [yellow]database:[/]  one URL for migrations and service: the service owns the audit "
+                "tables (set CATALOG_MIGRATION_DATABASE_URL, see README: Database roles)"
+            )
+        else:
+            console.print(
+                f"  database:  serving as role {make_url(db.service_url).username}, migrated as its owner"
+            )
         if settings.admin_token:
             console.print(
                 "  auth:      Authorization: Bearer $CATALOG_ADMIN_TOKEN (bootstrap admin), or a key"

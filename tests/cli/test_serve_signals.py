@@ -121,6 +121,7 @@ def test_a_signal_stops_the_embedded_postgres_and_the_next_start_begins_afresh(
     first = serve_until_healthy(home, started)
     pid = postmaster_pid(home)
     assert alive(pid)
+    assert "serving as role catalog_app" in first.output()  # not as the superuser that migrated
 
     # SIGTERM: 128 + 15, as a shell reports a process ended by it; uvicorn.run() swallows the
     # KeyboardInterrupt of SIGINT, so that one ends normally.
