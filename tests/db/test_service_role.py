@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from catalog.audit import service as audit
 from catalog.cli import app as cli
 from catalog.config import Settings
 from catalog.db import migrate
+from catalog.db.embedded import EmbeddedPostgres
 from catalog.db.engine import libpq_dsn
 from catalog.db.resolve import migrated
 from tests.conftest import SERVICE_ROLE, PgServer
@@ -276,9 +279,18 @@ def test_migrate_runs_as_the_owner_url_and_the_service_keeps_its_own(
         pg_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_embedded_server_serves_as_its_own_login_role(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    tmp_path.chmod(0o755)  # reachable for the server account when root: no relocation
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A home under a 0755 directory in /tmp (reachable for the server account when root: no relocation)."""
+    base = Path(tempfile.mkdtemp(prefix="catalog-role-test-"))
+    base.chmod(0o755)
+    yield base / "home"
+    EmbeddedPostgres(base / "home").destroy()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_embedded_server_serves_as_its_own_login_role(embedded_home: Path) -> None:
+    home = embedded_home
     settings = Settings(home=home, service_role="catalog_svc")
     with migrated(settings) as db:
         assert make_url(db.service_url).username == "catalog_svc"
