@@ -68,13 +68,13 @@ def version() -> None:
 def migrate(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Apply database migrations (idempotent)."""
     from catalog.db import migrate as migrations
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import database
 
     settings = _settings(home, database_url)
-    with resolve(settings) as url:
-        before = migrations.current_revision(url)
-        migrations.upgrade(url)
-        after = migrations.current_revision(url)
+    with database(settings) as db:
+        before = migrations.current_revision(db.owner_url)
+        migrations.upgrade(db.owner_url, service_role=settings.service_role)
+        after = migrations.current_revision(db.owner_url)
     console.print(f"schema at revision [bold]{after}[/] (was {before or 'empty'})")
 
 
@@ -87,16 +87,15 @@ def serve(
 ) -> None:
     """Migrate, then serve the REST API (and the embedded PostgreSQL when no database URL is set)."""
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from catalog.app import create_app
-    from catalog.db import migrate as migrations
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import migrated
     from catalog.logs import configure_logging
 
     settings = _settings(home, database_url, host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
-    with resolve(settings) as url:
-        migrations.upgrade(url)
+    with migrated(settings) as db:
         where = (
             "an external PostgreSQL"
             if settings.database_url
@@ -106,6 +105,15 @@ def serve(
             f"catalog {__version__} on [bold]http://{settings.host}:{settings.port}[/] using {where}"
         )
         console.print(f"  API docs:  http://{settings.host}:{settings.port}/docs")
+        if db.owner_url == db.service_url:
+            console.print(
+                "  [yellow]database:[/]  one URL for migrations and service: the service owns the audit "
+                "tables (set CATALOG_MIGRATION_DATABASE_URL, see README: Database roles)"
+            )
+        else:
+            console.print(
+                f"  database:  serving as role {make_url(db.service_url).username}, migrated as its owner"
+            )
         if settings.admin_token:
             console.print(
                 "  auth:      Authorization: Bearer $CATALOG_ADMIN_TOKEN (bootstrap admin), or a key"
@@ -114,7 +122,7 @@ def serve(
             console.print("  auth:      create a key with `catalog keys create --name me --role admin`, then")
             console.print("             send `Authorization: Bearer <key>` (or set CATALOG_ADMIN_TOKEN)")
         uvicorn.run(
-            create_app(settings, url),
+            create_app(settings, db.service_url),
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -153,8 +161,7 @@ def ingest(
     database_url: DbOpt = None,
 ) -> None:
     """Ingest OpenLineage events from files (e.g. the file transport's output) with the API's validation."""
-    from catalog.db import migrate as migrations
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import migrated
     from catalog.openlineage.body import iter_ndjson_or_json
     from catalog.openlineage.events import EventRejected, OpenLineageEvent
     from catalog.openlineage.validation import parse_event
@@ -171,9 +178,8 @@ def ingest(
                 events.append(parse_event(item))
             except EventRejected as exc:
                 rejected.append((where, f"{exc.pointer or '/'}: {exc.detail}"))
-    with resolve(settings) as url:
-        migrations.upgrade(url)
-        stored, duplicates = asyncio.run(_ingest(url, events, batch_size))
+    with migrated(settings) as db:
+        stored, duplicates = asyncio.run(_ingest(db.service_url, events, batch_size))
     table = Table(title="ingest summary", show_header=False)
     table.add_row("events read", str(len(events) + len(rejected)))
     table.add_row("stored", f"[green]{stored}[/]")
@@ -237,13 +243,12 @@ def rebuild(
     database_url: DbOpt = None,
 ) -> None:
     """Re-project the whole catalog from the event log (ingestion waits meanwhile)."""
-    from catalog.db import migrate as migrations
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import migrated
 
     settings = _settings(home, database_url)
-    with resolve(settings) as url:
-        migrations.upgrade(url)
-        replayed, same = asyncio.run(_rebuild(url, verify))
+    with migrated(settings) as db:
+        # As the owner: TRUNCATE ... RESTART IDENTITY needs the sequences' owner, and the log is locked.
+        replayed, same = asyncio.run(_rebuild(db.owner_url, verify))
     console.print(f"replayed {replayed} events")
     if verify:
         if same:
@@ -356,9 +361,8 @@ def keys_revoke(
 
 def _with_db(home: Path | None, database_url: str | None, work: Any) -> Any:
     """Run `work(conn)` in one committed transaction on the configured database (migrating first)."""
-    from catalog.db import migrate as migrations
     from catalog.db.engine import create_engine
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import migrated
 
     settings = _settings(home, database_url)
 
@@ -370,9 +374,8 @@ def _with_db(home: Path | None, database_url: str | None, work: Any) -> Any:
         finally:
             await engine.dispose()
 
-    with resolve(settings) as url:
-        migrations.upgrade(url)
-        return asyncio.run(run(url))
+    with migrated(settings) as db:
+        return asyncio.run(run(db.service_url))
 
 
 if __name__ == "__main__":

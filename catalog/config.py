@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+DEFAULT_SERVICE_ROLE = "catalog_app"
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,17 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="External PostgreSQL (postgresql://user@host:5432/db). Unset: start the embedded one.",
+    )
+    migration_database_url: str | None = Field(
+        None,
+        description="The schema owner's connection, used only to migrate (postgresql://owner@host/db). "
+        "Unset: migrations use database_url. The service itself always connects with database_url.",
+    )
+    service_role: str = Field(
+        DEFAULT_SERVICE_ROLE,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The role the service runs as: migrations grant it what it needs and no more (it may "
+        "append to the audit trail, never rewrite it). The embedded server creates it with a password.",
     )
     host: str = "127.0.0.1"
     port: int = 5000

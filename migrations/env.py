@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from catalog.config import DEFAULT_SERVICE_ROLE
 from catalog.db.base import import_all_models
 from catalog.db.engine import create_engine
 
@@ -17,6 +19,17 @@ def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
+        _grant_service_role(connection)
+
+
+def _grant_service_role(connection: Connection) -> None:
+    """Re-apply the service role's grants (revision 0009) after any run, so the tables a later revision
+    adds are classified (append-only or not) in the same transaction that created them."""
+    installed = connection.execute(text("SELECT to_regprocedure('catalog_grant_service_role(text)')"))
+    if installed.scalar() is None:  # before 0009, or downgraded below it
+        return
+    role = context.config.attributes.get("service_role") or DEFAULT_SERVICE_ROLE
+    connection.execute(text("SELECT catalog_grant_service_role(:role)"), {"role": role})
 
 
 async def _run_async(url: str) -> None:

@@ -19,16 +19,23 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.app import create_app
-from catalog.config import Settings
+from catalog.config import DEFAULT_SERVICE_ROLE, Settings
 from catalog.db import migrate
 from catalog.db.embedded import EmbeddedPostgres
 from catalog.db.engine import create_engine, libpq_dsn
 
 ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
+
+
+SERVICE_ROLE = DEFAULT_SERVICE_ROLE
+# For an external server only (the embedded one generates its own): the service role is cluster-wide and
+# shared by every test session on that server, so all of them give it the same password.
+EXTERNAL_SERVICE_PASSWORD = "catalog-app-tests"
 
 
 @dataclass
@@ -37,9 +44,15 @@ class PgServer:
 
     admin_url: str  # any database on the server, as a SQLAlchemy/libpq URL
     template: str
+    service_url: str  # the same server as the service role (migrations grant it its privileges)
 
     def url_for(self, database: str) -> str:
+        """The database as the admin (superuser): owner of the schema, as migrations run."""
         return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
+
+    def service_url_for(self, database: str) -> str:
+        """The database as the service role, as `catalog serve` connects."""
+        return make_url(self.service_url).set(database=database).render_as_string(hide_password=False)
 
     def execute(self, sql: str) -> None:
         with psycopg.connect(libpq_dsn(self.admin_url), autocommit=True) as conn:
@@ -53,17 +66,20 @@ def pg_server() -> Iterator[PgServer]:
     home: str | None = None
     if external:
         admin_url = external
+        service_url = _external_service_role(external)
     else:
         home = tempfile.mkdtemp(prefix="catalog-test-", dir="/tmp")
         os.chmod(home, 0o755)
         embedded = EmbeddedPostgres(Path(home))
         embedded.start()
+        embedded.ensure_login_role(SERVICE_ROLE)
         admin_url = embedded.sqlalchemy_url("postgres")
+        service_url = embedded.sqlalchemy_url("postgres", role=SERVICE_ROLE)
     template = f"catalog_template_{os.getpid()}"
-    server = PgServer(admin_url, template)
+    server = PgServer(admin_url, template, service_url)
     server.execute(f'DROP DATABASE IF EXISTS "{template}"')
     server.execute(f'CREATE DATABASE "{template}"')
-    migrate.upgrade(server.url_for(template))
+    migrate.upgrade(server.url_for(template), service_role=SERVICE_ROLE)
     try:
         yield server
     finally:
@@ -72,6 +88,32 @@ def pg_server() -> Iterator[PgServer]:
             embedded.stop()
         if home is not None:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _external_service_role(admin_url: str) -> str:
+    """Make the service role able to log in on an external server; its URL (admin URL, other user).
+
+    Several test sessions may do this at once on one server: an advisory lock in the admin database
+    serialises them (a concurrent CREATE/ALTER ROLE would fail on the shared catalog row).
+    """
+    with psycopg.connect(libpq_dsn(admin_url), autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('catalog tests: service role'))")
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SERVICE_ROLE,)).fetchone()
+        conn.execute(
+            sql.SQL("{} ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
+                sql.SQL("ALTER" if exists else "CREATE"),
+                sql.Identifier(SERVICE_ROLE),
+                sql.Literal(EXTERNAL_SERVICE_PASSWORD),
+            )
+        )
+    url = make_url(admin_url).set(username=SERVICE_ROLE, password=EXTERNAL_SERVICE_PASSWORD)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def service_database_url(pg_server: PgServer, database_url: str) -> str:
+    """This test's database as the service role (what the app connects as under `catalog serve`)."""
+    return pg_server.service_url_for(make_url(database_url).database or "")
 
 
 @pytest.fixture
@@ -100,9 +142,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def client(settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process (ASGI), lifespan running, authenticated as the bootstrap admin."""
-    app = create_app(settings, database_url)
+async def client(settings: Settings, service_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process (ASGI) on the service role, lifespan running, authenticated as the bootstrap admin."""
+    app = create_app(settings, service_database_url)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -124,10 +166,10 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(settings: Settings, database_url: str) -> Iterator[LiveServer]:
-    """The real service on a real socket (uvicorn in a thread with its own event loop)."""
+def live_server(settings: Settings, service_database_url: str) -> Iterator[LiveServer]:
+    """The real service on a real socket (uvicorn in a thread with its own event loop), on the service role."""
     port = free_port()
-    app = create_app(settings, database_url)
+    app = create_app(settings, service_database_url)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
     )

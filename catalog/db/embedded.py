@@ -16,8 +16,10 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +59,18 @@ class _Account:
 
 
 @dataclass(frozen=True)
+class _User:
+    """A process using the server (acquire()): pid plus its start time, so a reused pid is not alive."""
+
+    pid: int
+    started: str
+    token: str  # one per acquire(): a process may hold the server more than once
+
+    def is_alive(self) -> bool:
+        return _process_start_time(self.pid) == self.started
+
+
+@dataclass(frozen=True)
 class _PidFile:
     """The lines of postmaster.pid we use (PostgreSQL ≥ 10 layout)."""
 
@@ -76,6 +90,8 @@ class EmbeddedPostgres:
         self._socket_dir: Path | None = None  # set by start(), from the running server's postmaster.pid
         self._running_port: int | None = None
         self._password: str | None = None
+        self._tokens: list[str] = []  # this object's acquire()s not yet released, newest last
+        self.took_over: int | None = None  # pid of an orphaned server the last acquire() took over
 
     # -- public API ----------------------------------------------------------------------------------
 
@@ -85,71 +101,121 @@ class EmbeddedPostgres:
         Idempotent: a server of ours already running on this data dir (even one left behind by a killed
         process) is reused. Blocks until the server accepts connections (pg_ctl -w, START_TIMEOUT).
         """
-        pginstall = _find_pginstall()
         self.home.mkdir(parents=True, exist_ok=True)
         account = _ensure_account() if _is_root() else None
         with self._lock():
-            data_dir, socket_dir = self._layout(account)
-            if account is not None and data_dir != self.home / "pgdata":
-                self._prepare_relocated_data_dir(data_dir, account)
-            bin_dir = _usable_bin_dir(pginstall, account)
-
-            info = _read_pid_file(data_dir)
-            if info is not None:
-                state = _postmaster_state(info.pid, data_dir)
-                if state == "ours":
-                    # Left running by an earlier process (e.g. one that was SIGKILLed): it is ours, reuse it.
-                    self._password = self._read_password(data_dir)
-                    self._adopt(self._wait_until_ready(pginstall / "bin", data_dir, info.pid))
-                    return self.url
-                if state == "dead":
-                    # pid is gone or now belongs to another program: the lock file is stale.
-                    (data_dir / "postmaster.pid").unlink(missing_ok=True)
-
-            self._initialise_if_needed(bin_dir, data_dir, account)
-            self._password = self._read_password(data_dir)
-            self._write_settings(data_dir, socket_dir, account)
-            _prepare_private_dir(socket_dir, account)
-            with self._log() as log:
-                pg_ctl, data = str(bin_dir / "pg_ctl"), str(data_dir)
-                args = [pg_ctl, "start", "-D", data, "-w", "-t", str(START_TIMEOUT), "-s"]
-                result = _run(args, account, log, timeout=START_TIMEOUT + 30)
-            info = _read_pid_file(data_dir)
-            if result.returncode != 0 or info is None:
-                raise EmbeddedPostgresError(
-                    f"PostgreSQL did not start (data dir {data_dir}, pg_ctl exit {result.returncode}).\n"
-                    f"{self._log_tail()}\n"
-                    f"Fix the cause above. If the data directory is damaged, move it away and start again: "
-                    f"a new, empty database is then created."
-                )
-            self._adopt(info)
+            self._start_locked(account)
         return self.url
 
+    def acquire(self) -> str:
+        """start(), and register this process as a user of the server; pair with release().
+
+        A server found running with no live registered user was left behind by a process that died
+        without stopping it (SIGKILL, OOM, a crash): it is reused - it is our cluster, already past crash
+        recovery - and this process takes over stopping it (`took_over` gives its pid). Without that the
+        next start would adopt it as "someone else's" and it would run forever.
+        """
+        self.home.mkdir(parents=True, exist_ok=True)
+        account = _ensure_account() if _is_root() else None
+        with self._lock():
+            users = self._live_users()
+            data_dir = self._layout(account)[0]
+            info = _read_pid_file(data_dir)
+            orphan = info is not None and not users and _postmaster_state(info.pid, data_dir) == "ours"
+            self._start_locked(account)
+            self.took_over = info.pid if orphan and info is not None else None
+            token = secrets.token_hex(8)
+            self._write_users([*users, _User(os.getpid(), _process_start_time(os.getpid()), token)])
+            self._tokens.append(token)
+        return self.url
+
+    def release(self) -> None:
+        """Unregister this process (its latest acquire()); stop the server when no live user is left.
+
+        SIGINT/SIGTERM are held back meanwhile (main thread), so a second signal cannot interrupt the stop
+        and leave the server running; they are delivered once the server is down.
+        """
+        if not self._tokens:
+            return
+        token = self._tokens.pop()
+        masked = threading.current_thread() is threading.main_thread()
+        if masked:
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            account = _existing_account() if _is_root() else None
+            with self._lock():
+                users = [user for user in self._live_users() if user.token != token]
+                self._write_users(users)
+                if not users:
+                    self._stop_locked(account)
+        finally:
+            if masked:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def _start_locked(self, account: _Account | None) -> None:
+        pginstall = _find_pginstall()
+        data_dir, socket_dir = self._layout(account)
+        if account is not None and data_dir != self.home / "pgdata":
+            self._prepare_relocated_data_dir(data_dir, account)
+        bin_dir = _usable_bin_dir(pginstall, account)
+
+        info = _read_pid_file(data_dir)
+        if info is not None:
+            state = _postmaster_state(info.pid, data_dir)
+            if state == "ours":
+                # Left running by an earlier process (e.g. one that was SIGKILLed): it is ours, reuse it.
+                self._password = self._read_password(data_dir)
+                self._adopt(self._wait_until_ready(pginstall / "bin", data_dir, info.pid))
+                return
+            if state == "dead":
+                # pid is gone or now belongs to another program: the lock file is stale.
+                (data_dir / "postmaster.pid").unlink(missing_ok=True)
+
+        self._initialise_if_needed(bin_dir, data_dir, account)
+        self._password = self._read_password(data_dir)
+        self._write_settings(data_dir, socket_dir, account)
+        _prepare_private_dir(socket_dir, account)
+        with self._log() as log:
+            pg_ctl, data = str(bin_dir / "pg_ctl"), str(data_dir)
+            args = [pg_ctl, "start", "-D", data, "-w", "-t", str(START_TIMEOUT), "-s"]
+            result = _run(args, account, log, timeout=START_TIMEOUT + 30)
+        info = _read_pid_file(data_dir)
+        if result.returncode != 0 or info is None:
+            raise EmbeddedPostgresError(
+                f"PostgreSQL did not start (data dir {data_dir}, pg_ctl exit {result.returncode}).\n"
+                f"{self._log_tail()}\n"
+                f"Fix the cause above. If the data directory is damaged, move it away and start again: "
+                f"a new, empty database is then created."
+            )
+        self._adopt(info)
+
     def stop(self) -> None:
-        """pg_ctl stop -m fast; idempotent, never raises if the server is already stopped."""
+        """pg_ctl stop -m fast; idempotent, never raises if the server is already stopped.
+
+        Stops it whoever else uses it: processes sharing a server use acquire()/release() instead.
+        """
         if not self.home.is_dir():
             return
         account = _existing_account() if _is_root() else None
         with self._lock():
-            data_dir, _ = self._layout(account)
-            info = _read_pid_file(data_dir)
-            if info is None or _postmaster_state(info.pid, data_dir) == "dead":
-                return
-            bin_dir = _usable_bin_dir(_find_pginstall(), account)
-            with self._log() as log:
-                pg_ctl, data = str(bin_dir / "pg_ctl"), str(data_dir)
-                args = [pg_ctl, "stop", "-D", data, "-m", "fast", "-w", "-t", "60", "-s"]
-                result = _run(args, account, log, timeout=90)
-            info = _read_pid_file(data_dir)
-            if (
-                result.returncode != 0
-                and info is not None
-                and _postmaster_state(info.pid, data_dir) == "ours"
-            ):
-                raise EmbeddedPostgresError(
-                    f"Could not stop PostgreSQL (pid {info.pid}, data dir {data_dir}).\n{self._log_tail()}\n"
-                    f"Stop it by hand: kill -INT {info.pid}"
-                )
+            self._stop_locked(account)
+
+    def _stop_locked(self, account: _Account | None) -> None:
+        data_dir, _ = self._layout(account)
+        info = _read_pid_file(data_dir)
+        if info is None or _postmaster_state(info.pid, data_dir) == "dead":
+            return
+        bin_dir = _usable_bin_dir(_find_pginstall(), account)
+        with self._log() as log:
+            pg_ctl, data = str(bin_dir / "pg_ctl"), str(data_dir)
+            args = [pg_ctl, "stop", "-D", data, "-m", "fast", "-w", "-t", "60", "-s"]
+            result = _run(args, account, log, timeout=90)
+        info = _read_pid_file(data_dir)
+        if result.returncode != 0 and info is not None and _postmaster_state(info.pid, data_dir) == "ours":
+            raise EmbeddedPostgresError(
+                f"Could not stop PostgreSQL (pid {info.pid}, data dir {data_dir}).\n{self._log_tail()}\n"
+                f"Stop it by hand: kill -INT {info.pid}"
+            )
 
     def is_running(self) -> bool:
         """True when our server for this data dir is alive and accepts connections."""
@@ -168,7 +234,9 @@ class EmbeddedPostgres:
         data_dir, socket_dir = self._layout(account)
         for path in (data_dir, socket_dir, self.home / "pgdata"):
             shutil.rmtree(path, ignore_errors=True)
-        for path in (self.home / "pgdata.location", self.home / "pg-password"):
+        for path in (self.home / "pgdata.location", self.home / "pg-password", self._users_file):
+            path.unlink(missing_ok=True)
+        for path in self.home.glob("pg-password-*"):
             path.unlink(missing_ok=True)
         self._socket_dir = None
         self._running_port = None
@@ -179,18 +247,70 @@ class EmbeddedPostgres:
         """postgresql+asyncpg://USER:PASSWORD@/postgres?host=SOCKETDIR&port=PORT; valid after start()."""
         return self.sqlalchemy_url()
 
-    def dsn(self, database: str = "postgres") -> str:
-        """libpq/asyncpg DSN: postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=PORT."""
+    def dsn(self, database: str = "postgres", *, role: str | None = None) -> str:
+        """libpq/asyncpg DSN: postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=PORT.
+
+        USER is the superuser, or `role` (one made by ensure_login_role) with its own password.
+        """
         if self._socket_dir is None or self._running_port is None or self._password is None:
             raise EmbeddedPostgresError("The embedded PostgreSQL server is not started: call start() first.")
+        user, password = (DB_USER, self._password) if role is None else (role, self._role_password(role))
         return (
-            f"postgresql://{DB_USER}:{quote(self._password, safe='')}@/{quote(database, safe='')}"
+            f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@/{quote(database, safe='')}"
             f"?host={quote(str(self._socket_dir), safe='/')}&port={self._running_port}"
         )
 
-    def sqlalchemy_url(self, database: str = "postgres") -> str:
-        """postgresql+asyncpg://... for that database."""
-        return "postgresql+asyncpg" + self.dsn(database).removeprefix("postgresql")
+    def sqlalchemy_url(self, database: str = "postgres", *, role: str | None = None) -> str:
+        """postgresql+asyncpg://... for that database (as the superuser, or as `role`)."""
+        return "postgresql+asyncpg" + self.dsn(database, role=role).removeprefix("postgresql")
+
+    def ensure_login_role(self, role: str) -> None:
+        """A LOGIN role that is no superuser and owns nothing, its generated password kept in home (0600).
+
+        Idempotent: when the role already logs in with the stored password nothing is written, so
+        commands starting side by side do not contend on the (cluster-wide) role's catalog row.
+        """
+        password = self._role_password(role, create=True)
+        try:
+            psycopg.connect(self.dsn("postgres", role=role), connect_timeout=10).close()
+            return
+        except psycopg.OperationalError:
+            pass  # missing, NOLOGIN, or another password: (re)define it below
+        attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+        with self._lock(), psycopg.connect(self.dsn(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            conn.execute(
+                sql.SQL("{} ROLE {} {} PASSWORD {}").format(
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(role),
+                    sql.SQL(attributes),
+                    sql.Literal(password),
+                )
+            )
+
+    def _role_password_file(self, role: str) -> Path:
+        return self.home / f"pg-password-{role}"
+
+    def _role_password(self, role: str, *, create: bool = False) -> str:
+        path = self._role_password_file(role)
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            if not create:
+                raise EmbeddedPostgresError(
+                    f"No password for role {role!r} in {path}: call ensure_login_role first."
+                ) from None
+        password = secrets.token_urlsafe(24)
+        tmp = path.with_name(f".{path.name}-{secrets.token_hex(4)}")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(password + "\n")
+        try:
+            os.link(tmp, path)  # appears complete or not at all; never replaces a concurrent caller's
+        except FileExistsError:
+            password = path.read_text().strip()
+        finally:
+            tmp.unlink()
+        return password
 
     def create_database(self, name: str, *, template: str | None = None) -> None:
         """CREATE DATABASE name [TEMPLATE template] (the template must have no other connections)."""
@@ -386,6 +506,28 @@ class EmbeddedPostgres:
                     f"Stop it (kill -INT {pid}) and start again."
                 )
             time.sleep(0.1)
+
+    @property
+    def _users_file(self) -> Path:
+        return self.home / "pg-users"
+
+    def _live_users(self) -> list[_User]:
+        """The registered users still alive (call with the lock held); dead ones are forgotten."""
+        users: list[_User] = []
+        with contextlib.suppress(FileNotFoundError):
+            for line in self._users_file.read_text().splitlines():
+                fields = line.split()
+                if len(fields) == 3 and fields[0].isdigit():
+                    user = _User(int(fields[0]), fields[1], fields[2])
+                    if user.is_alive():
+                        users.append(user)
+        return users
+
+    def _write_users(self, users: list[_User]) -> None:
+        tmp = self._users_file.with_name(self._users_file.name + ".tmp")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.writelines(f"{u.pid} {u.started} {u.token}\n" for u in users)
+        tmp.replace(self._users_file)
 
     def _adopt(self, info: _PidFile) -> None:
         self._socket_dir = Path(info.socket_dir)
@@ -626,6 +768,28 @@ def _read_pid_file(data_dir: Path) -> _PidFile | None:
         port=int(field[3]) if field[3].strip().isdigit() else None,
         socket_dir=field[4].strip(),
     )
+
+
+def _process_start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), "-" when it is gone.
+
+    Without procfs only "is the pid alive" can be known: "?" then stands for any live process.
+    """
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "-"
+        except PermissionError:
+            pass
+        return "?"
+    try:
+        text = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return "-"
+    # comm (field 2) may contain spaces and parentheses: count fields after its closing parenthesis.
+    fields = text[text.rindex(")") + 2 :].split()
+    return "-" if fields[0] in ("Z", "X") else fields[19]  # a zombie has exited
 
 
 def _postmaster_state(pid: int, data_dir: Path) -> str:

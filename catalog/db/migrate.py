@@ -10,26 +10,29 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine as create_sync_engine
 
+from catalog.config import DEFAULT_SERVICE_ROLE
 from catalog.db.engine import asyncpg_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, *, service_role: str = DEFAULT_SERVICE_ROLE) -> Config:
+    """url: the schema owner's connection; service_role: the role the grants are for (revision 0009)."""
     cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.attributes["service_role"] = service_role
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     # ConfigParser interpolation: a literal % in a password must be doubled.
     cfg.set_main_option("sqlalchemy.url", asyncpg_url(url).replace("%", "%%"))
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema up to `revision` (idempotent)."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", *, service_role: str = DEFAULT_SERVICE_ROLE) -> None:
+    """Bring the schema up to `revision` (idempotent), connected as the owner; grants to `service_role`."""
+    command.upgrade(alembic_config(url, service_role=service_role), revision)
 
 
-def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+def downgrade(url: str, revision: str, *, service_role: str = DEFAULT_SERVICE_ROLE) -> None:
+    command.downgrade(alembic_config(url, service_role=service_role), revision)
 
 
 def head_revision() -> str:

@@ -52,9 +52,8 @@ def export(
         return
     from catalog.audit.signing import kek_from_settings
     from catalog.cli import _fail, _settings, console, out
-    from catalog.db import migrate as migrations
     from catalog.db.engine import create_engine
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import migrated
     from catalog.export.bundle import ExportRequest, write_bundle
 
     if out_path is None:
@@ -76,9 +75,8 @@ def export(
         finally:
             await engine.dispose()
 
-    with resolve(settings) as url:
-        migrations.upgrade(url)
-        result = asyncio.run(run(url))
+    with migrated(settings) as db:
+        result = asyncio.run(run(db.service_url))
     included = [n for n, s in result.manifest["sections"].items() if s["included"]]
     omitted = [n for n, s in result.manifest["sections"].items() if not s["included"]]
     console.print(f"wrote [bold]{out_path}[/] as of {result.manifest['asOf']}, signed with {result.key_id}")

@@ -21,15 +21,13 @@ def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Evaluate every rule over the whole catalog (after editing policies/, or with incremental rules off);
     findings that no longer fire are resolved."""
     from catalog.cli import _settings, console
-    from catalog.db import migrate as migrations
-    from catalog.db.resolve import database_url as resolve
+    from catalog.db.resolve import migrated
     from catalog.policy import files
 
     settings = _settings(home, database_url)
     files.configure(settings.policies_dir)
-    with resolve(settings) as url:
-        migrations.upgrade(url)
-        fired = asyncio.run(_scan(url))
+    with migrated(settings) as db:
+        fired = asyncio.run(_scan(db.service_url))
     console.print(f"scanned the catalog: {fired} findings firing")
 
 

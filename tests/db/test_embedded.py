@@ -211,3 +211,36 @@ def test_unreachable_binaries_are_copied(
         )
         assert result.returncode == 0, result.stderr
     assert _modes(fake) == before
+
+
+def test_the_last_user_to_release_stops_the_server(world_dir: Path, servers: list[EmbeddedPostgres]) -> None:
+    home = world_dir / "home"
+    first, second = EmbeddedPostgres(home), EmbeddedPostgres(home)
+    servers.append(first)
+    first.acquire()
+    second.acquire()
+    assert second.took_over is None  # first is alive and holds it: shared, not taken over
+    first.release()
+    assert second.is_running()
+    second.release()
+    assert not first.is_running()
+
+
+def test_acquire_takes_over_a_server_whose_users_were_killed(
+    world_dir: Path, servers: list[EmbeddedPostgres]
+) -> None:
+    home = world_dir / "home"
+    server = EmbeddedPostgres(home)
+    servers.append(server)
+    script = (
+        "import os, signal, sys; from pathlib import Path; from catalog.db.embedded import EmbeddedPostgres; "
+        "EmbeddedPostgres(Path(sys.argv[1])).acquire(); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(home)], cwd=REPO, check=False, timeout=60)
+    assert result.returncode == -signal.SIGKILL
+    pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+
+    server.acquire()
+    assert server.took_over == pid
+    server.release()  # the dead registrant does not count: the server stops
+    assert not server.is_running()
