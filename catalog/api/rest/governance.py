@@ -176,7 +176,9 @@ async def waive_finding(finding_id: int, body: WaiverIn, request: Request, princ
             )
         except findings.FindingNotFound:
             raise Problem("not-found", f"finding {finding_id} not found") from None
-        return (await _as_seen(request, conn, [waived]))[0]
+    # Shown once committed: deciding what the caller may see can record a denial, an audit append that
+    # would wait for the chain's append lock this transaction holds until it commits.
+    return (await _as_seen(request, None, [waived]))[0]
 
 
 @router.post("/findings/{finding_id}/unwaive", summary="Lift a waiver", responses=ERRORS)
@@ -190,7 +192,9 @@ async def unwaive_finding(
             )
         except findings.FindingNotFound:
             raise Problem("not-found", f"finding {finding_id} not found") from None
-        return (await _as_seen(request, conn, [unwaived]))[0]
+    # Shown once committed: deciding what the caller may see can record a denial, an audit append that
+    # would wait for the chain's append lock this transaction holds until it commits.
+    return (await _as_seen(request, None, [unwaived]))[0]
 
 
 class GrantIn(InputModel):
