@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.classification.service import classify_batch
 from catalog.db.engine import raw_transaction
 from catalog.findings.service import evaluate_batch
+from catalog.findings.transports import record_flow_transports
 from catalog.ingest.extract import extract
 from catalog.ingest.projection import project
 from catalog.openlineage.events import OpenLineageEvent
@@ -103,6 +104,8 @@ async def project_only(raw: asyncpg.Connection[Any], events: Sequence[OpenLineag
     """Project events that are in the log (new ones, or all of them on a rebuild) and classify what they
     touched (catalog/classification)."""
     projected = await project(raw, extract(events))
+    # Each flow's own transport (catalog/findings): projected even when the rules run only on `catalog scan`.
+    await record_flow_transports(raw, events)
     await classify_batch(
         raw,
         field_ids=projected.field_ids.values(),
