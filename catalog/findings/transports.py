@@ -3,7 +3,7 @@
 Part of the projection (called by `project_only`, so ingest and `catalog rebuild` both write it, whether or
 not the rules run incrementally): the unencrypted-transfer rule judges a job's transfer by what *that* job
 connected with, so another job reading the same table over TLS cannot hide a plaintext one. The newest event
-(by event time, then URI text for a tie) wins, so the row does not depend on arrival order.
+(by event time, then URI text and run id for a tie) wins, so the row does not depend on arrival order.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ JOIN namespaces dns ON dns.name = u.dns JOIN datasets d ON d.namespace_id = dns.
 ORDER BY j.id, d.id, u.dir
 ON CONFLICT (job_id, dataset_id, direction) DO UPDATE
 SET uri = excluded.uri, event_time = excluded.event_time, run_uuid = excluded.run_uuid
-WHERE (excluded.event_time, excluded.uri) > (flow_transports.event_time, flow_transports.uri)
+WHERE (excluded.event_time, excluded.uri COLLATE "C", coalesce(excluded.run_uuid::text, '') COLLATE "C")
+    > (flow_transports.event_time, flow_transports.uri COLLATE "C",
+       coalesce(flow_transports.run_uuid::text, '') COLLATE "C")
 """
 
 
@@ -50,9 +52,15 @@ def flow_transports(
                     continue
                 key = (event.job_namespace, event.job_name, direction, ref.namespace, ref.name)
                 previous = out.get(key)
-                if previous is None or (previous[1], previous[0]) < (event.event_time, uri):
+                if previous is None or _rank(*previous) < _rank(uri, event.event_time, event.run_id):
                     out[key] = (uri, event.event_time, event.run_id)
     return out
+
+
+def _rank(uri: str, at: dt.datetime, run: uuid.UUID | None) -> tuple[dt.datetime, str, str]:
+    # The same order as the upsert's WHERE (byte order, COLLATE "C"): event time, then URI, then run id as
+    # text, so ties are broken alike whether two events arrive in one batch or in two.
+    return (at, uri, str(run) if run is not None else "")
 
 
 async def record_flow_transports(raw: asyncpg.Connection[Any], events: Iterable[OpenLineageEvent]) -> None:

@@ -54,7 +54,7 @@ CROSS JOIN LATERAL (
 JOIN namespaces jn ON jn.name = e.job_namespace JOIN jobs j ON j.namespace_id = jn.id AND j.name = e.job_name
 JOIN namespaces dn ON dn.name = x.ns JOIN datasets d ON d.namespace_id = dn.id AND d.name = x.nm
 WHERE btrim(coalesce(x.uri, '')) <> ''
-ORDER BY j.id, d.id, x.direction, e.event_time DESC, x.uri DESC;
+ORDER BY j.id, d.id, x.direction, e.event_time DESC, x.uri COLLATE "C" DESC, e.run_uuid::text COLLATE "C" DESC NULLS LAST;
 
 ALTER TABLE findings ADD COLUMN subject JSONB DEFAULT '{}'::jsonb NOT NULL,
                      ADD COLUMN subject_display TEXT DEFAULT '' NOT NULL;
