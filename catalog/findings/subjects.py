@@ -6,7 +6,7 @@ A subject is `{kind, namespace, name, field?, job?: {namespace, name}, direction
 - `field`: a column of a dataset (`namespace`, `name`, `field` = the column path);
 - `job`: a job (`namespace`, `name` are the job's);
 - `flow`: a job reading or writing a dataset (`namespace`, `name` of the dataset, `field` when the flow is
-  one column's, `job`, `direction` input|output);
+  one column's, `job`, `direction` input|output); `name` is null when the job reads a whole database;
 - `namespace`: a database or other namespace (`namespace`; `name` is null).
 
 Names are kept as separate members, never joined into one string a reader would have to split (names may
@@ -71,6 +71,9 @@ def display(subject: Subject) -> str:
         job = subject.get("job")
         who = f"job {job['name']} in {job['namespace']}" if job else "an unknown job"
         verb = "reads" if subject.get("direction") == "input" else "writes"
-        what = f"column {field} of {dataset}" if field is not None else dataset
+        if name is None:  # a job reading a whole database (analytics on OLTP)
+            what = f"database {ns}"
+        else:
+            what = f"column {field} of {dataset}" if field is not None else dataset
         return f"{who} {verb} {what}"
     return str(subject)
