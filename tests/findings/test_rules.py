@@ -492,3 +492,93 @@ async def test_findings_per_dataset_job_and_summary(client: httpx.AsyncClient) -
     [payments] = summary.json()["products"]
     assert payments["open_by_rule"] == {"cross-product-access": 1, "unencrypted-transfer": 1}
     assert payments["open_by_severity"] == {"high": 2}
+
+
+# -- per flow: each job's transfer is its own ---------------------------------------------------------
+
+LEGACY_JOB = ("airflow-payments", "payments_legacy.export")
+PG_PLAIN = "postgres://payments-db-1.internal:5432/payments?sslmode=disable"
+
+
+@pytest.mark.parametrize("plain_uri", [PG_PLAIN, JDBC_PLAIN])
+@pytest.mark.parametrize("plain_first", [True, False])
+async def test_another_jobs_tls_read_does_not_resolve_a_plaintext_one(
+    client: httpx.AsyncClient, plain_uri: str, plain_first: bool
+) -> None:
+    """A legacy job reads transactions in plain text (day 1); another reads them with verify-full (day 2).
+    Whichever arrives first, the legacy job's transfer is open and the other job has none."""
+    plain = run_event(
+        when=at(1), job=LEGACY_JOB, inputs=[read_with(plain_uri, "payments.public.transactions")]
+    )
+    tls = run_event(when=at(2), job=PAYMENTS_JOB, inputs=[read_with(PG_TLS, "payments.public.transactions")])
+    for event in (plain, tls) if plain_first else (tls, plain):
+        await ingest(client, event)
+    [finding] = await findings(client, "unencrypted-transfer")
+    assert finding["status"] == "open"
+    assert finding["subject"]["job"] == {"namespace": LEGACY_JOB[0], "name": LEGACY_JOB[1]}
+    assert (finding["subject"]["name"], finding["subject"]["direction"]) == (
+        "payments.public.transactions",
+        "input",
+    )
+    assert finding["evidence"]["uri"] == plain_uri
+    assert finding["evidence"]["run_id"] == plain["run"]["runId"]
+
+
+async def test_a_plaintext_write_to_an_endpoint_in_no_product_belongs_to_the_jobs_product(
+    client: httpx.AsyncClient,
+) -> None:
+    upload = dataset(
+        "http://partner.example.com", "uploads/daily", dataSource=source("http://partner.example.com/in")
+    )
+    await ingest(client, run_event(job=("airflow-merchant", "merchant_partner.upload"), outputs=[upload]))
+    rows = await client.get("/api/v1/findings", params={"limit": 1000})
+    assert rows.status_code == 200, rows.text
+    every = rows.json()["findings"]
+    assert {f["rule"] for f in every} >= {"unencrypted-transfer"}
+    assert all(f["product"] == "merchant" for f in every), every
+
+
+# -- unlineaged transfer, column level -----------------------------------------------------------------
+
+
+def merchant_copy(*lineaged: str) -> dict[str, Any]:
+    customers = read_with(PG_TLS, "merchant.customers", "id", "cpf")
+    out = dataset(
+        BQ,
+        "proj.merchant.customers",
+        schema=schema("id", "cpf"),
+        columnLineage=column_lineage(
+            {f: [(PAYMENTS_DB, "merchant.customers", f, "DIRECT", "IDENTITY", False)] for f in lineaged}
+        ),
+    )
+    return run_event(job=("airflow-merchant", "merchant_bq.copy"), inputs=[customers], outputs=[out])
+
+
+async def test_a_pii_column_no_column_lineage_explains(client: httpx.AsyncClient) -> None:
+    await ingest(client, merchant_copy("id"))
+    [finding] = about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers")
+    assert finding["subject"] == {
+        "kind": "field",
+        "namespace": BQ,
+        "name": "proj.merchant.customers",
+        "field": "cpf",
+    }
+    assert finding["subject_display"] == f"column cpf of dataset proj.merchant.customers in {BQ}"
+    assert finding["severity"] == "high"  # unlineaged-transfer's medium, raised: the column is PII
+    assert finding["product"] == "merchant"
+    assert finding["evidence"]["tags"] == ["PII.CPF"]
+
+
+async def test_a_pii_column_explained_by_column_lineage_is_not_flagged(client: httpx.AsyncClient) -> None:
+    await ingest(client, merchant_copy("id", "cpf"))
+    assert about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers") == []
+
+
+async def test_the_column_finding_resolves_when_lineage_explains_it(client: httpx.AsyncClient) -> None:
+    first = merchant_copy("id")
+    await ingest(client, first)
+    later = merchant_copy("id", "cpf")
+    later["eventTime"] = at(2)
+    await ingest(client, later)
+    [finding] = about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers")
+    assert finding["status"] == "resolved"
