@@ -39,11 +39,12 @@ from catalog.policy.products import ProductMap
 
 NameKey = tuple[str, str]
 
-# Rules whose subject is a dataset (resolution scope: dataset_id) or a job (scope: job_id).
-# Rules judged per flow are resolved only by their own flow's evaluation: every flow of a scope's dataset
-# or job is judged whole, so an open finding of the scope that does not fire is one whose own job fixed it
-# (or stopped using the dataset) — never one hidden by another job's newer event.
-DATASET_RULES = ["unencrypted-transfer", "unlineaged-transfer", "pii-unmasked", "product-conflict"]
+# Rules whose subject is a dataset (resolution scope: dataset_id) or a job (scope: job_id). Rules judged
+# per flow are evaluated, and so resolved, through their job: every flow of a job in scope is judged whole,
+# so an open finding that no longer fires is one whose own job fixed it (or stopped using the dataset) —
+# never one hidden by another job's newer event. (Any event that changes a flow names its job; judging
+# every flow of a dataset on each batch touching it would cost most on the most-read tables.)
+DATASET_RULES = ["unlineaged-transfer", "pii-unmasked", "product-conflict"]
 JOB_RULES = ["unencrypted-transfer", "cross-product-access", "analytics-on-oltp", "product-conflict"]
 
 _DATASET_FACTS = """
@@ -135,17 +136,15 @@ WHERE f.dataset_id = ANY($1::bigint[])
 GROUP BY f.id, f.dataset_id, f.path, f.last_seen
 """
 
-# The live flows touching the scope's jobs or datasets: edges seen in their job's latest event of that
-# direction (an input a job's newer runs dropped no longer counts), with both ends' products.
+# The live flows of the scope's jobs: edges seen in the job's latest event of that direction (an input a
+# job's newer runs dropped no longer counts).
 _LIVE_FLOWS = """
-WITH flows AS (
-    SELECT io.* FROM job_io io WHERE io.job_id = ANY($1::bigint[]) OR io.dataset_id = ANY($2::bigint[])
-), latest AS (
-    SELECT io.job_id, io.direction, max(io.last_seen) AS latest FROM job_io io
-    WHERE io.job_id IN (SELECT job_id FROM flows) GROUP BY io.job_id, io.direction
-), io AS (
-    SELECT f.* FROM flows f JOIN latest l ON l.job_id = f.job_id AND l.direction = f.direction
-    WHERE f.last_seen >= l.latest
+WITH io AS (
+    SELECT io.* FROM (
+        SELECT io.*, max(io.last_seen) OVER (PARTITION BY io.job_id, io.direction) AS latest
+        FROM job_io io WHERE io.job_id = ANY($1::bigint[])
+    ) io
+    WHERE io.last_seen >= io.latest
 )
 """
 
@@ -183,8 +182,7 @@ FROM io
 """
     + _FLOW_NAMES
     + """
-WHERE io.job_id = ANY($1::bigint[])
-  AND jp.product IS NOT NULL AND dp.product IS NOT NULL AND jp.product <> dp.product
+WHERE jp.product IS NOT NULL AND dp.product IS NOT NULL AND jp.product <> dp.product
   AND NOT (io.direction = 'input' AND EXISTS (
       SELECT 1 FROM grants g
       WHERE g.grantor_product = dp.product AND g.grantee_product = jp.product
@@ -208,7 +206,7 @@ JOIN datasets d ON d.id = io.dataset_id
 JOIN namespaces dn ON dn.id = d.namespace_id
 JOIN product_assignments nt ON nt.subject_kind = 'namespace' AND nt.subject_id = dn.id
 LEFT JOIN product_assignments dp ON dp.subject_kind = 'dataset' AND dp.subject_id = io.dataset_id
-WHERE io.direction = 'input' AND nt.tier = 'oltp' AND io.job_id = ANY($3::bigint[])
+WHERE io.direction = 'input' AND nt.tier = 'oltp' AND io.job_id = ANY($2::bigint[])
 GROUP BY io.job_id, dn.id, dn.name, nt.product
 """
 )
@@ -465,8 +463,8 @@ async def evaluate(
         return next((c for c in candidates if c), rules.fallback_product)
 
     # unencrypted transfer, per flow: the transport *that* job used for that dataset in that direction.
-    if dataset_ids or job_ids:
-        for r in await raw.fetch(UNENCRYPTED, job_ids, dataset_ids):
+    if job_ids:
+        for r in await raw.fetch(UNENCRYPTED, job_ids):
             verdict = judge_transport(r["uri"], rules.transport)
             if verdict is None or not verdict.plaintext:
                 continue
@@ -657,7 +655,7 @@ async def evaluate(
             )
 
     if job_ids:
-        for r in await raw.fetch(CROSS_PRODUCT, job_ids, []):
+        for r in await raw.fetch(CROSS_PRODUCT, job_ids):
             job = job_ref(r["job_namespace"], r["job_name"])
             fired.append(
                 FindingRow(
@@ -689,7 +687,7 @@ async def evaluate(
             r["id"] for r in jobs if is_analytics_job(rules, r["namespace"], r["name"], r["integration"])
         ]
         if analytic:
-            for r in await raw.fetch(ANALYTICS_ON_OLTP, analytic, [], analytic):
+            for r in await raw.fetch(ANALYTICS_ON_OLTP, analytic, analytic):
                 record = jobs_by_id[r["job_id"]]
                 job = job_ref(record["namespace"], record["name"])
                 fired.append(
