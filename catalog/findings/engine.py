@@ -527,7 +527,7 @@ async def evaluate(
             )
 
     if dataset_ids:
-        explained: set[int] = set()
+        explained: dict[int, asyncpg.Record] = {}
         for r in await raw.fetch(UNLINEAGED, dataset_ids):
             tier = ns_assign[ds_by_id[r["id"]]["namespace_id"]].tier
             reason = None
@@ -536,7 +536,7 @@ async def evaluate(
             elif not r["produced"] and tier in rules.produced_tiers:
                 reason = f"a dataset in the {tier} tier that no job produces"
             if reason is None:
-                explained.add(r["id"])
+                explained[r["id"]] = r
                 continue
             record = ds_by_id[r["id"]]
             fired.append(
@@ -561,10 +561,9 @@ async def evaluate(
             )
         # ...and at column level: a PII column in an output that no column lineage explains (when the
         # dataset itself has lineage; otherwise the dataset's finding above already says it all).
-        producers = {r["id"]: r for r in await raw.fetch(UNLINEAGED, sorted(explained))} if explained else {}
         for r in await raw.fetch(UNLINEAGED_PII_COLUMNS, sorted(explained)) if explained else []:
             record = ds_by_id[r["dataset_id"]]
-            p = producers[r["dataset_id"]]
+            p = explained[r["dataset_id"]]
             fired.append(
                 FindingRow(
                     "unlineaged-transfer",

@@ -582,3 +582,21 @@ async def test_the_column_finding_resolves_when_lineage_explains_it(client: http
     await ingest(client, later)
     [finding] = about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers")
     assert finding["status"] == "resolved"
+
+
+async def test_pii_unmasked_is_resolved_only_by_the_job_that_copied_it(client: httpx.AsyncClient) -> None:
+    """Another job writing the same table masked changes nothing; the copying job masking does."""
+    await ingest(client, pii_copy(BQ, "proj.payments.customers", masking=False))
+    other = pii_copy(BQ, "proj.payments.customers", masking=True)
+    other["job"]["name"] = "payments_dag.masked_load"
+    other["eventTime"] = at(2)
+    await ingest(client, other)
+    [finding] = await findings(client, "pii-unmasked")
+    assert finding["status"] == "open"
+    assert finding["subject"]["job"] == {"namespace": PAYMENTS_JOB[0], "name": PAYMENTS_JOB[1]}
+
+    fixed = pii_copy(BQ, "proj.payments.customers", masking=True)
+    fixed["eventTime"] = at(3)
+    await ingest(client, fixed)
+    [finding] = await findings(client, "pii-unmasked")
+    assert finding["status"] == "resolved"
