@@ -132,7 +132,9 @@ FROM dataset_fields f
 JOIN classifications c ON c.field_id = f.id AND NOT c.masked AND c.source <> 'propagated'
 WHERE f.dataset_id = ANY($1::bigint[])
   AND EXISTS (SELECT 1 FROM job_io o WHERE o.dataset_id = f.dataset_id AND o.direction = 'output')
-  AND NOT EXISTS (SELECT 1 FROM column_edges e WHERE e.target_field_id = f.id)
+  -- (target dataset, target field) leads the column-edge identity index
+  AND NOT EXISTS (SELECT 1 FROM column_edges e
+                  WHERE e.target_dataset_id = f.dataset_id AND e.target_field_id = f.id)
 GROUP BY f.id, f.dataset_id, f.path, f.last_seen
 """
 
