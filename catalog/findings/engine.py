@@ -98,6 +98,13 @@ _LATEST_RUN = (
     "(SELECT r.run_uuid FROM runs r WHERE r.job_id = {} ORDER BY r.last_seen DESC, r.run_uuid DESC LIMIT 1)"
 )
 
+# For routing a finding to a steward (never for judging a crossing): the product of the jobs that produce a
+# dataset no product owns — an analytics table made by another product's job is that product's to answer.
+_PRODUCED_BY = (
+    "(SELECT min(pa.product) FROM job_io o JOIN product_assignments pa ON pa.subject_kind = 'job' "
+    "AND pa.subject_id = o.job_id WHERE o.dataset_id = {} AND o.direction = 'output')"
+)
+
 # A dataset is unlineaged when it is written but no producing job has an input and no column lineage
 # explains it, or when it sits in a tier whose datasets must be produced (analytics) and nothing does.
 # Its product, when the dataset is in none: the producing jobs' (else the consuming jobs') product.
@@ -165,7 +172,9 @@ UNENCRYPTED = (
     + """
 SELECT io.job_id, io.dataset_id, io.direction, io.last_seen, d.namespace_id, dn.name AS namespace, d.name,
        jn.name AS job_namespace, j.name AS job_name, jp.product AS job_product, dp.product AS dataset_product,
-       t.uri, t.event_time AS uri_time, t.run_uuid
+       t.uri, t.event_time AS uri_time, t.run_uuid, """
+    + _PRODUCED_BY.format("io.dataset_id")
+    + """ AS producer_product
 FROM io
 JOIN flow_transports t ON t.job_id = io.job_id AND t.dataset_id = io.dataset_id AND t.direction = io.direction
 """
@@ -244,7 +253,8 @@ SELECT DISTINCT ON (e.job_id, e.target_field_id)
        sf.path AS source_path, sn.name AS source_namespace, sd.name AS source_name, c.tag,
        tp.product AS target_product, sp.product AS source_product, jp.product AS job_product,
        tt.tier AS target_tier, e.last_seen, jn.name AS job_namespace, j.name AS job_name,
-       {_LATEST_RUN.format("e.job_id")} AS run_uuid
+       {_LATEST_RUN.format("e.job_id")} AS run_uuid,
+       {_PRODUCED_BY.format("e.source_dataset_id")} AS source_producer_product
 FROM edges e
 JOIN classifications c ON c.field_id = e.source_field_id AND NOT c.masked
 JOIN dataset_fields sf ON sf.id = e.source_field_id
@@ -477,7 +487,7 @@ async def evaluate(
                     rules.severity["unencrypted-transfer"],
                     flow_subject(r["namespace"], r["name"], job=job, direction=r["direction"]),
                     _key("flow", r["job_id"], r["dataset_id"], r["direction"]),
-                    owned(r["dataset_product"], r["job_product"]),
+                    owned(r["dataset_product"], r["job_product"], r["producer_product"]),
                     r["dataset_id"],
                     r["job_id"],
                     r["namespace_id"],
@@ -607,7 +617,12 @@ async def evaluate(
                         field=r["target_path"],
                     ),
                     _key("pii", r["job_id"], r["target_dataset_id"], r["target_field_id"]),
-                    owned(r["source_product"], r["target_product"], r["job_product"]),
+                    owned(
+                        r["source_product"],
+                        r["target_product"],
+                        r["job_product"],
+                        r["source_producer_product"],
+                    ),
                     r["target_dataset_id"],
                     r["job_id"],
                     record["namespace_id"],
