@@ -17,6 +17,7 @@ from catalog.findings.engine import (
     JOB_FACTS_BY_ID,
     JOB_FACTS_BY_NAME,
     Observations,
+    assign_products,
     evaluate,
 )
 from catalog.openlineage.events import OpenLineageEvent
@@ -71,6 +72,14 @@ async def scan(raw: asyncpg.Connection[Any], *, chunk: int = 2000) -> int:
     dataset_ids = [r["id"] for r in await raw.fetch("SELECT id FROM datasets ORDER BY id")]
     job_ids = [r["id"] for r in await raw.fetch("SELECT id FROM jobs ORDER BY id")]
     fired: set[tuple[str, str]] = set()
+    # Every subject's product before any rule runs: the dataset rules route findings by their jobs' products
+    # too, and must not depend on whether ingest already assigned them (incremental rules may be off).
+    for start in range(0, len(dataset_ids), chunk):
+        datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
+        await assign_products(raw, products, datasets, [])
+    for start in range(0, len(job_ids), chunk):
+        jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
+        await assign_products(raw, products, [], jobs)
     # Datasets first (assignments of every dataset exist before flows between products are judged).
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
