@@ -10,6 +10,12 @@ one reopens; a waived one stays waived). An open finding of the scope that does 
 resolved — the condition is judged on the stored, newest state (facets keep the newest value by event
 time; lineage inputs are the ones seen in the job's latest event with inputs), so an older event
 arriving late cannot reopen what a newer one fixed.
+
+Flows are judged per flow — (job, dataset, direction), a column for PII — and only on what that job did:
+an unencrypted transfer on the transport the job's own newest event named (`flow_transports`), unmasked
+PII on the job's latest column lineage into the target. Another job's newer event can neither open nor
+resolve it. Each finding carries a structured subject (catalog/findings/subjects.py) and a product whose
+steward sees it: the subject's, else the other end's (see `owned`), else `fallback_product`.
 """
 
 from __future__ import annotations
