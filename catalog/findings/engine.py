@@ -99,9 +99,10 @@ WHERE (product_assignments.product, product_assignments.tier, product_assignment
       IS DISTINCT FROM (excluded.product, excluded.tier, excluded.source, excluded.candidates)
 """
 
-# The latest run of a job (for evidence): a stable choice, so `catalog scan` and ingest agree.
+# The latest run of a job (for evidence): a stable choice, so `catalog scan` and ingest agree; by first
+# seen, which ix_runs_job_id_first_seen answers with one index probe.
 _LATEST_RUN = (
-    "(SELECT r.run_uuid FROM runs r WHERE r.job_id = {} ORDER BY r.last_seen DESC, r.run_uuid DESC LIMIT 1)"
+    "(SELECT r.run_uuid FROM runs r WHERE r.job_id = {} ORDER BY r.first_seen DESC, r.run_uuid DESC LIMIT 1)"
 )
 
 # For routing a finding to a steward (never for judging a crossing): the product of the jobs that produce a
@@ -114,21 +115,27 @@ _PRODUCED_BY = (
 # A dataset is unlineaged when it is written but no producing job has an input and no column lineage
 # explains it, or when it sits in a tier whose datasets must be produced (analytics) and nothing does.
 # Its product, when the dataset is in none: the producing jobs' (else the consuming jobs') product.
-UNLINEAGED = f"""
+UNLINEAGED = """
 SELECT d.id, d.last_seen,
        EXISTS (SELECT 1 FROM job_io o WHERE o.dataset_id = d.id AND o.direction = 'output') AS produced,
        EXISTS (SELECT 1 FROM job_io o JOIN job_io i ON i.job_id = o.job_id AND i.direction = 'input'
                WHERE o.dataset_id = d.id AND o.direction = 'output') AS from_inputs,
-       EXISTS (SELECT 1 FROM column_edges e WHERE e.target_dataset_id = d.id) AS column_lineage,
+       EXISTS (SELECT 1 FROM column_edges e WHERE e.target_dataset_id = d.id) AS column_lineage
+FROM datasets d
+WHERE d.id = ANY($1::bigint[])
+"""
+
+# The evidence and owners of the (few) datasets an unlineaged finding is about: producing jobs, the latest
+# run, and the producing (else any touching) jobs' product for a dataset in no product.
+UNLINEAGED_DETAILS = f"""
+SELECT d.id,
        (SELECT jsonb_agg(jsonb_build_object('namespace', jn.name, 'name', j.name) ORDER BY jn.name, j.name)
         FROM job_io o JOIN jobs j ON j.id = o.job_id JOIN namespaces jn ON jn.id = j.namespace_id
         WHERE o.dataset_id = d.id AND o.direction = 'output')::text AS producers,
        (SELECT {_LATEST_RUN.format("o.job_id")} FROM job_io o
         WHERE o.dataset_id = d.id AND o.direction = 'output' ORDER BY o.last_seen DESC, o.job_id LIMIT 1)
          AS run_id,
-       (SELECT min(pa.product) FROM job_io o
-        JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = o.job_id
-        WHERE o.dataset_id = d.id AND o.direction = 'output') AS producer_product,
+       {_PRODUCED_BY.format("d.id")} AS producer_product,
        (SELECT min(pa.product) FROM job_io o
         JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = o.job_id
         WHERE o.dataset_id = d.id) AS job_product
@@ -141,9 +148,9 @@ WHERE d.id = ANY($1::bigint[])
 UNLINEAGED_PII_COLUMNS = """
 SELECT f.id AS field_id, f.dataset_id, f.path, array_agg(DISTINCT c.tag ORDER BY c.tag) AS tags,
        f.last_seen
-FROM dataset_fields f
-JOIN classifications c ON c.field_id = f.id AND NOT c.masked AND c.source <> 'propagated'
-WHERE f.dataset_id = ANY($1::bigint[])
+FROM classifications c
+JOIN dataset_fields f ON f.id = c.field_id
+WHERE c.dataset_id = ANY($1::bigint[]) AND NOT c.masked AND c.source <> 'propagated'
   AND EXISTS (SELECT 1 FROM job_io o WHERE o.dataset_id = f.dataset_id AND o.direction = 'output')
   -- (target dataset, target field) leads the column-edge identity index
   AND NOT EXISTS (SELECT 1 FROM column_edges e
@@ -178,9 +185,10 @@ UNENCRYPTED = (
     + """
 SELECT io.job_id, io.dataset_id, io.direction, io.last_seen, d.namespace_id, dn.name AS namespace, d.name,
        jn.name AS job_namespace, j.name AS job_name, jp.product AS job_product, dp.product AS dataset_product,
-       t.uri, t.event_time AS uri_time, t.run_uuid, """
+       t.uri, t.event_time AS uri_time, t.run_uuid,
+       CASE WHEN dp.product IS NULL AND jp.product IS NULL THEN """
     + _PRODUCED_BY.format("io.dataset_id")
-    + """ AS producer_product
+    + """ END AS producer_product
 FROM io
 JOIN flow_transports t ON t.job_id = io.job_id AND t.dataset_id = io.dataset_id AND t.direction = io.direction
 """
@@ -260,7 +268,8 @@ SELECT DISTINCT ON (e.job_id, e.target_field_id)
        tp.product AS target_product, sp.product AS source_product, jp.product AS job_product,
        tt.tier AS target_tier, e.last_seen, jn.name AS job_namespace, j.name AS job_name,
        {_LATEST_RUN.format("e.job_id")} AS run_uuid,
-       {_PRODUCED_BY.format("e.source_dataset_id")} AS source_producer_product
+       CASE WHEN sp.product IS NULL AND tp.product IS NULL AND jp.product IS NULL
+            THEN {_PRODUCED_BY.format("e.source_dataset_id")} END AS source_producer_product
 FROM edges e
 JOIN classifications c ON c.field_id = e.source_field_id AND NOT c.masked
 JOIN dataset_fields sf ON sf.id = e.source_field_id
@@ -545,65 +554,67 @@ async def evaluate(
             )
 
     if dataset_ids:
-        explained: dict[int, asyncpg.Record] = {}
+        unlineaged: dict[int, tuple[str, Any]] = {}  # dataset id -> (reason, last seen)
+        explained: list[int] = []
         for r in await raw.fetch(UNLINEAGED, dataset_ids):
             tier = ns_assign[ds_by_id[r["id"]]["namespace_id"]].tier
-            reason = None
             if r["produced"] and not r["from_inputs"] and not r["column_lineage"]:
-                reason = "written by jobs that read nothing: no lineage to its origin"
+                unlineaged[r["id"]] = (
+                    "written by jobs that read nothing: no lineage to its origin",
+                    r["last_seen"],
+                )
             elif not r["produced"] and tier in rules.produced_tiers:
-                reason = f"a dataset in the {tier} tier that no job produces"
-            if reason is None:
-                explained[r["id"]] = r
-                continue
-            record = ds_by_id[r["id"]]
-            fired.append(
-                FindingRow(
-                    "unlineaged-transfer",
-                    rules.severity["unlineaged-transfer"],
-                    dataset_subject(record["namespace"], record["name"]),
-                    f"dataset:{r['id']}",
-                    owned(ds_assign[r["id"]].product, r["producer_product"], r["job_product"]),
-                    r["id"],
-                    None,
-                    record["namespace_id"],
-                    {
-                        "namespace": record["namespace"],
-                        "dataset": record["name"],
-                        "reason": reason,
-                        "producing_jobs": orjson.loads(r["producers"]) if r["producers"] else [],
-                        **_run(r["run_id"]),
-                    },
-                    r["last_seen"],
-                )
-            )
+                unlineaged[r["id"]] = (f"a dataset in the {tier} tier that no job produces", r["last_seen"])
+            else:
+                explained.append(r["id"])
         # ...and at column level: a PII column in an output that no column lineage explains (when the
-        # dataset itself has lineage; otherwise the dataset's finding above already says it all).
-        for r in await raw.fetch(UNLINEAGED_PII_COLUMNS, sorted(explained)) if explained else []:
-            record = ds_by_id[r["dataset_id"]]
-            p = explained[r["dataset_id"]]
+        # dataset itself has lineage; otherwise the dataset's finding already says it all).
+        columns = await raw.fetch(UNLINEAGED_PII_COLUMNS, explained) if explained else []
+        # Evidence and owners only for the datasets that fire (a few), not for the whole scope.
+        about = sorted({*unlineaged, *(c["dataset_id"] for c in columns)})
+        details = {d["id"]: d for d in await raw.fetch(UNLINEAGED_DETAILS, about)} if about else {}
+
+        def unlineaged_finding(
+            dataset_id: int, subject: Subject, key: str, facts: dict[str, Any], seen_at: dt.datetime
+        ) -> FindingRow:
+            record, d = ds_by_id[dataset_id], details[dataset_id]
+            return FindingRow(
+                "unlineaged-transfer",
+                rules.severity["unlineaged-transfer"],
+                subject,
+                key,
+                owned(ds_assign[dataset_id].product, d["producer_product"], d["job_product"]),
+                dataset_id,
+                None,
+                record["namespace_id"],
+                {
+                    "namespace": record["namespace"],
+                    "dataset": record["name"],
+                    **facts,
+                    "producing_jobs": orjson.loads(d["producers"]) if d["producers"] else [],
+                    **_run(d["run_id"]),
+                },
+                seen_at,
+            )
+
+        for dataset_id, (reason, last_seen) in unlineaged.items():
+            record = ds_by_id[dataset_id]
+            subject = dataset_subject(record["namespace"], record["name"])
             fired.append(
-                FindingRow(
-                    "unlineaged-transfer",
-                    rules.severity["unlineaged-transfer"],
-                    field_subject(record["namespace"], record["name"], r["path"]),
-                    f"column:{r['dataset_id']}:{r['field_id']}",
-                    owned(ds_assign[r["dataset_id"]].product, p["producer_product"], p["job_product"]),
-                    r["dataset_id"],
-                    None,
-                    record["namespace_id"],
-                    {
-                        "namespace": record["namespace"],
-                        "dataset": record["name"],
-                        "field": r["path"],
-                        "tags": list(r["tags"]),
-                        "reason": "a PII column in an output that no column lineage explains",
-                        "producing_jobs": orjson.loads(p["producers"]) if p["producers"] else [],
-                        **_run(p["run_id"]),
-                    },
-                    r["last_seen"],
+                unlineaged_finding(
+                    dataset_id, subject, f"dataset:{dataset_id}", {"reason": reason}, last_seen
                 )
             )
+        for c in columns:
+            record = ds_by_id[c["dataset_id"]]
+            facts = {
+                "field": c["path"],
+                "tags": list(c["tags"]),
+                "reason": "a PII column in an output that no column lineage explains",
+            }
+            subject = field_subject(record["namespace"], record["name"], c["path"])
+            column_key = f"column:{c['dataset_id']}:{c['field_id']}"
+            fired.append(unlineaged_finding(c["dataset_id"], subject, column_key, facts, c["last_seen"]))
 
         for r in await raw.fetch(PII_UNMASKED, dataset_ids):
             record = ds_by_id[r["target_dataset_id"]]
