@@ -236,22 +236,28 @@ GROUP BY io.job_id, dn.id, dn.name, nt.product
 """
 )
 
-# Datasets of two or more products in one OLTP namespace (one database server): one row per product
-# that has datasets there (each product's steward sees and answers for its own part), listing them.
+# Datasets of two or more products in one OLTP namespace (one database server).
 SHARED_DATABASE = """
-SELECT * FROM (
-    SELECT n.id, n.name, pa.product, count(*) AS n_datasets,
-           (array_agg(d.name ORDER BY d.name))[1:50] AS datasets, max(d.last_seen) AS last_seen,
-           array_agg(pa.product) OVER (PARTITION BY n.id ORDER BY pa.product
-                                       ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS products
-    FROM namespaces n
-    JOIN product_assignments nt ON nt.subject_kind = 'namespace' AND nt.subject_id = n.id AND nt.tier = 'oltp'
-    JOIN datasets d ON d.namespace_id = n.id
-    JOIN product_assignments pa ON pa.subject_kind = 'dataset' AND pa.subject_id = d.id
-    WHERE n.id = ANY($1::bigint[]) AND pa.product IS NOT NULL
-    GROUP BY n.id, n.name, pa.product
-) per_product
-WHERE cardinality(products) > 1
+SELECT n.id, n.name, array_agg(DISTINCT pa.product ORDER BY pa.product) AS products,
+       max(d.last_seen) AS last_seen
+FROM namespaces n
+JOIN product_assignments nt ON nt.subject_kind = 'namespace' AND nt.subject_id = n.id AND nt.tier = 'oltp'
+JOIN datasets d ON d.namespace_id = n.id
+JOIN product_assignments pa ON pa.subject_kind = 'dataset' AND pa.subject_id = d.id
+WHERE n.id = ANY($1::bigint[]) AND pa.product IS NOT NULL
+GROUP BY n.id, n.name
+HAVING count(DISTINCT pa.product) > 1
+"""
+
+# ...one finding per product that has datasets there (each product's steward sees and answers for its own
+# part), listing them; asked only for the shared databases found above.
+SHARED_DATABASE_PARTS = """
+SELECT d.namespace_id, pa.product, count(*) AS n_datasets,
+       (array_agg(d.name ORDER BY d.name))[1:50] AS datasets, max(d.last_seen) AS last_seen
+FROM datasets d
+JOIN product_assignments pa ON pa.subject_kind = 'dataset' AND pa.subject_id = d.id
+WHERE d.namespace_id = ANY($1::bigint[]) AND pa.product IS NOT NULL
+GROUP BY d.namespace_id, pa.product
 """
 
 # A PII column (an unmasked classification of the source field) copied without masking into another
@@ -664,26 +670,28 @@ async def evaluate(
             )
 
     if namespace_ids:
-        for r in await raw.fetch(SHARED_DATABASE, namespace_ids):
+        shared = {r["id"]: r for r in await raw.fetch(SHARED_DATABASE, namespace_ids)}
+        for part in await raw.fetch(SHARED_DATABASE_PARTS, sorted(shared)) if shared else []:
+            r = shared[part["namespace_id"]]
             fired.append(
                 FindingRow(
                     "shared-database",
                     rules.severity["shared-database"],
                     namespace_subject(r["name"]),
-                    f"namespace:{r['id']}:{r['product']}",
-                    r["product"],
+                    f"namespace:{r['id']}:{part['product']}",
+                    part["product"],
                     None,
                     None,
                     r["id"],
                     {
                         "namespace": r["name"],
                         "products": list(r["products"]),
-                        "product": r["product"],
-                        "datasets": list(r["datasets"]),
-                        "dataset_count": r["n_datasets"],
+                        "product": part["product"],
+                        "datasets": list(part["datasets"]),
+                        "dataset_count": part["n_datasets"],
                         "reason": f"datasets of {len(r['products'])} products share this OLTP database",
                     },
-                    r["last_seen"],
+                    part["last_seen"],
                 )
             )
 
