@@ -39,6 +39,22 @@ REPORT_SECTIONS = (
     "pii/inventory",
     "audit/audit_log",
 )
+# Sections whose report table shows chosen columns in full (wrapped, never cut): an auditor must tell from
+# the report alone what each finding is about. The CSV/JSON files keep every column.
+REPORT_COLUMNS = {
+    "findings/findings": (
+        "rule",
+        "severity",
+        "status",
+        "product",
+        "subject",
+        "reason",
+        "run_id",
+        "uri",
+        "first_seen",
+        "waiver_reason",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +229,7 @@ th { background: #f1f5f9; } td.num { text-align: right; font-variant-numeric: ta
 .figure { overflow-x: auto; border: 1px solid #e2e8f0; border-radius: 8px; padding: 8px; background: #fff; }
 .note { color: #64748b; font-size: 13px; } code { font-size: 12px; }
 .omitted { color: #94a3b8; }
+td.full { overflow-wrap: anywhere; max-width: 480px; }
 """
 
 
@@ -274,6 +291,14 @@ def render_report(manifest: dict[str, Any], results: list[SectionResult], graph:
             parts.append(
                 f"<p class='note'>First {shown} of {result.rows} rows; all are in <code>{e(name)}.csv</code>.</p>"
             )
+        chosen = REPORT_COLUMNS.get(name)
+        if chosen is not None:
+            index = [result.columns.index(c) for c in chosen if c in result.columns]
+            parts.append("<table><tr>" + "".join(f"<th>{e(result.columns[i])}</th>" for i in index) + "</tr>")
+            for row in result.sample:
+                parts.append("<tr>" + "".join(f"<td class='full'>{e(row[i])}</td>" for i in index) + "</tr>")
+            parts.append("</table>")
+            continue
         parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in result.columns) + "</tr>")
         for row in result.sample:
             parts.append("<tr>" + "".join(f"<td>{e(_short(v, 80))}</td>" for v in row) + "</tr>")

@@ -208,12 +208,18 @@ ORDER BY source_namespace, source_dataset, source_column, target_namespace, targ
             "Findings, with their status and waiver as of the export instant",
             ("findings",),
             """
-SELECT id, rule, severity, subject_kind, subject_key, product, first_seen,
+SELECT id, rule, severity,
        CASE WHEN status_changed_at <= :as_of THEN status ELSE 'open' END AS status,
+       product, subject_display AS subject, subject_kind,
+       subject ->> 'namespace' AS namespace, subject ->> 'name' AS name, subject ->> 'field' AS field,
+       subject #>> '{job,namespace}' AS job_namespace, subject #>> '{job,name}' AS job,
+       subject ->> 'direction' AS direction,
+       evidence ->> 'reason' AS reason, evidence ->> 'run_id' AS run_id, evidence ->> 'uri' AS uri,
+       first_seen,
        CASE WHEN status_changed_at <= :as_of AND status = 'waived' THEN waived_by END AS waived_by,
        CASE WHEN status_changed_at <= :as_of AND status = 'waived' THEN waiver_reason END AS waiver_reason,
        CASE WHEN status_changed_at <= :as_of AND status = 'waived' THEN waived_until END AS waived_until,
-       evidence::text AS evidence
+       subject_key, evidence::text AS evidence
 FROM findings
 WHERE first_seen <= :as_of AND (CAST(:product AS text) IS NULL OR product = CAST(:product AS text))
 ORDER BY id""",

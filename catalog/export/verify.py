@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleCheck:
             manifest_bytes = zf.read(MANIFEST)
             signature = orjson.loads(zf.read(SIGNATURE))
             manifest = orjson.loads(manifest_bytes)
-        except (zipfile.BadZipFile, orjson.JSONDecodeError) as exc:
+        # A damaged deflate stream raises zlib.error rather than BadZipFile, depending on where the damage is.
+        except (zipfile.BadZipFile, zlib.error, orjson.JSONDecodeError) as exc:
             check.problems.append(f"manifest or signature unreadable: {exc}")
             return check
         check.key_id = signature.get("keyId")
@@ -114,7 +116,7 @@ def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleCheck:
                 with zf.open(name) as handle:
                     while chunk := handle.read(1024 * 1024):
                         digest.update(chunk)
-            except (zipfile.BadZipFile, OSError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError) as exc:
                 check.problems.append(f"{name}: corrupt in the zip ({exc})")
                 continue
             check.files_checked += 1

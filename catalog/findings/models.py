@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, Text, UniqueConstraint, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db.base import Base
@@ -26,8 +37,14 @@ class Finding(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     rule: Mapped[str] = mapped_column(Text)
     severity: Mapped[str] = mapped_column(Text)
-    subject_kind: Mapped[str] = mapped_column(Text)  # dataset | job | namespace | flow (job x dataset)
+    subject_kind: Mapped[str] = mapped_column(
+        Text
+    )  # dataset | field | job | namespace | flow (job x dataset)
     subject_key: Mapped[str] = mapped_column(Text)  # stable identity of the subject within the rule
+    # The subject by name, for people and for filters: {kind, namespace, name, field?, job?: {namespace,
+    # name}, direction?} (catalog/findings/subjects.py), and one line saying it in words.
+    subject: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    subject_display: Mapped[str] = mapped_column(Text, server_default=text("''"))
     product: Mapped[str | None] = mapped_column(Text)
     dataset_id: Mapped[int | None] = mapped_column(BigInteger)
     job_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -40,6 +57,26 @@ class Finding(Base):
     waived_by: Mapped[str | None] = mapped_column(Text)
     waiver_reason: Mapped[str | None] = mapped_column(Text)
     waived_until: Mapped[dt.datetime | None]
+
+
+class FlowTransport(Base):
+    """The transport a job last used for a dataset in one direction: the dataSource URI (redacted) of the
+    job's newest event naming it. The unencrypted-transfer rule judges each flow by its own transport, not
+    by the dataset's newest dataSource, which another job may have sent. A projection of the event log
+    (written by `project_only`, rebuilt by `catalog rebuild`)."""
+
+    __tablename__ = "flow_transports"
+    __table_args__ = (
+        CheckConstraint("direction IN ('input','output')", name="direction"),
+        Index("ix_flow_transports_dataset_id", "dataset_id"),
+    )
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    direction: Mapped[str] = mapped_column(Text, primary_key=True)
+    uri: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[dt.datetime]
+    run_uuid: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 class FindingChange(Base):

@@ -57,6 +57,9 @@ class RulesConfig:
     analytics_integrations: tuple[str, ...]
     analytics_name_patterns: tuple[str, ...]
     produced_tiers: tuple[str, ...]
+    # The product whose steward sees a finding when neither its subject nor the flow's other end (job or
+    # dataset) belongs to any product; None keeps such (rare) findings for admins and auditors only.
+    fallback_product: str | None = None
     _compiled: list[re.Pattern[str]] = field(default_factory=list, compare=False)
 
     @classmethod
@@ -66,11 +69,23 @@ class RulesConfig:
         def words(key: str, upper: bool = False) -> frozenset[str]:
             return frozenset((str(v).upper() if upper else str(v).lower()) for v in t.get(key) or [])
 
-        severity = dict.fromkeys(RULES, "medium")
-        for rule, level in (data.get("severity") or {}).items():
+        # The file's table is the only source of default severities: a rule it leaves out would otherwise
+        # get a silent default, which is how pii-unmasked once ranked below every unencrypted transfer.
+        table = data.get("severity") or {}
+        if not isinstance(table, dict):
+            raise ValueError("rules.yaml: severity must be a mapping of rule to level")
+        unknown = sorted(set(map(str, table)) - set(RULES))
+        if unknown:
+            raise ValueError(f"rules.yaml: severity names unknown rules {unknown}; the rules are {RULES}")
+        missing = [rule for rule in RULES if rule not in table]
+        if missing:
+            raise ValueError(f"rules.yaml: severity has no entry for {missing}")
+        severity: dict[str, str] = {}
+        for rule, level in table.items():
             if level not in SEVERITIES:
                 raise ValueError(f"rules.yaml: severity {level!r} of {rule} is not one of {SEVERITIES}")
             severity[str(rule)] = str(level)
+        fallback = data.get("fallback_product")
         analytics = data.get("analytics") or {}
         return cls(
             severity=severity,
@@ -90,6 +105,7 @@ class RulesConfig:
             analytics_integrations=tuple(str(i).upper() for i in analytics.get("integrations") or []),
             analytics_name_patterns=tuple(str(p) for p in analytics.get("name_patterns") or []),
             produced_tiers=tuple((data.get("unlineaged") or {}).get("produced_tiers") or ["analytics"]),
+            fallback_product=str(fallback) if fallback else None,
         )
 
 

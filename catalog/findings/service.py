@@ -19,6 +19,7 @@ from catalog.findings.engine import (
     JOB_FACTS_BY_ID,
     JOB_FACTS_BY_NAME,
     Observations,
+    assign_products,
     evaluate,
 )
 from catalog.openlineage.events import OpenLineageEvent
@@ -72,15 +73,23 @@ async def scan(raw: asyncpg.Connection[Any], *, chunk: int = 2000) -> int:
     rules = files.rules_config()
     dataset_ids = [r["id"] for r in await raw.fetch("SELECT id FROM datasets ORDER BY id")]
     job_ids = [r["id"] for r in await raw.fetch("SELECT id FROM jobs ORDER BY id")]
-    fired = 0
+    fired: set[tuple[str, str]] = set()
+    # Every subject's product before any rule runs: the dataset rules route findings by their jobs' products
+    # too, and must not depend on whether ingest already assigned them (incremental rules may be off).
+    for start in range(0, len(dataset_ids), chunk):
+        datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
+        await assign_products(raw, products, datasets, [])
+    for start in range(0, len(job_ids), chunk):
+        jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
+        await assign_products(raw, products, [], jobs)
     # Datasets first (assignments of every dataset exist before flows between products are judged).
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
-        fired += await evaluate(raw, products=products, rules=rules, datasets=datasets, jobs=[])
+        fired |= await evaluate(raw, products=products, rules=rules, datasets=datasets, jobs=[])
     for start in range(0, len(job_ids), chunk):
         jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
-        fired += await evaluate(raw, products=products, rules=rules, datasets=[], jobs=jobs)
-    return fired
+        fired |= await evaluate(raw, products=products, rules=rules, datasets=[], jobs=jobs)
+    return len(fired)
 
 
 async def reevaluate_flows_of(raw: asyncpg.Connection[Any], *, product: str) -> None:
@@ -111,7 +120,8 @@ EFFECTIVE_STATUS = (
 )
 
 FINDING_COLUMNS = f"""
-f.id, f.rule, f.severity, f.subject_kind, f.subject_key, f.product, f.evidence, f.first_seen, f.last_seen,
+f.id, f.rule, f.severity, f.subject_kind, f.subject_key, f.subject, f.subject_display, f.product, f.evidence,
+f.first_seen, f.last_seen,
 {EFFECTIVE_STATUS} AS status, f.status_changed_at, f.waived_by, f.waiver_reason, f.waived_until,
 f.dataset_id, f.job_id, f.namespace_id
 """

@@ -22,6 +22,7 @@ PROJECTION_TABLES = (
     "ownership_claims",
     "classifications",  # derived; manual decisions (classification_decisions) are audit data, kept
     "lineage_observations",
+    "flow_transports",
     "column_edges",
     "job_io",
     "dataset_symlinks",
@@ -68,6 +69,8 @@ FINGERPRINT_QUERIES = {
     f"{_DS.format('x.source_dataset_id')}, {_FIELD.format('x.source_field_id')}, {_JOB.format('x.job_id')}, "
     "transformation_type, transformation_subtype, masking, description, first_seen, last_seen)::text "
     "FROM column_edges x",
+    "flow_transports": f"SELECT row({_JOB.format('x.job_id')}, {_DS.format('x.dataset_id')}, direction, uri, "
+    "event_time, run_uuid)::text FROM flow_transports x",
     "lineage_observations": "SELECT row(owner_kind, CASE owner_kind "
     f"WHEN 'job' THEN {_JOB.format('x.owner_id')} ELSE {_DS.format('x.owner_id')} END, observed_at)::text "
     "FROM lineage_observations x",

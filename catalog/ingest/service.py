@@ -15,6 +15,7 @@ from catalog.audit.service import record_raw
 from catalog.classification.service import classify_batch
 from catalog.db.engine import raw_transaction
 from catalog.findings.service import evaluate_batch
+from catalog.findings.transports import record_flow_transports
 from catalog.ingest.extract import EventKey, NameKey, Ownership, Rows, extract
 from catalog.ingest.projection import Projected, project
 from catalog.openlineage.events import OpenLineageEvent
@@ -119,6 +120,8 @@ async def project_only(
     ownership = await _ownership(raw, events, log_ids)
     rows = extract(events, ownership)
     projected = await project(raw, rows)
+    # Each flow's own transport (catalog/findings): projected even when the rules run only on `catalog scan`.
+    await record_flow_transports(raw, events)
     await classify_batch(
         raw,
         field_ids=projected.field_ids.values(),

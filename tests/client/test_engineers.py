@@ -149,9 +149,11 @@ def test_findings_and_grants(catalog: CatalogClient) -> None:
     )
     catalog.ingest(run_event(job=("airflow", "leak"), outputs=[leaky]))
     # the credentials in the dataSource URI are a finding about the job that sent them; the URI's
-    # missing sslmode one about the dataset
-    [finding] = catalog.job_findings("airflow", "leak")
-    assert finding.rule == "credentials-in-metadata"
+    # missing sslmode one about the job's flow into the dataset (listed under both)
+    by_rule = {f.rule: f for f in catalog.job_findings("airflow", "leak")}
+    assert set(by_rule) == {"credentials-in-metadata", "unencrypted-transfer"}
+    finding = by_rule["credentials-in-metadata"]
+    assert by_rule["unencrypted-transfer"].subject["job"] == {"namespace": "airflow", "name": "leak"}
     assert finding.evidence["pointer"] == "/outputs/0/facets/dataSource/uri"
     assert "unencrypted-transfer" in {f.rule for f in catalog.dataset_findings(PG, "public.secrets")}
     assert [f.id for f in catalog.findings(rule="credentials-in-metadata")] == [finding.id]

@@ -34,16 +34,11 @@ JDBC_PLAIN = "jdbc:postgresql://payments-db-1.internal:5432/payments"
 
 
 def about(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """Findings whose evidence names the dataset (or column, or job) `name`."""
+    """Findings whose subject names the dataset (or column's dataset, or job) `name`."""
     out = []
     for row in rows:
-        evidence = row["evidence"]
-        names = {
-            (evidence.get("dataset") or {}).get("name"),
-            (evidence.get("job") or {}).get("name"),
-            str(evidence.get("column", "")).split("/", 1)[-1].split("#", 1)[0] or None,
-        }
-        if name in names:
+        subject = row["subject"]
+        if name in {subject.get("name"), (subject.get("job") or {}).get("name")}:
             out.append(row)
     return out
 
@@ -168,9 +163,19 @@ async def test_cross_product_read_without_a_grant(client: httpx.AsyncClient) -> 
     assert finding["severity"] == "high"
     evidence = finding["evidence"]
     assert evidence["job"] == {"namespace": FRAUD_JOB[0], "name": FRAUD_JOB[1]}
-    assert evidence["dataset"] == {"namespace": PAYMENTS_DB, "name": "payments.transactions"}
+    assert (evidence["namespace"], evidence["dataset"]) == (PAYMENTS_DB, "payments.transactions")
     assert (evidence["job_product"], evidence["dataset_product"]) == ("fraud", "payments")
     assert evidence["direction"] == "input"
+    assert finding["subject"] == {
+        "kind": "flow",
+        "namespace": PAYMENTS_DB,
+        "name": "payments.transactions",
+        "job": {"namespace": FRAUD_JOB[0], "name": FRAUD_JOB[1]},
+        "direction": "input",
+    }
+    assert finding["subject_display"] == (
+        f"job {FRAUD_JOB[1]} in {FRAUD_JOB[0]} reads dataset payments.transactions in {PAYMENTS_DB}"
+    )
 
 
 async def test_reading_own_product_is_not_cross_product(client: httpx.AsyncClient) -> None:
@@ -220,9 +225,14 @@ async def test_shared_database(client: httpx.AsyncClient) -> None:
     ours = read_with(PG_TLS, "payments.transactions")
     theirs = read_with(PG_TLS, "merchant.accounts")
     await ingest(client, run_event(job=PAYMENTS_JOB, inputs=[ours, theirs]))
-    [finding] = await findings(client, "shared-database")
-    assert finding["evidence"] == {"namespace": PAYMENTS_DB, "products": ["merchant", "payments"]}
-    assert finding["product"] == "payments"
+    # one finding per product with datasets in the database: each product's steward sees its own part
+    rows = sorted(await findings(client, "shared-database"), key=lambda f: f["product"])
+    assert [f["product"] for f in rows] == ["merchant", "payments"]
+    for row, datasets in zip(rows, (["merchant.accounts"], ["payments.transactions"]), strict=True):
+        assert row["subject"] == {"kind": "namespace", "namespace": PAYMENTS_DB, "name": None}
+        assert row["evidence"]["products"] == ["merchant", "payments"]
+        assert row["evidence"]["datasets"] == datasets
+        assert row["subject_display"] == f"database {PAYMENTS_DB}"
 
 
 async def test_one_products_database_is_not_shared(client: httpx.AsyncClient) -> None:
@@ -301,16 +311,24 @@ async def test_pii_copied_unmasked_into_analytics(client: httpx.AsyncClient) -> 
     await ingest(client, pii_copy(BQ, "proj.payments.customers", masking=False))
     [finding] = await findings(client, "pii-unmasked")
     assert finding["status"] == "open"
-    assert finding["evidence"]["column"] == f"{BQ}/proj.payments.customers#cpf"
-    assert finding["evidence"]["from"] == f"{PAYMENTS_DB}/payments.customers#cpf"
-    assert finding["evidence"]["tag"] == "PII.CPF"
+    assert finding["severity"] == "critical"
+    evidence = finding["evidence"]
+    assert (evidence["namespace"], evidence["dataset"], evidence["field"]) == (
+        BQ,
+        "proj.payments.customers",
+        "cpf",
+    )
+    assert evidence["source"] == {"namespace": PAYMENTS_DB, "dataset": "payments.customers", "field": "cpf"}
+    assert evidence["job"] == {"namespace": PAYMENTS_JOB[0], "name": PAYMENTS_JOB[1]}
+    assert evidence["tag"] == "PII.CPF"
     assert finding["product"] == "payments"
+    assert finding["subject"]["field"] == "cpf"
 
 
 async def test_pii_copied_unmasked_into_another_product(client: httpx.AsyncClient) -> None:
     await ingest(client, pii_copy(FRAUD_DB, "fraud.customers", masking=False))
     [finding] = await findings(client, "pii-unmasked")
-    assert finding["evidence"]["column"] == f"{FRAUD_DB}/fraud.customers#cpf"
+    assert (finding["evidence"]["namespace"], finding["evidence"]["dataset"]) == (FRAUD_DB, "fraud.customers")
     assert "product fraud" in finding["evidence"]["reason"]
 
 
@@ -466,10 +484,119 @@ async def test_findings_per_dataset_job_and_summary(client: httpx.AsyncClient) -
     }
     per_job = await client.get(f"/api/v1/findings/jobs/{FRAUD_JOB[0]}/{FRAUD_JOB[1]}")
     assert per_job.status_code == 200, per_job.text
-    assert [f["rule"] for f in per_job.json()["findings"]] == ["cross-product-access"]
+    # both are flows of the job: it reads another product's table, and over plaintext
+    assert {f["rule"] for f in per_job.json()["findings"]} == {"cross-product-access", "unencrypted-transfer"}
 
     summary = await client.get("/api/v1/findings/summary", params={"product": "payments"})
     assert summary.status_code == 200, summary.text
     [payments] = summary.json()["products"]
     assert payments["open_by_rule"] == {"cross-product-access": 1, "unencrypted-transfer": 1}
     assert payments["open_by_severity"] == {"high": 2}
+
+
+# -- per flow: each job's transfer is its own ---------------------------------------------------------
+
+LEGACY_JOB = ("airflow-payments", "payments_legacy.export")
+PG_PLAIN = "postgres://payments-db-1.internal:5432/payments?sslmode=disable"
+
+
+@pytest.mark.parametrize("plain_uri", [PG_PLAIN, JDBC_PLAIN])
+@pytest.mark.parametrize("plain_first", [True, False])
+async def test_another_jobs_tls_read_does_not_resolve_a_plaintext_one(
+    client: httpx.AsyncClient, plain_uri: str, plain_first: bool
+) -> None:
+    """A legacy job reads transactions in plain text (day 1); another reads them with verify-full (day 2).
+    Whichever arrives first, the legacy job's transfer is open and the other job has none."""
+    plain = run_event(
+        when=at(1), job=LEGACY_JOB, inputs=[read_with(plain_uri, "payments.public.transactions")]
+    )
+    tls = run_event(when=at(2), job=PAYMENTS_JOB, inputs=[read_with(PG_TLS, "payments.public.transactions")])
+    for event in (plain, tls) if plain_first else (tls, plain):
+        await ingest(client, event)
+    [finding] = await findings(client, "unencrypted-transfer")
+    assert finding["status"] == "open"
+    assert finding["subject"]["job"] == {"namespace": LEGACY_JOB[0], "name": LEGACY_JOB[1]}
+    assert (finding["subject"]["name"], finding["subject"]["direction"]) == (
+        "payments.public.transactions",
+        "input",
+    )
+    assert finding["evidence"]["uri"] == plain_uri
+    assert finding["evidence"]["run_id"] == plain["run"]["runId"]
+
+
+async def test_a_plaintext_write_to_an_endpoint_in_no_product_belongs_to_the_jobs_product(
+    client: httpx.AsyncClient,
+) -> None:
+    upload = dataset(
+        "http://partner.example.com", "uploads/daily", dataSource=source("http://partner.example.com/in")
+    )
+    await ingest(client, run_event(job=("airflow-merchant", "merchant_partner.upload"), outputs=[upload]))
+    rows = await client.get("/api/v1/findings", params={"limit": 1000})
+    assert rows.status_code == 200, rows.text
+    every = rows.json()["findings"]
+    assert {f["rule"] for f in every} >= {"unencrypted-transfer"}
+    assert all(f["product"] == "merchant" for f in every), every
+
+
+# -- unlineaged transfer, column level -----------------------------------------------------------------
+
+
+def merchant_copy(*lineaged: str) -> dict[str, Any]:
+    customers = read_with(PG_TLS, "merchant.customers", "id", "cpf")
+    out = dataset(
+        BQ,
+        "proj.merchant.customers",
+        schema=schema("id", "cpf"),
+        columnLineage=column_lineage(
+            {f: [(PAYMENTS_DB, "merchant.customers", f, "DIRECT", "IDENTITY", False)] for f in lineaged}
+        ),
+    )
+    return run_event(job=("airflow-merchant", "merchant_bq.copy"), inputs=[customers], outputs=[out])
+
+
+async def test_a_pii_column_no_column_lineage_explains(client: httpx.AsyncClient) -> None:
+    await ingest(client, merchant_copy("id"))
+    [finding] = about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers")
+    assert finding["subject"] == {
+        "kind": "field",
+        "namespace": BQ,
+        "name": "proj.merchant.customers",
+        "field": "cpf",
+    }
+    assert finding["subject_display"] == f"column cpf of dataset proj.merchant.customers in {BQ}"
+    assert finding["severity"] == "high"  # unlineaged-transfer's medium, raised: the column is PII
+    assert finding["product"] == "merchant"
+    assert finding["evidence"]["tags"] == ["PII.CPF"]
+
+
+async def test_a_pii_column_explained_by_column_lineage_is_not_flagged(client: httpx.AsyncClient) -> None:
+    await ingest(client, merchant_copy("id", "cpf"))
+    assert about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers") == []
+
+
+async def test_the_column_finding_resolves_when_lineage_explains_it(client: httpx.AsyncClient) -> None:
+    first = merchant_copy("id")
+    await ingest(client, first)
+    later = merchant_copy("id", "cpf")
+    later["eventTime"] = at(2)
+    await ingest(client, later)
+    [finding] = about(await findings(client, "unlineaged-transfer"), "proj.merchant.customers")
+    assert finding["status"] == "resolved"
+
+
+async def test_pii_unmasked_is_resolved_only_by_the_job_that_copied_it(client: httpx.AsyncClient) -> None:
+    """Another job writing the same table masked changes nothing; the copying job masking does."""
+    await ingest(client, pii_copy(BQ, "proj.payments.customers", masking=False))
+    other = pii_copy(BQ, "proj.payments.customers", masking=True)
+    other["job"]["name"] = "payments_dag.masked_load"
+    other["eventTime"] = at(2)
+    await ingest(client, other)
+    [finding] = await findings(client, "pii-unmasked")
+    assert finding["status"] == "open"
+    assert finding["subject"]["job"] == {"namespace": PAYMENTS_JOB[0], "name": PAYMENTS_JOB[1]}
+
+    fixed = pii_copy(BQ, "proj.payments.customers", masking=True)
+    fixed["eventTime"] = at(3)
+    await ingest(client, fixed)
+    [finding] = await findings(client, "pii-unmasked")
+    assert finding["status"] == "resolved"

@@ -262,6 +262,9 @@ class Finding(Model):
     status: str
     subject_kind: str
     subject_key: str
+    # {kind, namespace, name, field?, job?: {namespace, name}, direction?} and the same in words
+    subject: dict[str, Any] = {}
+    subject_display: str = ""
     product: str | None = None
     evidence: dict[str, Any] = {}
     first_seen: dt.datetime
