@@ -499,7 +499,7 @@ async def assign_products(
     return ns_assign, ds_assign, job_assign, moved
 
 
-async def _audit_reassignments(
+async def audit_reassignments(
     raw: asyncpg.Connection[Any],
     moved: Sequence[asyncpg.Record],
     datasets: Sequence[asyncpg.Record],
@@ -911,5 +911,5 @@ async def evaluate(
     if moved:
         # Last: the audit append lock is then held only to the commit, never while waiting for a
         # finding row that a waiver (which appends too) has locked — no lock-order deadlock.
-        await _audit_reassignments(raw, moved, datasets, jobs)
+        await audit_reassignments(raw, moved, datasets, jobs)
     return set(unique)

@@ -20,6 +20,7 @@ from catalog.findings.engine import (
     JOB_FACTS_BY_NAME,
     Observations,
     assign_products,
+    audit_reassignments,
     evaluate,
 )
 from catalog.openlineage.events import OpenLineageEvent
@@ -76,12 +77,19 @@ async def scan(raw: asyncpg.Connection[Any], *, chunk: int = 2000) -> int:
     fired: set[tuple[str, str]] = set()
     # Every subject's product before any rule runs: the dataset rules route findings by their jobs' products
     # too, and must not depend on whether ingest already assigned them (incremental rules may be off).
+    # A product that moved (products.yaml changed) is chained once the whole pass is done, so the audit
+    # append lock is taken last (see `evaluate`).
+    moves: list[tuple[Sequence[asyncpg.Record], Sequence[asyncpg.Record], Sequence[asyncpg.Record]]] = []
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
-        await assign_products(raw, products, datasets, [])
+        moved = (await assign_products(raw, products, datasets, []))[3]
+        if moved:
+            moves.append((moved, datasets, []))
     for start in range(0, len(job_ids), chunk):
         jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
-        await assign_products(raw, products, [], jobs)
+        moved = (await assign_products(raw, products, [], jobs))[3]
+        if moved:
+            moves.append((moved, [], jobs))
     # Datasets first (assignments of every dataset exist before flows between products are judged).
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
@@ -89,6 +97,8 @@ async def scan(raw: asyncpg.Connection[Any], *, chunk: int = 2000) -> int:
     for start in range(0, len(job_ids), chunk):
         jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
         fired |= await evaluate(raw, products=products, rules=rules, datasets=[], jobs=jobs)
+    for moved_subjects, their_datasets, their_jobs in moves:
+        await audit_reassignments(raw, moved_subjects, their_datasets, their_jobs)
     return len(fired)
 
 

@@ -61,8 +61,8 @@ def display(subject: Subject) -> str:
     dataset = f"dataset {name} in {ns}"
     if kind == "dataset":
         return dataset
-    if kind == "field":
-        return f"column {field} of {dataset}"
+    if kind == "field":  # field None: a column the reader may not see, shown as its dataset
+        return f"column {field} of {dataset}" if field is not None else dataset
     if kind == "job":
         return f"job {name} in {ns}"
     if kind == "namespace":

@@ -391,10 +391,16 @@ def column_texts(value: Any) -> set[str]:
     return set()
 
 
+def _dataset_name(value: dict[str, Any]) -> Any:
+    """The dataset a structured reference names: `name` (a finding's subject) or `dataset` (its evidence)."""
+    name = value.get("name")
+    return name if isinstance(name, str) else value.get("dataset")
+
+
 def column_keys(value: Any) -> set[DatasetKey]:
-    """The datasets of every structured `{namespace, name, field}` column reference in `value`."""
+    """The datasets of every structured `{namespace, name|dataset, field}` column reference in `value`."""
     if isinstance(value, dict):
-        ns, name = value.get("namespace"), value.get("name")
+        ns, name = value.get("namespace"), _dataset_name(value)
         own = (
             {(ns, name)}
             if isinstance(ns, str) and isinstance(name, str) and isinstance(value.get("field"), str)
@@ -412,7 +418,7 @@ def columns_as_seen(
     """`value` (any JSON: a finding's evidence, a propagation path) with every column it names that
     the caller may not see (`shown` false: its dataset's internals are unreadable, or a masked-columns-
     only grant redacts it) shown as its dataset only — the rule of a column-lineage graph: text
-    `ns/name#field` becomes `ns/name`, a structured `{namespace, name, field}` gets `field` null.
+    `ns/name#field` becomes `ns/name`, a structured `{namespace, name|dataset, field}` gets `field` null.
     `datasets`: the stored dataset of each text `ns/name` (both may contain '/'); a text naming no
     stored dataset is shown as its dataset."""
 
@@ -427,7 +433,7 @@ def columns_as_seen(
     if not isinstance(value, dict):
         return value
     out = {k: columns_as_seen(v, shown, datasets) for k, v in value.items()}
-    ns, name, field = value.get("namespace"), value.get("name"), value.get("field")
+    ns, name, field = value.get("namespace"), _dataset_name(value), value.get("field")
     if (
         isinstance(ns, str)
         and isinstance(name, str)

@@ -28,8 +28,13 @@ from tests.policy.test_rest_leaks import load as load_scores
 
 CUSTOMERS = "fraud.customers"
 ENRICHED = "payments.tx_enriched"
-ENRICHED_COLUMN = f"{PAYMENTS_DB}/{ENRICHED}#cpf_copy"
-SCORES_COLUMN = f"{FRAUD_DB}/{SCORES}#cpf"
+ENRICHED_COLUMN = (PAYMENTS_DB, ENRICHED, "cpf_copy")
+SCORES_COLUMN = (FRAUD_DB, SCORES, "cpf")
+
+
+def column(reference: dict[str, Any]) -> tuple[str, str, str | None]:
+    """A structured column reference of a finding's evidence: (namespace, dataset, field or None)."""
+    return (reference["namespace"], reference["dataset"], reference["field"])
 
 
 async def load(client: httpx.AsyncClient) -> None:
@@ -77,7 +82,7 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     auditor = await make_key(engine, "auditor")
 
     # the auditor sees both findings in full
-    full = {f["evidence"]["column"]: f for f in await pii_findings(client, auditor)}
+    full = {column(f["evidence"]): f for f in await pii_findings(client, auditor)}
     assert set(full) == {ENRICHED_COLUMN, SCORES_COLUMN}, full
     enriched_finding = full[ENRICHED_COLUMN]
     assert enriched_finding["product"] == "fraud"
@@ -86,8 +91,10 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     # fraud's own finding names payments' column: shown as the dataset only
     (seen,) = await pii_findings(client, fraud)
     assert seen["id"] == enriched_finding["id"]
-    assert seen["evidence"]["column"] == f"{PAYMENTS_DB}/{ENRICHED}"
-    assert seen["evidence"]["from"] == f"{FRAUD_DB}/{CUSTOMERS}#cpf"  # its own column
+    assert column(seen["evidence"]) == (PAYMENTS_DB, ENRICHED, None)
+    assert column(seen["evidence"]["source"]) == (FRAUD_DB, CUSTOMERS, "cpf")  # its own column
+    assert seen["subject"]["field"] is None
+    assert seen["subject_display"].endswith(f"writes dataset {ENRICHED} in {PAYMENTS_DB}")
     views = await every_view(client, fraud, seen["id"])
     assert "cpf_copy" not in views
     # so does a waiver's answer
@@ -102,9 +109,10 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
 
     # and payments' finding names fraud's column to payments the same way
     (theirs,) = await pii_findings(client, payments)
-    assert theirs["evidence"]["column"] == f"{FRAUD_DB}/{SCORES}"
-    assert theirs["evidence"]["from"] == f"{PAYMENTS_DB}/{TRANSACTIONS}#cpf"
-    assert SCORES_COLUMN not in await every_view(client, payments, theirs["id"])
+    assert column(theirs["evidence"]) == (FRAUD_DB, SCORES, None)
+    assert column(theirs["evidence"]["source"]) == (PAYMENTS_DB, TRANSACTIONS, "cpf")
+    assert theirs["subject"]["field"] is None
+    assert f"column cpf of dataset {SCORES}" not in await every_view(client, payments, theirs["id"])
 
     # fraud's per-dataset list of fraud.scores holds payments' finding about it: fraud's column shows,
     # payments' source column only as its dataset
@@ -114,8 +122,8 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     )
     assert scores.status_code == 200, scores.text
     (about_scores,) = [f for f in scores.json()["findings"] if f["rule"] == "pii-unmasked"]
-    assert about_scores["evidence"]["column"] == SCORES_COLUMN
-    assert about_scores["evidence"]["from"] == f"{PAYMENTS_DB}/{TRANSACTIONS}"
+    assert column(about_scores["evidence"]) == SCORES_COLUMN
+    assert column(about_scores["evidence"]["source"]) == (PAYMENTS_DB, TRANSACTIONS, None)
 
     # a masked-columns-only grant: cpf_copy holds unmasked PII, so it stays hidden
     body = grant_body(name=ENRICHED, masked_only=True)
@@ -131,12 +139,13 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     )
     assert granted.status_code == 201, granted.text
     (seen,) = await pii_findings(client, fraud)
-    assert seen["evidence"]["column"] == ENRICHED_COLUMN
+    assert column(seen["evidence"]) == ENRICHED_COLUMN
+    assert seen["subject"]["field"] == "cpf_copy"
     one = await client.get(f"/api/v1/findings/{seen['id']}", headers=fraud.headers)
-    assert one.json()["evidence"]["column"] == ENRICHED_COLUMN
+    assert column(one.json()["evidence"]) == ENRICHED_COLUMN
     # payments' view of its own finding did not change
     (theirs,) = await pii_findings(client, payments)
-    assert theirs["evidence"]["column"] == f"{FRAUD_DB}/{SCORES}"
+    assert column(theirs["evidence"]) == (FRAUD_DB, SCORES, None)
 
 
 # -- propagation paths: the same rule for the columns a classification came by --------------------------

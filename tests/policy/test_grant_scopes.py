@@ -130,7 +130,7 @@ async def _load(client: httpx.AsyncClient) -> None:
 
 async def _open_crossings(client: httpx.AsyncClient) -> set[tuple[str, str]]:
     rows = await findings(client, "cross-product-access", status="open")
-    return {(r["evidence"]["dataset"]["namespace"], r["evidence"]["dataset"]["name"]) for r in rows}
+    return {(r["evidence"]["namespace"], r["evidence"]["dataset"]) for r in rows}
 
 
 GRANTS: list[tuple[dict[str, Any], set[tuple[str, str]]]] = [

@@ -14,6 +14,7 @@ from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.inputs import InputModel
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
+from catalog.findings.subjects import display
 from catalog.policy import files as policy_files
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
@@ -55,14 +56,19 @@ def finding_as_seen(finding: Json, view: ColumnsView) -> Json:
     names (`ColumnsView`) — one of a dataset whose internals the caller may not read, or one a
     masked-columns-only grant redacts, shows as its dataset only; datasets and jobs by name, its rule,
     product and status are discoverable and stay."""
-    return {**finding, "evidence": view(finding.get("evidence"))}
+    seen = {**finding, "evidence": view(finding.get("evidence"))}
+    subject = finding.get("subject")
+    if isinstance(subject, dict):
+        seen["subject"] = view(subject)
+        seen["subject_display"] = display(seen["subject"])  # said again from what the caller may see
+    return seen
 
 
 async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
     """`finding_as_seen` over a page of findings, decided set-based for the whole page."""
     if not rows:
         return rows
-    view = await columns_view(request, conn, [r.get("evidence") for r in rows])
+    view = await columns_view(request, conn, [[r.get("evidence"), r.get("subject")] for r in rows])
     return [finding_as_seen(r, view) for r in rows]
 
 
