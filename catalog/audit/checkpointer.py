@@ -9,8 +9,6 @@ itself is `ON CONFLICT DO NOTHING`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -19,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.audit.service import Head, checkpoint
 from catalog.audit.signing import KeyEncryptionKey
+from catalog.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +56,29 @@ class AuditCheckpointer:
         self._engine = engine
         self._kek_loader = kek
         self._kek: KeyEncryptionKey | None = None
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        # The database may be down, or the KEK wrong: the log says so every round until it is fixed.
+        self._task = Periodic(
+            "audit-checkpointer",
+            interval,
+            self._round,
+            failure="audit checkpoint failed; retrying next round",
+            log=log,
+        )
+        self._enabled = interval > 0
 
     async def run_once(self) -> Head | None:
         if self._kek is None:
             self._kek = self._kek_loader()  # read lazily: a bad KEK is logged, not fatal at start-up
         return await checkpoint_if_behind(self._engine, self._kek)
 
+    async def _round(self) -> None:
+        head = await self.run_once()
+        if head is not None:
+            log.info("audit chain checkpointed at row %s", head.seq, extra={"seq": head.seq})
+
     async def start(self) -> None:
-        if self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name="audit-checkpointer")
+        if self._enabled:
+            self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                head = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The database may be down, or the KEK wrong: say so every round until it is fixed.
-                log.warning("audit checkpoint failed; retrying next round", exc_info=True)
-            else:
-                if head is not None:
-                    log.info("audit chain checkpointed at row %s", head.seq, extra={"seq": head.seq})
+        await self._task.stop()

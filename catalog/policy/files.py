@@ -7,7 +7,6 @@ follows its file's mtime. `configure()` (app lifespan, CLI) points them at `Sett
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from catalog.audit import service as audit
 from catalog.classification.rules import ReloadingRuleSet, RuleSet
 from catalog.findings.rules import RulesConfig, load_rules
+from catalog.periodic import Periodic
 from catalog.policy.products import ReloadingProductMap
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,15 @@ class PolicyFileWatcher:
     def __init__(self, engine: AsyncEngine, directory: Path, *, interval: float = 1.0) -> None:
         self._engine = engine
         self._directory = directory
-        self._interval = interval
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
         self._digests: dict[str, str] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = Periodic(
+            "policy-file-watcher",
+            interval,
+            self.check,
+            failure="could not record a policy file change; retrying",
+            log=log,
+        )
 
     def _stat(self) -> tuple[tuple[str, int, int], ...]:
         out = []
@@ -183,21 +188,7 @@ class PolicyFileWatcher:
     async def start(self) -> None:
         with contextlib.suppress(OSError):
             self._stamp, self._digests = self._stat(), policy_digests(self._directory)
-        self._task = asyncio.create_task(self._run(), name="policy-file-watcher")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("could not record a policy file change; retrying", exc_info=True)
+        await self._task.stop()

@@ -10,8 +10,6 @@ a grant made through one process is enforced by every other within a second.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit import service as audit
 from catalog.audit.state import grant_action
+from catalog.periodic import Periodic
 from catalog.policy.enforcer import GrantRule, PolicyEnforcer
 from catalog.policy.scopes import SCOPES, GrantScope
 
@@ -199,10 +198,16 @@ class GrantWatcher:
     def __init__(self, engine: AsyncEngine, enforcer: PolicyEnforcer, *, interval: float = 0.25) -> None:
         self._engine = engine
         self._enforcer = enforcer
-        self._interval = interval
         self._version: int | None = None
         self._next_expiry: dt.datetime | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = Periodic(
+            "grant-watcher",
+            interval,
+            self.refresh,
+            failure="grant refresh failed; will retry",
+            log=log,
+            level=logging.DEBUG,
+        )
 
     async def refresh(self, *, force: bool = False) -> bool:
         """Reload the grants if they changed (or one expired); True when reloaded."""
@@ -224,21 +229,7 @@ class GrantWatcher:
         except Exception:
             # The database may be down at start-up; the loop keeps trying (no grants until then).
             log.warning("grants not loaded yet; retrying in the background", exc_info=True)
-        self._task = asyncio.create_task(self._run(), name="grant-watcher")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.debug("grant refresh failed; will retry", exc_info=True)
+        await self._task.stop()
