@@ -389,3 +389,29 @@ def test_the_product_map_places_by_file_first_then_by_the_first_claim_its_own_pr
     # a job: the file first as well (its sender was authorised for every product its facet names)
     job = products.assign("job", "airflow-fraud", "fraud_dag.score", ["team:payments"])
     assert (job.product, job.conflict) == ("fraud", True)
+
+
+@pytest.mark.parametrize("order", ["owner first", "reader first"])
+async def test_a_readers_plaintext_transport_is_its_own_finding_though_it_changes_no_facet(
+    client: httpx.AsyncClient, engine: AsyncEngine, order: str
+) -> None:
+    """Another product's dataSource never becomes the dataset's (above), yet the transport its job used is
+    judged per flow: fraud's plaintext read of payments' table is flagged for fraud's job, payments' own TLS
+    load is not, in either arrival order."""
+    payments_pipeline = await make_key(engine, "pipeline", "payments")
+    fraud_pipeline = await make_key(engine, "pipeline", "fraud")
+    owner = run_event(when=at(1), job=PAYMENTS_JOB, outputs=[owners_cards()])
+    reader = run_event(when=at(2), job=FRAUD_JOB, inputs=[claimed_cards()])
+    sends = [(payments_pipeline, owner), (fraud_pipeline, reader)]
+    for key, event in sends if order == "owner first" else reversed(sends):
+        await post(client, key, event)
+
+    response = await client.get("/api/v1/findings", params={"rule": "unencrypted-transfer", "status": "open"})
+    assert response.status_code == 200, response.text
+    flagged = [
+        (f["subject"]["job"]["name"], f["subject"]["name"], f["subject"]["direction"], f["product"])
+        for f in response.json()["findings"]
+    ]
+    assert flagged == [(FRAUD_JOB[1], CARDS, "input", "payments")]
+    payments_view = await client.get(dataset_url(CARDS_DB, CARDS))
+    assert payments_view.json()["facets"]["dataSource"]["uri"] == TLS_URI
