@@ -55,7 +55,8 @@ def test_every_catalog_variable_set_is_a_setting() -> None:
     for service in _compose()["services"].values():
         compose_vars |= _catalog_variables(service.get("environment", {}))
     dockerfile_vars = _catalog_variables(list(_dockerfile_env()))
-    assert compose_vars and dockerfile_vars
+    assert compose_vars
+    assert dockerfile_vars
     assert compose_vars - {f"CATALOG_{s}" for s in SETTINGS} == set()
     assert dockerfile_vars - {f"CATALOG_{s}" for s in SETTINGS} == set()
 
@@ -64,9 +65,12 @@ def test_nothing_is_installed_when_the_container_starts() -> None:
     service = _compose()["services"]["catalog"]
     assert "build" in service, "the catalog service runs the image built from the Dockerfile"
     started = " ".join(str(service.get(k, "")) for k in ("command", "entrypoint"))
-    starts = [args for instruction, args in _dockerfile_instructions() if instruction in ("CMD", "ENTRYPOINT")]
+    starts = [
+        args for instruction, args in _dockerfile_instructions() if instruction in ("CMD", "ENTRYPOINT")
+    ]
     for command in [started, *starts]:
-        assert "pip" not in command and "install" not in command, command
+        assert "pip" not in command, command
+        assert "install" not in command, command
     assert any("pip install" in args for i, args in _dockerfile_instructions() if i == "RUN")
     # The runtime dependencies only: the dev extras stay out of the image.
     assert not any("[dev]" in args for i, args in _dockerfile_instructions() if i == "RUN")
