@@ -2,47 +2,59 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Reinstall whenever pyproject.toml (or the Python client's) changes.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
+# Two stamps, each named after the files it installs from, so an edit reinstalls: `make run` installs the
+# runtime dependencies only; `make test` adds the dev extras and the Python client to the same venv
+# (never recreating it), and a later `make run` leaves them in place.
+RUN_STAMP := $(VENV)/.runtime-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEV_STAMP := $(VENV)/.dev-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test check lint pytest pytest-system-pg openapi bench clean
+.PHONY: install install-dev run test check lint pytest pytest-system-pg openapi bench clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet -e clients/python
-	@rm -f $(VENV)/.installed-*
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@rm -f $(VENV)/.runtime-*
 	@touch $@
 
-install: $(STAMP)
+$(DEV_STAMP): pyproject.toml clients/python/pyproject.toml $(RUN_STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]' -e clients/python
+	@rm -f $(VENV)/.dev-*
+	@touch $@
 
-## make run: install, migrate and serve on http://127.0.0.1:5000 (embedded PostgreSQL in ./.catalog)
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+## make run: install the runtime dependencies, migrate and serve on http://127.0.0.1:5000
+## (embedded PostgreSQL in ./.catalog)
 run: install
 	$(BIN)/catalog serve
 
-## make test: install, lint, type-check and run every test (embedded PostgreSQL unless
-## CATALOG_TEST_DATABASE_URL points at another server)
-test: install check pytest
+## make test: install the dev extras too, lint, type-check and run every test (embedded PostgreSQL
+## unless CATALOG_TEST_DATABASE_URL points at another server)
+test: install-dev check pytest
 
-check: install
+check: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest: install
+pytest: install-dev
 	$(BIN)/pytest -q
 
 ## the same suite against the system PostgreSQL (what CI runs second)
-pytest-system-pg: install
+pytest-system-pg: install-dev
 	CATALOG_TEST_DATABASE_URL=$${CATALOG_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(BIN)/pytest -q
 
 ## regenerate the committed OpenAPI document after changing the API
 openapi: install
 	$(BIN)/python -m catalog.api.openapi_dump > openapi/openapi.json
 
-bench: install
+bench: install-dev
 	$(BIN)/python bench/ingest.py
 
 clean:

@@ -65,6 +65,8 @@ class ColumnNode:
     namespace: str
     dataset: str
     field: str | None
+    # The field's type as its dataset's schema facet gives it (None for a whole dataset, or untyped).
+    field_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,7 @@ SELECT {_EDGE_COLUMNS} FROM column_edges e WHERE e.source_dataset_id = ANY($6::b
 """
 
 FIELD_NAMES = """
-SELECT f.id, f.path FROM dataset_fields f WHERE f.id = ANY($1::bigint[])
+SELECT f.id, f.path, f.type FROM dataset_fields f WHERE f.id = ANY($1::bigint[])
 """
 
 
@@ -382,12 +384,18 @@ async def column_lineage(
     job_ids = {r["job_id"] for r in edges.values() if r["job_id"] is not None}
     names = await _names(raw, {k[0] for k in keys} | {root[0]}, job_ids)
     field_ids = [k[1] for k in keys if k[1] is not None]
-    paths = {r["id"]: r["path"] for r in await raw.fetch(FIELD_NAMES, field_ids)} if field_ids else {}
+    fields = (
+        {r["id"]: (r["path"], r["type"]) for r in await raw.fetch(FIELD_NAMES, field_ids)}
+        if field_ids
+        else {}
+    )
 
     def node(key: ColumnKey) -> ColumnNode:
         _, ns, ds = names[("dataset", key[0])]
-        path = paths[key[1]] if key[1] is not None else None
-        return ColumnNode(id=field_node_id(ns, ds, path), namespace=ns, dataset=ds, field=path)
+        path, field_type = fields[key[1]] if key[1] is not None else (None, None)
+        return ColumnNode(
+            id=field_node_id(ns, ds, path), namespace=ns, dataset=ds, field=path, field_type=field_type
+        )
 
     nodes = sorted((node(k) for k in keys), key=lambda n: n.id)
     out_edges = []

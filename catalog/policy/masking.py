@@ -319,7 +319,7 @@ def collapse_unreadable(graph: ColumnGraph, hidden: Set[DatasetKey]) -> ColumnGr
         if (n.namespace, n.dataset) in hidden:
             whole = field_node_id(n.namespace, n.dataset, None)
             replaced[n.id] = whole
-            nodes.setdefault(whole, dataclasses.replace(n, id=whole, field=None))
+            nodes.setdefault(whole, dataclasses.replace(n, id=whole, field=None, field_type=None))
         else:
             nodes.setdefault(n.id, n)
     edges: dict[tuple[Any, ...], Any] = {}

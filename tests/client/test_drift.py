@@ -116,6 +116,14 @@ def endpoint_drift(spec: Spec, name: str, ep: Endpoint) -> list[str]:
         elif ep.schema is not None:
             if body_schema.get("$ref", "").rsplit("/", 1)[-1] != ep.schema:
                 problems.append(f"{where}: the answer is no longer typed by {ep.schema}")
+            elif ep.list_key is not None:
+                # A page: the client's model is that of the items listed under `list_key`.
+                listed = _resolve(spec, body_schema).get("properties", {}).get(ep.list_key)
+                item = _subschema(spec, listed) if listed is not None else None
+                if item is None:
+                    problems.append(f"{where}: {ep.schema} lists no objects under {ep.list_key!r}")
+                else:
+                    problems.extend(model_drift(spec, ep.response, item, f"{where}.{ep.list_key}"))
             else:
                 problems.extend(model_drift(spec, ep.response, body_schema, where))
         elif "$ref" in body_schema or "properties" in body_schema:
@@ -164,8 +172,10 @@ def test_drift_is_caught() -> None:
     spec["paths"]["/api/v1/namespaces"]["get"]["responses"]["200"]["content"]["application/json"][
         "schema"
     ] = {"$ref": "#/components/schemas/NamespacePage"}
+    del spec["components"]["schemas"]["FindingOut"]["properties"]["subjectDisplay"]
     problems = "\n".join(all_drift(spec))
     assert "GET /api/v1/search (search): not in openapi.json" in problems
+    assert "GET /api/v1/findings (findings).findings: Finding.subject_display" in problems
     assert "query parameter 'asOf' is not declared" in problems
     assert "publicKeyPem" in problems
     assert "requires 'ticket'" in problems

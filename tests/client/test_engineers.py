@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from catalog_client import AsyncCatalogClient, CatalogClient, NotFound, dataset_node, field_node, job_node
-from catalog_client.models import Dataset, DecisionIn, GrantIn
+from catalog_client.models import Dataset, DecisionIn, GrantIn, PiiFlow
 from tests.conftest import ADMIN_TOKEN, LiveServer
 from tests.factories import at, column_lineage, dataset, run_event, schema
 
@@ -123,9 +123,16 @@ def test_lineage_search_and_classification(catalog: CatalogClient) -> None:
     inventory = list(catalog.pii_inventory(namespace=PG))
     assert ("public.t01", "id", "PII.CUSTOMER_ID") in {(c.dataset, c.field, c.tag) for c in inventory}
     flow = catalog.pii_flow(PG, "public.t01", "cpf")
-    assert "wh.public.t01" in str(flow)
+    assert isinstance(flow, PiiFlow)
+    assert (flow.origin.field, [c.tag for c in flow.origin.classifications]) == ("cpf", ["PII.CPF"])
+    hop = next(h for h in flow.hops if h.to.dataset == "wh.public.t01")
+    assert (hop.from_.field, hop.to.field, hop.effect, hop.masking_point) == ("cpf", "cpf", "carries", False)
+    assert hop.job is not None
+    assert hop.transformation.type == "DIRECT"
+    assert "PII.CPF" in {c.tag for c in hop.target_classifications}
+    assert flow.omitted_hops == 0
     shallow = catalog.pii_flow(PG, "public.t01", "cpf", depth=1)
-    assert {h["depth"] for h in shallow["hops"]} == {1}
+    assert {h.depth for h in shallow.hops} == {1}
     retired = catalog.retire_decision(decision.id)
     assert retired.retired_at is not None
     assert list(catalog.decisions(namespace=PG)) == []
@@ -164,7 +171,13 @@ def test_findings_and_grants(catalog: CatalogClient) -> None:
     )
     assert waived.status == "waived"
     assert catalog.unwaive(finding.id, reason="not rotated").status == "open"
-    assert catalog.findings_summary()["products"]
+    assert waived.waived_by is not None
+    assert waived.waiver_reason == "rotated already"
+    assert waived.waived_until is not None
+    payments = catalog.findings_summary().of("payments")
+    assert payments.status == {"open": 3}
+    assert payments.open_by_rule["credentials-in-metadata"] == 1
+    assert sum(payments.open_by_severity.values()) == 3
 
     grant = catalog.create_grant(
         GrantIn(

@@ -78,7 +78,7 @@ async def test_unencrypted_transfer(client: httpx.AsyncClient, namespace: str, u
     assert finding["status"] == "open"
     assert finding["severity"] == "high"
     assert finding["evidence"]["uri"] == uri
-    assert finding["evidence"]["run_id"] == run["run"]["runId"]
+    assert finding["evidence"]["runId"] == run["run"]["runId"]
     assert finding["evidence"]["reason"]
 
 
@@ -164,7 +164,7 @@ async def test_cross_product_read_without_a_grant(client: httpx.AsyncClient) -> 
     evidence = finding["evidence"]
     assert evidence["job"] == {"namespace": FRAUD_JOB[0], "name": FRAUD_JOB[1]}
     assert (evidence["namespace"], evidence["dataset"]) == (PAYMENTS_DB, "payments.transactions")
-    assert (evidence["job_product"], evidence["dataset_product"]) == ("fraud", "payments")
+    assert (evidence["jobProduct"], evidence["datasetProduct"]) == ("fraud", "payments")
     assert evidence["direction"] == "input"
     assert finding["subject"] == {
         "kind": "flow",
@@ -173,7 +173,7 @@ async def test_cross_product_read_without_a_grant(client: httpx.AsyncClient) -> 
         "job": {"namespace": FRAUD_JOB[0], "name": FRAUD_JOB[1]},
         "direction": "input",
     }
-    assert finding["subject_display"] == (
+    assert finding["subjectDisplay"] == (
         f"job {FRAUD_JOB[1]} in {FRAUD_JOB[0]} reads dataset payments.transactions in {PAYMENTS_DB}"
     )
 
@@ -232,7 +232,7 @@ async def test_shared_database(client: httpx.AsyncClient) -> None:
         assert row["subject"] == {"kind": "namespace", "namespace": PAYMENTS_DB, "name": None}
         assert row["evidence"]["products"] == ["merchant", "payments"]
         assert row["evidence"]["datasets"] == datasets
-        assert row["subject_display"] == f"database {PAYMENTS_DB}"
+        assert row["subjectDisplay"] == f"database {PAYMENTS_DB}"
 
 
 async def test_one_products_database_is_not_shared(client: httpx.AsyncClient) -> None:
@@ -382,7 +382,7 @@ async def test_credentials_are_redacted_before_storage_and_reported(
         assert row["severity"] == "critical"
         assert row["status"] == "open"
         assert row["product"] == "payments"
-        assert row["evidence"]["run_id"] == run["run"]["runId"]
+        assert row["evidence"]["runId"] == run["run"]["runId"]
         assert "Hunter2-pw" not in str(row)
         assert "Sup3rS3cret-env" not in str(row)
     # the redacted URI is what the evidence of any other rule shows as well
@@ -427,9 +427,9 @@ async def test_a_steward_waives_a_finding_with_reason_and_expiry(
     assert waived.status_code == 200, waived.text
     assert waived.json()["status"] == "waived"
     [listed] = await findings(client, "unencrypted-transfer", status="waived")
-    assert listed["waived_by"] == steward.key_id
-    assert listed["waiver_reason"] == body["reason"]
-    assert dt.datetime.fromisoformat(listed["waived_until"]) == until
+    assert listed["waivedBy"] == steward.key_id
+    assert listed["waiverReason"] == body["reason"]
+    assert dt.datetime.fromisoformat(listed["waivedUntil"]) == until
 
     # firing again leaves the waiver in place
     await ingest(
@@ -465,7 +465,7 @@ async def test_a_steward_lifts_a_waiver(client: httpx.AsyncClient, engine: Async
     )
     assert lifted.status_code == 200, lifted.text
     assert lifted.json()["status"] == "open"
-    assert lifted.json()["waiver_reason"] is None
+    assert lifted.json()["waiverReason"] is None
 
 
 # -- the read side: per dataset / job, summary ---------------------------------------------------------
@@ -490,8 +490,8 @@ async def test_findings_per_dataset_job_and_summary(client: httpx.AsyncClient) -
     summary = await client.get("/api/v1/findings/summary", params={"product": "payments"})
     assert summary.status_code == 200, summary.text
     [payments] = summary.json()["products"]
-    assert payments["open_by_rule"] == {"cross-product-access": 1, "unencrypted-transfer": 1}
-    assert payments["open_by_severity"] == {"high": 2}
+    assert payments["openByRule"] == {"cross-product-access": 1, "unencrypted-transfer": 1}
+    assert payments["openBySeverity"] == {"high": 2}
 
 
 # -- per flow: each job's transfer is its own ---------------------------------------------------------
@@ -521,7 +521,7 @@ async def test_another_jobs_tls_read_does_not_resolve_a_plaintext_one(
         "input",
     )
     assert finding["evidence"]["uri"] == plain_uri
-    assert finding["evidence"]["run_id"] == plain["run"]["runId"]
+    assert finding["evidence"]["runId"] == plain["run"]["runId"]
 
 
 async def test_a_plaintext_write_to_an_endpoint_in_no_product_belongs_to_the_jobs_product(
@@ -563,7 +563,7 @@ async def test_a_pii_column_no_column_lineage_explains(client: httpx.AsyncClient
         "name": "proj.merchant.customers",
         "field": "cpf",
     }
-    assert finding["subject_display"] == f"column cpf of dataset proj.merchant.customers in {BQ}"
+    assert finding["subjectDisplay"] == f"column cpf of dataset proj.merchant.customers in {BQ}"
     assert finding["severity"] == "high"  # unlineaged-transfer's medium, raised: the column is PII
     assert finding["product"] == "merchant"
     assert finding["evidence"]["tags"] == ["PII.CPF"]

@@ -286,7 +286,7 @@ async def grant_chargebacks(client: httpx.AsyncClient) -> None:
 
 
 def judged(rows: list[dict[str, Any]]) -> set[tuple[str, str, str, str | None, str]]:
-    return {(r["rule"], r["subject_key"], r["status"], r["product"], r["severity"]) for r in rows}
+    return {(r["rule"], r["subjectKey"], r["status"], r["product"], r["severity"]) for r in rows}
 
 
 @pytest.mark.parametrize("order", ["event-time order", "reversed", "interleaved"])
@@ -303,7 +303,7 @@ async def test_the_week_is_judged_the_same_whatever_the_arrival_order(
         await ingest(client, event)
     rows = await everything(client)
 
-    open_ = {(r["rule"], r["subject_display"]) for r in rows if r["status"] == "open"}
+    open_ = {(r["rule"], r["subjectDisplay"]) for r in rows if r["status"] == "open"}
     assert open_ >= MUST_FLAG, sorted(MUST_FLAG - open_)
     # (events arriving out of order may open a finding that a later-arriving, earlier event settles —
     # a BI read of a table before the load that produced it — so this is about what stays flagged)
@@ -311,7 +311,7 @@ async def test_the_week_is_judged_the_same_whatever_the_arrival_order(
         wrong = [
             r
             for r in rows
-            if r["status"] != "resolved" and piece in r["subject_display"] and rule in (None, r["rule"])
+            if r["status"] != "resolved" and piece in r["subjectDisplay"] and rule in (None, r["rule"])
         ]
         assert wrong == [], wrong
     # nothing beyond what must be flagged
@@ -320,11 +320,11 @@ async def test_the_week_is_judged_the_same_whatever_the_arrival_order(
     # every finding belongs to a product (whose steward sees it) and reads without looking anything up
     for row in rows:
         assert row["product"], row
-        assert row["subject_display"], row
-        assert row["subject"]["kind"] == row["subject_kind"]
+        assert row["subjectDisplay"], row
+        assert row["subject"]["kind"] == row["subjectKind"]
         assert "S3cr3t-pw" not in str(row)
 
-    by = {(r["rule"], r["subject_display"]): r for r in rows}
+    by = {(r["rule"], r["subjectDisplay"]): r for r in rows}
     partner = by[
         ("unencrypted-transfer", flow(PARTNER_UPLOAD, PARTNER, "uploads/settlements/daily", "output"))
     ]
@@ -353,7 +353,7 @@ async def test_the_week_is_judged_the_same_whatever_the_arrival_order(
     }
     column = by[("unlineaged-transfer", f"column cpf of dataset proj.merchant.customer_list in {BQ}")]
     assert (column["severity"], column["product"]) == ("high", "merchant")  # PII raises it
-    assert column["evidence"]["producing_jobs"] == [{"namespace": MERCHANT_BQ[0], "name": MERCHANT_BQ[1]}]
+    assert column["evidence"]["producingJobs"] == [{"namespace": MERCHANT_BQ[0], "name": MERCHANT_BQ[1]}]
     notebook = by[("credentials-in-metadata", f"job {NOTEBOOK[1]} in {NOTEBOOK[0]}")]
     assert notebook["product"] == "payments"  # the job is in no product; the dataset it named is
     assert (notebook["evidence"]["namespace"], notebook["evidence"]["dataset"]) == (
@@ -375,13 +375,13 @@ async def test_each_job_resolves_only_its_own_transfer(client: httpx.AsyncClient
     for event in week():
         await ingest(client, event)
     await ingest(client, run_event(when=at(9), job=RECON, inputs=[ds(PAY, TX, PAY_TLS, "id")]))
-    rows = {(r["rule"], r["subject_display"]): r for r in await everything(client)}
+    rows = {(r["rule"], r["subjectDisplay"]): r for r in await everything(client)}
     assert rows[("unencrypted-transfer", flow(LEGACY_EXPORT, PAY, TX, "input"))]["status"] == "open"
 
     await ingest(client, run_event(when=at(10), job=LEGACY_EXPORT, inputs=[ds(PAY, TX, PAY_TLS, "id")]))
     other = ds(PAY, "payments.public.payouts", PAY_TLS)
     await ingest(client, run_event(when=at(10), job=FRAUD_JDBC, inputs=[other]))
-    rows = {(r["rule"], r["subject_display"]): r for r in await everything(client)}
+    rows = {(r["rule"], r["subjectDisplay"]): r for r in await everything(client)}
     assert rows[("unencrypted-transfer", flow(LEGACY_EXPORT, PAY, TX, "input"))]["status"] == "resolved"
     assert rows[("unencrypted-transfer", flow(FRAUD_JDBC, PAY, TX, "input"))]["status"] == "resolved"
     assert (

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.factories import at, dataset, run_event, schema
+from tests.factories import at, column_lineage, dataset, run_event, schema
 from tests.lineage.conftest import BQ, JOBS, PG, chain_events, ingest
 
 CUSTOMERS = f"dataset:{PG}:payments.public.customers"
@@ -65,6 +65,52 @@ async def test_column_lineage_upstream_and_with_downstream(client: httpx.AsyncCl
     assert {n["id"] for n in job.json()["graph"]} >= {node, f"datasetField:{BQ}:dw.raw_customers:id"}
     bad = await client.get("/api/v1/column-lineage", params={"nodeId": node, "withDownstream": "maybe"})
     assert bad.status_code == 400
+
+
+async def test_column_lineage_nodes_carry_the_schema_facets_field_type(client: httpx.AsyncClient) -> None:
+    """`fieldType` is the type the dataset's schema facet gives the field (null only without one)."""
+    source = dataset(
+        PG, "shop.public.orders", schema=schema(("order_id", "BIGINT"), ("total", "NUMERIC(12,2)"))
+    )
+    target = dataset(
+        BQ,
+        "dw.orders",
+        schema=schema(("order_key", "INT64"), ("total_brl", "BIGNUMERIC")),
+        columnLineage=column_lineage(
+            {
+                "order_key": [(PG, "shop.public.orders", "order_id", "DIRECT", "IDENTITY", False)],
+                "total_brl": [(PG, "shop.public.orders", "total", "DIRECT", "TRANSFORMATION", False)],
+            }
+        ),
+    )
+    untyped = dataset(
+        BQ,
+        "dw.orders_copy",
+        schema=schema({"name": "order_key"}),
+        columnLineage=column_lineage(
+            {"order_key": [(BQ, "dw.orders", "order_key", "DIRECT", "IDENTITY", False)]}
+        ),
+    )
+    await ingest(
+        client,
+        run_event(when=at(2), job=(JOBS, "load_orders"), inputs=[source], outputs=[target]),
+        run_event(
+            when=at(3), job=(JOBS, "copy_orders"), inputs=[dataset(BQ, "dw.orders")], outputs=[untyped]
+        ),
+    )
+    response = await client.get(
+        "/api/v1/column-lineage", params={"nodeId": f"dataset:{BQ}:dw.orders", "withDownstream": "true"}
+    )
+    assert response.status_code == 200, response.text
+    types = {n["id"]: n["data"]["fieldType"] for n in response.json()["graph"]}
+    assert types == {
+        f"datasetField:{PG}:shop.public.orders:order_id": "BIGINT",
+        f"datasetField:{PG}:shop.public.orders:total": "NUMERIC(12,2)",
+        f"datasetField:{BQ}:dw.orders:order_key": "INT64",
+        f"datasetField:{BQ}:dw.orders:total_brl": "BIGNUMERIC",
+        f"datasetField:{BQ}:dw.orders_copy:order_key": None,
+        f"dataset:{BQ}:dw.orders": None,
+    }
 
 
 async def test_search_by_substring_filter_and_sort(client: httpx.AsyncClient) -> None:

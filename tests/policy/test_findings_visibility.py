@@ -94,7 +94,7 @@ async def test_a_finding_names_another_products_column_only_when_its_internals_a
     assert column(seen["evidence"]) == (PAYMENTS_DB, ENRICHED, None)
     assert column(seen["evidence"]["source"]) == (FRAUD_DB, CUSTOMERS, "cpf")  # its own column
     assert seen["subject"]["field"] is None
-    assert seen["subject_display"].endswith(f"writes dataset {ENRICHED} in {PAYMENTS_DB}")
+    assert seen["subjectDisplay"].endswith(f"writes dataset {ENRICHED} in {PAYMENTS_DB}")
     views = await every_view(client, fraud, seen["id"])
     assert "cpf_copy" not in views
     # so does a waiver's answer

@@ -206,7 +206,7 @@ async def test_another_products_ownership_facet_changes_nothing_and_is_flagged(
     assert finding["product"] == "payments"
     assert finding["evidence"]["products"] == ["fraud", "payments"]
     assert finding["evidence"]["chosen"] == "payments"
-    fraud_claims = [c for c in finding["evidence"]["claims"] if c["sent_by"] == "fraud"]
+    fraud_claims = [c for c in finding["evidence"]["claims"] if c["sentBy"] == "fraud"]
     assert [(c["owner"], c["product"], c["accepted"]) for c in fraud_claims] == [
         ("team:fraud", "fraud", False)
     ]
@@ -215,7 +215,7 @@ async def test_another_products_ownership_facet_changes_nothing_and_is_flagged(
             text("SELECT id FROM event_log WHERE emitter_product = 'fraud' AND job_name = :j"),
             {"j": FRAUD_JOB[1]},
         )
-    assert fraud_claims[0]["event_log_id"] == logged
+    assert fraud_claims[0]["eventLogId"] == logged
     assert await conflicts(client, fraud_steward) == []
 
     # audit-logged, naming the key that sent it

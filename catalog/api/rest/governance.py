@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from catalog.api.casing import camel_keys
 from catalog.api.rest.authz import ColumnsView, authorize, columns_view
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.inputs import InputModel
@@ -42,6 +43,52 @@ Status = Literal["open", "resolved", "waived"]
 Json = dict[str, Any]
 
 
+# -- answers: camelCase, as every other answer (the stored finding's keys are converted at the edge) ------
+
+
+class FindingOut(BaseModel):
+    """One finding. `subject` is `{kind, namespace, name, field?, job?: {namespace, name}, direction?}`;
+    `evidence` is the rule's own (its keys camelCase too: `runId`, `eventTime`, `sourceProduct`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    rule: str
+    severity: str
+    status: str
+    subjectKind: str
+    subjectKey: str
+    subject: dict[str, Any] = Field(default_factory=dict)
+    subjectDisplay: str = Field("", description="The subject in words, from what the caller may see.")
+    product: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    firstSeen: str = Field(json_schema_extra={"format": "date-time"})
+    lastSeen: str = Field(json_schema_extra={"format": "date-time"})
+    statusChangedAt: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    waivedBy: str | None = None
+    waiverReason: str | None = None
+    waivedUntil: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    datasetId: int | None = None
+    jobId: int | None = None
+    namespaceId: int | None = None
+
+
+class FindingsPage(BaseModel):
+    findings: list[FindingOut]
+    totalCount: int
+
+
+class ProductFindingsSummary(BaseModel):
+    product: str | None
+    status: dict[str, int] = Field(description="Findings by (effective) status.")
+    openByRule: dict[str, int]
+    openBySeverity: dict[str, int]
+
+
+class FindingsSummaryOut(BaseModel):
+    products: list[ProductFindingsSummary]
+
+
 def _product_filter(request: Request, product: str | None) -> str | None:
     """Callers with a product see their own product's findings unless they name another (which the
     enforcer has already judged); auditors and admins see every product by default."""
@@ -65,14 +112,20 @@ def finding_as_seen(finding: Json, view: ColumnsView) -> Json:
 
 
 async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
-    """`finding_as_seen` over a page of findings, decided set-based for the whole page."""
+    """`finding_as_seen` over a page of findings, decided set-based for the whole page; then said in the
+    API's camelCase (the visibility rule reads the stored keys, so the keys change after it)."""
     if not rows:
         return rows
     view = await columns_view(request, conn, [[r.get("evidence"), r.get("subject")] for r in rows])
-    return [finding_as_seen(r, view) for r in rows]
+    return [camel_keys(finding_as_seen(r, view)) for r in rows]
 
 
-@router.get("/findings", summary="Findings by product, rule, severity and status", responses=ERRORS)
+@router.get(
+    "/findings",
+    summary="Findings by product, rule, severity and status",
+    responses=ERRORS,
+    response_model=FindingsPage,
+)
 async def list_findings(
     request: Request,
     conn: ReadConn,
@@ -92,15 +145,23 @@ async def list_findings(
 
 
 @router.get(
-    "/findings/summary", summary="Counts per product: by status, open by rule and severity", responses=ERRORS
+    "/findings/summary",
+    summary="Counts per product: by status, open by rule and severity",
+    responses=ERRORS,
+    response_model=FindingsSummaryOut,
 )
 async def findings_summary(
     request: Request, conn: ReadConn, _: PrincipalDep, product: str | None = None
 ) -> Json:
-    return {"products": await findings.summary(conn, product=_product_filter(request, product))}
+    return {"products": camel_keys(await findings.summary(conn, product=_product_filter(request, product)))}
 
 
-@router.get("/findings/{finding_id}", summary="One finding with its evidence", responses=ERRORS)
+@router.get(
+    "/findings/{finding_id}",
+    summary="One finding with its evidence",
+    responses=ERRORS,
+    response_model=FindingOut,
+)
 async def get_finding(finding_id: int, request: Request, conn: ReadConn, _: PrincipalDep) -> Json:
     found = await findings.get_finding(conn, finding_id)
     if found is None:
@@ -125,7 +186,10 @@ async def _subject_id(conn: Any, table: str, namespace: str, name: str) -> int:
 
 
 @router.get(
-    "/findings/datasets/{namespace}/{dataset:path}", summary="Findings about a dataset", responses=ERRORS
+    "/findings/datasets/{namespace}/{dataset:path}",
+    summary="Findings about a dataset",
+    responses=ERRORS,
+    response_model=FindingsPage,
 )
 async def dataset_findings(
     namespace: Namespace,
@@ -142,7 +206,12 @@ async def dataset_findings(
     return {"findings": await _as_seen(request, conn, rows), "totalCount": total}
 
 
-@router.get("/findings/jobs/{namespace}/{job:path}", summary="Findings about a job", responses=ERRORS)
+@router.get(
+    "/findings/jobs/{namespace}/{job:path}",
+    summary="Findings about a job",
+    responses=ERRORS,
+    response_model=FindingsPage,
+)
 async def job_findings(
     namespace: Namespace,
     job: Name,
@@ -168,7 +237,10 @@ class UnwaiveIn(InputModel):
 
 
 @router.post(
-    "/findings/{finding_id}/waive", summary="Waive a finding (steward of its product)", responses=ERRORS
+    "/findings/{finding_id}/waive",
+    summary="Waive a finding (steward of its product)",
+    responses=ERRORS,
+    response_model=FindingOut,
 )
 async def waive_finding(finding_id: int, body: WaiverIn, request: Request, principal: PrincipalDep) -> Json:
     if body.until is not None and body.until.tzinfo is None:
@@ -187,7 +259,9 @@ async def waive_finding(finding_id: int, body: WaiverIn, request: Request, princ
     return (await _as_seen(request, None, [waived]))[0]
 
 
-@router.post("/findings/{finding_id}/unwaive", summary="Lift a waiver", responses=ERRORS)
+@router.post(
+    "/findings/{finding_id}/unwaive", summary="Lift a waiver", responses=ERRORS, response_model=FindingOut
+)
 async def unwaive_finding(
     finding_id: int, body: UnwaiveIn, request: Request, principal: PrincipalDep
 ) -> Json:

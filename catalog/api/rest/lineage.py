@@ -274,7 +274,7 @@ def _column_nodes(graphs: list[ColumnGraph]) -> list[Json]:
                     "dataset": n.dataset,
                     "datasetVersion": None,
                     "field": n.field,
-                    "fieldType": None,
+                    "fieldType": n.field_type,
                     "transformationDescription": first.description if first else None,
                     "transformationType": first.transformation_type if first else None,
                     "inputFields": [

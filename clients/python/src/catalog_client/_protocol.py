@@ -180,7 +180,13 @@ PII_INVENTORY = _ep(
     response=m.Classification,
     list_key="fields",
 )
-PII_FLOW = _ep("pii_flow", "GET", "/api/v1/pii/flow", query=("namespace", "dataset", "field", "depth"))
+PII_FLOW = _ep(
+    "pii_flow",
+    "GET",
+    "/api/v1/pii/flow",
+    query=("namespace", "dataset", "field", "depth"),
+    response=m.PiiFlow,
+)
 FINDINGS = _ep(
     "findings",
     "GET",
@@ -188,9 +194,17 @@ FINDINGS = _ep(
     query=("product", "rule", "severity", "status", *PAGE),
     response=m.Finding,
     list_key="findings",
+    schema="FindingsPage",
 )
-FINDINGS_SUMMARY = _ep("findings_summary", "GET", "/api/v1/findings/summary", query=("product",))
-FINDING = _ep("finding", "GET", "/api/v1/findings/{finding_id}", response=m.Finding)
+FINDINGS_SUMMARY = _ep(
+    "findings_summary",
+    "GET",
+    "/api/v1/findings/summary",
+    query=("product",),
+    response=m.FindingsSummary,
+    schema="FindingsSummaryOut",
+)
+FINDING = _ep("finding", "GET", "/api/v1/findings/{finding_id}", response=m.Finding, schema="FindingOut")
 DATASET_FINDINGS = _ep(
     "dataset_findings",
     "GET",
@@ -198,6 +212,7 @@ DATASET_FINDINGS = _ep(
     query=("status",),
     response=m.Finding,
     list_key="findings",
+    schema="FindingsPage",
 )
 JOB_FINDINGS = _ep(
     "job_findings",
@@ -206,12 +221,14 @@ JOB_FINDINGS = _ep(
     query=("status",),
     response=m.Finding,
     list_key="findings",
+    schema="FindingsPage",
 )
 WAIVE = _ep(
     "waive",
     "POST",
     "/api/v1/findings/{finding_id}/waive",
     response=m.Finding,
+    schema="FindingOut",
     body=m.WaiverIn,
     body_schema="WaiverIn",
 )
@@ -220,6 +237,7 @@ UNWAIVE = _ep(
     "POST",
     "/api/v1/findings/{finding_id}/unwaive",
     response=m.Finding,
+    schema="FindingOut",
     body=m.UnwaiveIn,
     body_schema="UnwaiveIn",
 )

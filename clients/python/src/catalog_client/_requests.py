@@ -177,14 +177,14 @@ class Requests:
 
     def pii_flow(
         self, namespace: str, dataset: str, field: str, depth: int | None = None
-    ) -> p.Call[dict[str, Any]]:
+    ) -> p.Call[m.PiiFlow]:
         params: dict[str, p.ParamValue] = {
             "namespace": namespace,
             "dataset": dataset,
             "field": field,
             "depth": depth,
         }
-        return p.build(p.PII_FLOW, p.raw, params=params)
+        return p.build(p.PII_FLOW, p.model(m.PiiFlow), params=params)
 
     # -- governance ----------------------------------------------------------------------------------
     def findings(
@@ -206,8 +206,8 @@ class Requests:
     def finding(self, finding_id: int) -> p.Call[m.Finding]:
         return p.build(p.FINDING, p.model(m.Finding), path={"finding_id": str(finding_id)})
 
-    def findings_summary(self, product: str | None) -> p.Call[dict[str, Any]]:
-        return p.build(p.FINDINGS_SUMMARY, p.raw, params={"product": product})
+    def findings_summary(self, product: str | None) -> p.Call[m.FindingsSummary]:
+        return p.build(p.FINDINGS_SUMMARY, p.model(m.FindingsSummary), params={"product": product})
 
     def subject_findings(
         self, kind: Literal["dataset", "job"], namespace: str, name: str, status: FindingStatus | None

@@ -244,7 +244,7 @@ class CatalogClient(_Base):
         """Every field holding PII; `product`/`tier` filter by the dataset's product and its namespace's tier."""
         return self.iterate(self.requests.pii_inventory(namespace, as_of, product, tier))
 
-    def pii_flow(self, namespace: str, dataset: str, field: str, depth: int | None = None) -> dict[str, Any]:
+    def pii_flow(self, namespace: str, dataset: str, field: str, depth: int | None = None) -> m.PiiFlow:
         """Where a column's value goes, hop by hop (`depth` hops from it; the server's default is 10)."""
         return self.send(self.requests.pii_flow(namespace, dataset, field, depth))
 
@@ -264,7 +264,7 @@ class CatalogClient(_Base):
     def finding(self, finding_id: int) -> m.Finding:
         return self.send(self.requests.finding(finding_id))
 
-    def findings_summary(self, *, product: str | None = None) -> dict[str, Any]:
+    def findings_summary(self, *, product: str | None = None) -> m.FindingsSummary:
         return self.send(self.requests.findings_summary(product))
 
     def dataset_findings(
@@ -517,9 +517,7 @@ class AsyncCatalogClient(_Base):
         """Every field holding PII; `product`/`tier` filter by the dataset's product and its namespace's tier."""
         return self.iterate(self.requests.pii_inventory(namespace, as_of, product, tier))
 
-    async def pii_flow(
-        self, namespace: str, dataset: str, field: str, depth: int | None = None
-    ) -> dict[str, Any]:
+    async def pii_flow(self, namespace: str, dataset: str, field: str, depth: int | None = None) -> m.PiiFlow:
         """Where a column's value goes, hop by hop (`depth` hops from it; the server's default is 10)."""
         return await self.send(self.requests.pii_flow(namespace, dataset, field, depth))
 
@@ -539,7 +537,7 @@ class AsyncCatalogClient(_Base):
     async def finding(self, finding_id: int) -> m.Finding:
         return await self.send(self.requests.finding(finding_id))
 
-    async def findings_summary(self, *, product: str | None = None) -> dict[str, Any]:
+    async def findings_summary(self, *, product: str | None = None) -> m.FindingsSummary:
         return await self.send(self.requests.findings_summary(product))
 
     async def dataset_findings(

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 class Model(BaseModel):
-    """Snake-case attributes over the wire names as given (grants, findings: snake_case on the wire)."""
+    """Snake-case attributes over the wire names as given (grants: snake_case on the wire)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 
@@ -227,6 +227,59 @@ class Classification(Model):
     tier: str | None = None  # in the PII inventory: its namespace's tier
 
 
+class FlowTag(Model):
+    """A classification of a column on a PII flow (the column is the hop's end it is listed under)."""
+
+    tag: str
+    source: str
+    category: str | None = None
+    confidence: float
+    status: str  # "pii" or "masked"
+    depth: int | None = None
+    path: list[str] | None = None
+    rule: str | None = None
+
+
+class FlowColumn(Model):
+    namespace: str
+    dataset: str
+    field: str | None = None
+
+
+class FlowOrigin(FlowColumn):
+    classifications: list[FlowTag] = []
+
+
+class FlowJob(Model):
+    namespace: str
+    name: str
+
+
+class FlowTransformation(Model):
+    type: str | None = None
+    subtype: str | None = None
+    masking: bool | None = None
+
+
+class PiiHop(CamelModel):
+    depth: int
+    from_: FlowColumn = Field(alias="from")
+    to: FlowColumn
+    job: FlowJob | None = None
+    transformation: FlowTransformation
+    effect: str  # carries / masked / aggregated / influences
+    masking_point: bool
+    target_classifications: list[FlowTag] = []
+
+
+class PiiFlow(CamelModel):
+    """Where a column's value goes, hop by hop; hops the caller may not see are counted, not shown."""
+
+    origin: FlowOrigin
+    hops: list[PiiHop]
+    omitted_hops: int = 0
+
+
 class Decision(Model):
     id: int
     namespace: str
@@ -255,7 +308,7 @@ class DecisionIn(Model):
 # -- governance ----------------------------------------------------------------------------------------
 
 
-class Finding(Model):
+class Finding(CamelModel):
     id: int
     rule: str
     severity: str
@@ -266,6 +319,7 @@ class Finding(Model):
     subject: dict[str, Any] = {}
     subject_display: str = ""
     product: str | None = None
+    # The rule's own evidence, keys in camelCase as on the wire (`runId`, `eventTime`, `sourceProduct`).
     evidence: dict[str, Any] = {}
     first_seen: dt.datetime
     last_seen: dt.datetime
@@ -273,6 +327,25 @@ class Finding(Model):
     waived_by: str | None = None
     waiver_reason: str | None = None
     waived_until: dt.datetime | None = None
+
+
+class ProductFindingsSummary(CamelModel):
+    """One product's findings: counts by status, and the open ones by rule and by severity."""
+
+    product: str | None = None
+    status: dict[str, int] = {}
+    open_by_rule: dict[str, int] = {}
+    open_by_severity: dict[str, int] = {}
+
+
+class FindingsSummary(Model):
+    products: list[ProductFindingsSummary]
+
+    def of(self, product: str | None) -> ProductFindingsSummary:
+        for entry in self.products:
+            if entry.product == product:
+                return entry
+        raise KeyError(product)
 
 
 class Grant(Model):

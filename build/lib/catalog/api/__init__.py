@@ -1,0 +1,1 @@
+"""HTTP APIs: REST (Marquez-compatible paths) now, GraphQL later."""

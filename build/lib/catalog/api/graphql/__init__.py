@@ -1,0 +1,114 @@
+"""GraphQL at /graphql (strawberry): the engineers' catalog and lineage explorer, with GraphiQL served
+from vendored assets (no CDN). Authentication is the REST API's: `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from functools import cache
+from pathlib import Path
+from typing import cast
+
+import orjson
+from fastapi import FastAPI, Request, WebSocketException
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import HTTPConnection
+from starlette.status import WS_1008_POLICY_VIOLATION
+from strawberry.fastapi import GraphQLRouter
+
+from catalog.api.graphql.authz import Authorizer
+from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
+from catalog.api.graphql.loaders import Loaders
+from catalog.api.graphql.schema import build_schema
+from catalog.api.rest.deps import bearer, require_principal
+from catalog.api.rest.problems import Problem
+from catalog.config import Settings
+
+PATH = "/graphql"
+STATIC_PATH = "/graphql/static"
+STATIC_DIR = Path(__file__).with_name("static")
+
+__all__ = ["Limits", "mount_graphql"]
+
+
+class CatalogGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
+    """strawberry's router with our own GraphiQL page (local assets instead of a CDN)."""
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        static = request.scope.get("root_path", "") + STATIC_PATH
+        return HTMLResponse(_graphiql_template().replace("{{STATIC}}", static))
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A body that is not UTF-8 is a 400 (json.loads would raise UnicodeDecodeError: a 500)."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Problem(
+                    "invalid-json", f"the body is not valid UTF-8 (invalid byte at offset {exc.start})"
+                ) from None
+        return json.loads(data)
+
+    def encode_json(self, data: object) -> bytes:
+        """The response body through orjson: several times faster than json.dumps on a large answer
+        (a lineage graph of thousands of nodes and edges). What orjson cannot encode (an integer past
+        64 bits in a JSON facet) goes through json.dumps, as before."""
+        try:
+            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # orjson.JSONEncodeError
+            return json.dumps(data, separators=(",", ":")).encode()
+
+
+@cache
+def _graphiql_template() -> str:
+    return (STATIC_DIR / "graphiql.html").read_text()
+
+
+def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext]]:
+    """A FastAPI dependency giving each request its context, and closing its connection afterwards."""
+
+    async def get_context(connection: HTTPConnection) -> AsyncIterator[GraphQLContext]:
+        if not isinstance(connection, Request):
+            # No subscriptions: nothing is served over websockets.
+            raise WebSocketException(WS_1008_POLICY_VIOLATION, "subscriptions are not supported")
+        request = connection
+        principal = None
+        # GET only serves the GraphiQL page (queries over GET are refused), which holds no data and
+        # is where a user types the key in; every POST (every query) needs a key, as REST does.
+        if request.method != "GET":
+            principal = await require_principal(request, await bearer(request))
+        db = RequestDatabase(request.app.state.engine, timeout_seconds=limits.timeout_seconds)
+        try:
+            loaders = Loaders(db)
+            authz = Authorizer(
+                principal=principal,
+                enforcer=getattr(request.app.state, "enforcer", None),
+                engine=request.app.state.engine,
+                products=loaders.products,
+                pii_columns=loaders.pii_columns,
+                dataset_paths=loaders.dataset_paths,
+            )
+            yield GraphQLContext(principal=principal, db=db, loaders=loaders, limits=limits, authz=authz)
+        finally:
+            await db.close()
+
+    return get_context
+
+
+def mount_graphql(app: FastAPI, settings: Settings) -> None:
+    """Serve GraphQL (and GraphiQL) at /graphql and GraphiQL's assets under /graphql/static."""
+    limits = Limits.from_settings(settings)
+    router: CatalogGraphQLRouter = CatalogGraphQLRouter(
+        build_schema(limits),
+        path=PATH,
+        # strawberry's annotation misses that FastAPI also accepts a yield dependency (which is
+        # what lets the context close its connection when the request is done).
+        context_getter=cast("Callable[..., GraphQLContext]", context_getter(limits)),
+        allow_queries_via_get=False,
+        subscription_protocols=(),
+        # GraphQL describes itself (introspection); the OpenAPI document stays about REST.
+        include_in_schema=False,
+    )
+    app.include_router(router, include_in_schema=False)
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="graphql-static")

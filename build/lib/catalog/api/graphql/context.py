@@ -1,0 +1,131 @@
+"""Per-request GraphQL context: the caller's principal, one database connection, the DataLoaders.
+
+Why one connection per request, serialised by a lock (rather than a connection per loader batch):
+strawberry resolves sibling fields concurrently, so several loader batches can be ready to query at
+the same instant, and an asyncpg connection (like an AsyncSession) must never run two statements at
+once. Taking a fresh pool connection per batch would avoid the lock, but a single query could then
+hold several pool slots at once (a page with fields, owners and producers: three), starving other
+requests under load, and each batch would read a different snapshot. One connection per request in a
+READ ONLY, REPEATABLE READ transaction gives every field of an answer the same snapshot and costs one
+pool slot; the lock only orders the few batch statements, which would queue on the 2-core database
+anyway. The connection is opened lazily, so GraphiQL's schema introspection touches no database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from strawberry.fastapi import BaseContext
+
+from catalog.api.graphql.errors import QueryTimeout
+from catalog.auth.service import Principal
+from catalog.config import Settings
+from catalog.db.engine import connection_lost
+from catalog.db.errors import DatabaseUnavailable, is_unavailable
+
+if TYPE_CHECKING:
+    from catalog.api.graphql.authz import Authorizer
+    from catalog.api.graphql.loaders import Loaders
+
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The protection applied to every GraphQL query (configured by Settings.graphql_*)."""
+
+    max_depth: int
+    max_aliases: int
+    max_tokens: int
+    max_page_size: int
+    max_lineage_depth: int
+    timeout_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_depth=settings.graphql_max_depth,
+            max_aliases=settings.graphql_max_aliases,
+            max_tokens=settings.graphql_max_tokens,
+            max_page_size=settings.graphql_max_page_size,
+            max_lineage_depth=settings.graphql_max_lineage_depth,
+            timeout_seconds=settings.graphql_timeout_seconds,
+        )
+
+
+class RequestDatabase:
+    """A lazily opened connection shared by one request's resolvers, one statement at a time."""
+
+    def __init__(self, engine: AsyncEngine, *, timeout_seconds: float) -> None:
+        self._engine = engine
+        self._timeout_seconds = timeout_seconds
+        # The server cancels a statement a little before the whole query times out (the schema's
+        # asyncio deadline), so a slow statement is stopped in PostgreSQL rather than by cancelling
+        # the task mid-statement, and the connection goes back to the pool in a clean state.
+        self._statement_timeout_ms = max(1, int(timeout_seconds * 900))
+        self._lock = asyncio.Lock()
+        self._conn: AsyncConnection | None = None
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[AsyncConnection]:
+        """Exclusive use of the request's connection; a statement cancelled by the server-side
+        timeout becomes a clear GraphQL error instead of a driver message."""
+        async with self._lock:
+            if self._conn is None:
+                conn = await self._engine.connect()
+                try:
+                    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                    await conn.begin()
+                    # SET LOCAL takes no bind parameters; the value is an int we computed.
+                    await conn.execute(
+                        text(f"SET LOCAL statement_timeout = {int(self._statement_timeout_ms)}")
+                    )
+                except BaseException:
+                    await conn.close()
+                    raise
+                self._conn = conn
+            try:
+                yield self._conn
+            except Exception as exc:
+                # Through SQLAlchemy the driver's error is wrapped (DBAPIError.orig); statements sent
+                # straight to asyncpg (the lineage walk) raise it bare.
+                driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+                if getattr(driver_error, "sqlstate", None) == QUERY_CANCELED:
+                    raise QueryTimeout(self._timeout_seconds) from exc
+                # A statement on a connection a killed backend left closed: a 503, not an internal error.
+                if not is_unavailable(exc) and await connection_lost(self._conn):
+                    raise DatabaseUnavailable("the connection to PostgreSQL was lost") from exc
+                raise
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (the read-only transaction is rolled back)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
+class GraphQLContext(BaseContext):
+    """What every resolver gets as `info.context`."""
+
+    def __init__(
+        self,
+        *,
+        principal: Principal | None,
+        db: RequestDatabase,
+        loaders: Loaders,
+        limits: Limits,
+        authz: Authorizer,
+    ) -> None:
+        super().__init__()
+        self.principal = principal
+        self.db = db
+        self.loaders = loaders
+        self.limits = limits
+        self.authz = authz

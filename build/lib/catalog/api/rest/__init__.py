@@ -1,0 +1,1 @@
+"""REST routers, problem+json errors and the authentication dependency."""

@@ -1,0 +1,57 @@
+"""Request dependencies: the authenticated principal and a read connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.api.rest.authz import authorize_route
+from catalog.api.rest.problems import Problem
+from catalog.auth.service import Authenticator, Principal
+from catalog.db.engine import lost_connection_guard
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cat_<id>_<secret>`.")
+
+UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="catalog"'}
+
+
+async def require_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """Every endpoint but /health depends on this: no valid key, no answer."""
+    if credentials is None or not credentials.credentials:
+        raise Problem(
+            "unauthenticated",
+            "send an API key as `Authorization: Bearer <key>` (create one with `catalog keys create`)",
+            headers=UNAUTHENTICATED,
+        )
+    authenticator: Authenticator = request.app.state.authenticator
+    # A database that is down answers 503 through the app's handler (catalog/api/rest/problems.py).
+    principal = await authenticator.authenticate(credentials.credentials)
+    if principal is None:
+        raise Problem(
+            "unauthenticated", "the API key is unknown, revoked or expired", headers=UNAUTHENTICATED
+        )
+    request.state.principal = principal
+    await authorize_route(request, principal)  # the enforcer decides every route (catalog/policy)
+    return principal
+
+
+async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection in a read-only transaction for the duration of the request. A database that is
+    down, or a connection lost mid-request, answers 503 through the app's handler (problems.py)."""
+    conn = await request.app.state.engine.connect()
+    try:
+        async with lost_connection_guard(conn), conn.begin():
+            yield conn
+    finally:
+        await conn.close()
+
+
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+# scope="function": the connection goes back to the pool before the response is sent.
+ReadConn = Annotated[AsyncConnection, Depends(read_connection, scope="function")]

@@ -1,0 +1,178 @@
+"""The FastAPI app factory: REST routers, problem+json errors, and the lifespan (engine, writer, auth)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from catalog import __version__
+from catalog.api.graphql import PATH as GRAPHQL_PATH
+from catalog.api.graphql import mount_graphql
+from catalog.api.limits import BodyLimitMiddleware
+from catalog.api.paths import routing_path
+from catalog.api.rest import audit as audit_routes
+from catalog.api.rest import catalog as catalog_routes
+from catalog.api.rest import classification as classification_routes
+from catalog.api.rest import governance as governance_routes
+from catalog.api.rest import ingest as ingest_routes
+from catalog.api.rest import lineage as lineage_routes
+from catalog.api.rest.problems import install_handlers
+from catalog.api.text import ParameterTextMiddleware, reject_marked_path_parameters
+from catalog.audit.checkpointer import AuditCheckpointer
+from catalog.audit.signing import kek_from_settings
+from catalog.auth.service import Authenticator
+from catalog.config import Settings
+from catalog.db.engine import create_engine
+from catalog.ingest.writer import IngestWriter
+from catalog.policy.bootstrap import create_enforcer
+from catalog.policy.files import PolicyFileWatcher
+from catalog.policy.grants import GrantWatcher
+
+log = logging.getLogger("catalog.http")
+
+
+class EncodedSlashMiddleware:
+    """Keep `%2F` (and `%25`) encoded while routing, so an OpenLineage name such as
+    `postgres://db:5432` sent as one URL-encoded path segment stays one path parameter.
+    Handlers receive the parameter still carrying `%2F`/`%25`; `unquote_name` finishes decoding."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw: bytes | None = scope.get("raw_path")
+            if raw and b"%" in raw:
+                path = routing_path(raw.split(b"?", 1)[0].decode("latin-1"))
+                scope = dict(scope, path=path)
+        await self.app(scope, receive, send)
+
+
+class RequestLogMiddleware:
+    """A request id on every request (X-Request-ID, echoed back) and one log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            principal = scope.get("state", {}).get("principal")
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "request_id": request_id,
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "key_id": getattr(principal, "key_id", None),
+                    "product": getattr(principal, "product", None),
+                },
+            )
+
+
+def create_app(settings: Settings, database_url: str) -> FastAPI:
+    """Build the app for one database; nothing is read from the environment here."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(database_url, pool_size=settings.pool_size)
+        writer = IngestWriter(engine, max_group=settings.ingest_group_max)
+        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        app.state.engine = engine
+        app.state.writer = writer
+        app.state.authenticator = Authenticator(engine, admin_token=admin, ttl=settings.auth_cache_seconds)
+        grant_watcher = GrantWatcher(engine, app.state.enforcer, interval=settings.grants_poll_seconds)
+        checkpointer = AuditCheckpointer(
+            engine, lambda: kek_from_settings(settings), interval=settings.audit_checkpoint_seconds
+        )
+        await writer.start()
+        await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
+        policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
+        await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
+        await policy_watcher.start()  # policy file edits are chained too (catalog/policy/files.py)
+        try:
+            yield
+        finally:
+            await policy_watcher.stop()
+            await checkpointer.stop()
+            await grant_watcher.stop()
+            await writer.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Lineage & governance catalog",
+        version=__version__,
+        description=(
+            "OpenLineage ingestion into an event-sourced PostgreSQL catalog, with Marquez-compatible reads. "
+            "Every endpoint except `/health` needs an API key: `Authorization: Bearer <key>`."
+        ),
+        lifespan=lifespan,
+        # Before any other dependency of a route (authentication included): path parameters that are
+        # not storable text are a 400 naming the parameter (catalog/api/text.py).
+        dependencies=[Depends(reject_marked_path_parameters)],
+    )
+    app.state.settings = settings
+    app.state.enforcer = create_enforcer(settings)
+    install_handlers(app)
+    app.include_router(ingest_routes.router)
+    app.include_router(lineage_routes.router)  # first: catalog's `{dataset:path}` would swallow `/versions`
+    app.include_router(catalog_routes.router)
+    app.include_router(governance_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(classification_routes.router)
+    mount_graphql(app, settings)
+
+    @app.get("/health", tags=["operations"], summary="Liveness and database reachability (no credential)")
+    async def health() -> JSONResponse:
+        try:
+            async with app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse(
+                {"status": "degraded", "database": "unavailable", "version": __version__},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    app.add_middleware(EncodedSlashMiddleware)
+    app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text.py)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits={
+            ingest_routes.SINGLE_PATH: settings.max_body_bytes,
+            ingest_routes.BATCH_PATH: settings.max_batch_bytes,
+            GRAPHQL_PATH: settings.graphql_max_body_bytes,
+        },
+        default=settings.max_json_body_bytes,
+    )
+    app.add_middleware(RequestLogMiddleware)  # outermost: every answer has a request id and a log line
+    return app

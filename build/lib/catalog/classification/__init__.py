@@ -1,0 +1,1 @@
+"""PII classification: detection by name rules, producers' declared tags, stewards' decisions, propagation."""

@@ -1,0 +1,382 @@
+"""`catalog`: run the service, migrate, ingest files, rebuild the projection, manage API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+
+from catalog import __version__
+from catalog.audit.cli import audit_app, cli_actor, signing_app
+from catalog.config import Settings, load_settings
+from catalog.export.cli import export_app
+from catalog.findings.cli import scan
+
+app = typer.Typer(
+    help="Lineage & governance catalog. With no CATALOG_DATABASE_URL, commands use the embedded "
+    "PostgreSQL under CATALOG_HOME (default ./.catalog).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(signing_app, name="signing")
+app.add_typer(export_app, name="export")
+app.command("scan")(scan)
+
+console = Console(stderr=True)
+out = Console()
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="External PostgreSQL (CATALOG_DATABASE_URL).", show_default=False),
+]
+
+
+def _settings(home: Path | None, database_url: str | None, **extra: Any) -> Settings:
+    try:
+        return load_settings(home=home, database_url=database_url, **extra)
+    except Exception as exc:
+        console.print(f"[red]invalid settings:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+@app.command()
+def migrate(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Apply database migrations (idempotent)."""
+    from catalog.db import migrate as migrations
+    from catalog.db.resolve import database
+
+    settings = _settings(home, database_url)
+    with database(settings) as db:
+        before = migrations.current_revision(db.owner_url)
+        migrations.upgrade(db.owner_url, service_role=settings.service_role)
+        after = migrations.current_revision(db.owner_url)
+    console.print(f"schema at revision [bold]{after}[/] (was {before or 'empty'})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (CATALOG_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (CATALOG_PORT, default 5000).")] = None,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Migrate, then serve the REST API (and the embedded PostgreSQL when no database URL is set)."""
+    import uvicorn
+    from sqlalchemy.engine import make_url
+
+    from catalog.app import create_app
+    from catalog.db.resolve import migrated
+    from catalog.logs import configure_logging
+
+    settings = _settings(home, database_url, host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    with migrated(settings) as db:
+        where = (
+            "an external PostgreSQL"
+            if settings.database_url
+            else f"the embedded PostgreSQL in {settings.home}/"
+        )
+        console.print(
+            f"catalog {__version__} on [bold]http://{settings.host}:{settings.port}[/] using {where}"
+        )
+        console.print(f"  API docs:  http://{settings.host}:{settings.port}/docs")
+        if db.owner_url == db.service_url:
+            console.print(
+                "  [yellow]database:[/]  one URL for migrations and service: the service owns the audit "
+                "tables (set CATALOG_MIGRATION_DATABASE_URL, see README: Database roles)"
+            )
+        else:
+            console.print(
+                f"  database:  serving as role {make_url(db.service_url).username}, migrated as its owner"
+            )
+        if settings.admin_token:
+            console.print(
+                "  auth:      Authorization: Bearer $CATALOG_ADMIN_TOKEN (bootstrap admin), or a key"
+            )
+        else:
+            console.print("  auth:      create a key with `catalog keys create --name me --role admin`, then")
+            console.print("             send `Authorization: Bearer <key>` (or set CATALOG_ADMIN_TOKEN)")
+        uvicorn.run(
+            create_app(settings, db.service_url),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+
+
+# -- ingest -------------------------------------------------------------------------------------------
+
+
+def _sources(paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(label, bytes) for each file: folders are walked for *.json, *.jsonl, *.ndjson; `-` is stdin."""
+    for given in paths:
+        if given == "-":
+            yield "<stdin>", sys.stdin.buffer.read()
+            continue
+        path = Path(given)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in {".json", ".jsonl", ".ndjson"}:
+                    yield str(child), child.read_bytes()
+        elif path.is_file():
+            yield str(path), path.read_bytes()
+        else:
+            raise _fail(f"no such file or folder: {given}", 2)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, folders or - (stdin): JSON, JSON arrays or NDJSON.")
+    ],
+    batch_size: Annotated[int, typer.Option(help="Events per transaction.")] = 1000,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Ingest OpenLineage events from files (e.g. the file transport's output) with the API's validation."""
+    from catalog.db.resolve import migrated
+    from catalog.openlineage.body import iter_ndjson_or_json
+    from catalog.openlineage.events import EventRejected, OpenLineageEvent
+    from catalog.openlineage.validation import parse_event
+
+    settings = _settings(home, database_url)
+    events: list[OpenLineageEvent] = []
+    rejected: list[tuple[str, str]] = []
+    for label, data in _sources(paths):
+        for index, item in enumerate(iter_ndjson_or_json(data)):
+            where = f"{label}#{index}"
+            try:
+                if isinstance(item, EventRejected):
+                    raise item
+                events.append(parse_event(item))
+            except EventRejected as exc:
+                rejected.append((where, f"{exc.pointer or '/'}: {exc.detail}"))
+    with migrated(settings) as db:
+        stored, duplicates = asyncio.run(_ingest(db.service_url, events, batch_size))
+    table = Table(title="ingest summary", show_header=False)
+    table.add_row("events read", str(len(events) + len(rejected)))
+    table.add_row("stored", f"[green]{stored}[/]")
+    table.add_row("already stored (duplicates)", str(duplicates))
+    table.add_row("rejected", f"[red]{len(rejected)}[/]" if rejected else "0")
+    console.print(table)
+    for where, reason in rejected[:50]:
+        console.print(f"  [red]rejected[/] {where}: {reason}")
+    if len(rejected) > 50:
+        console.print(f"  … and {len(rejected) - 50} more")
+    if rejected:
+        raise typer.Exit(1)
+
+
+async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, int]:
+    from catalog.db.engine import create_engine, raw_transaction
+    from catalog.ingest.service import PartitionCache, append_and_project
+    from catalog.ingest.statistics import GrowthAnalyzer
+
+    engine = create_engine(url, pool_size=2)
+    partitions = PartitionCache()
+    analyzer = GrowthAnalyzer(engine)
+    stored = duplicates = 0
+    try:
+        with _progress() as progress:
+            task = progress.add_task("ingesting", total=len(events))
+            for start in range(0, len(events), batch_size):
+                batch = events[start : start + batch_size]
+                await partitions.ensure(engine, [e.event_time for e in batch])
+                async with raw_transaction(engine) as raw:
+                    outcome = await append_and_project(raw, batch)
+                stored += outcome.stored
+                duplicates += outcome.duplicates
+                await analyzer.maybe_analyze(outcome.stored)
+                progress.advance(task, len(batch))
+    finally:
+        await engine.dispose()
+    return stored, duplicates
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+# -- rebuild ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def rebuild(
+    verify: Annotated[
+        bool, typer.Option(help="Fingerprint the projection before and after and compare.")
+    ] = False,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Re-project the whole catalog from the event log (ingestion waits meanwhile)."""
+    from catalog.db.resolve import migrated
+
+    settings = _settings(home, database_url)
+    with migrated(settings) as db:
+        # As the owner: TRUNCATE ... RESTART IDENTITY needs the sequences' owner, and the log is locked.
+        replayed, same = asyncio.run(_rebuild(db.owner_url, verify))
+    console.print(f"replayed {replayed} events")
+    if verify:
+        if same:
+            console.print("[green]the rebuilt projection is identical to the one before[/]")
+        else:
+            raise _fail("the rebuilt projection differs from the one before (see the tables above)")
+
+
+async def _rebuild(url: str, verify: bool) -> tuple[int, bool]:
+    from catalog.db.engine import create_engine
+    from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
+
+    engine = create_engine(url, pool_size=2)
+    try:
+        before = None
+        if verify:
+            async with engine.connect() as conn:
+                before = await projection_fingerprint(conn)
+        with _progress() as progress:
+            task = progress.add_task("replaying", total=None)
+            replayed = await rebuild_projection(
+                engine, progress=lambda done, total: progress.update(task, completed=done, total=total)
+            )
+        if before is None:
+            return replayed, True
+        async with engine.connect() as conn:
+            after = await projection_fingerprint(conn)
+        for table in before:
+            if before[table] != after[table]:
+                console.print(f"  [red]{table}[/]: {before[table][0]} rows before, {after[table][0]} after")
+        return replayed, before == after
+    finally:
+        await engine.dispose()
+
+
+# -- keys ---------------------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what holds the key, e.g. 'airflow-payments'.")],
+    role: Annotated[str, typer.Option(help="pipeline | engineer | steward | auditor | admin")],
+    product: Annotated[str | None, typer.Option(help="The product team the key acts for.")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after this many days.")] = None,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from catalog.auth.service import InvalidRole, create_key
+
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def run(conn: Any) -> Any:
+        return await create_key(
+            conn, name=name, role=role, product=product, expires_at=expires, actor=cli_actor()
+        )
+
+    try:
+        created = _with_db(home, database_url, run)
+    except InvalidRole as exc:
+        raise _fail(str(exc), 2) from exc
+    console.print(f"created key [bold]{created.key_id}[/] ({created.role}, product {created.product or '-'})")
+    console.print("store it now; it cannot be shown again:")
+    out.print(created.token, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """List keys (ids and metadata, never secrets)."""
+    from catalog.auth.service import list_keys
+
+    async def run(conn: Any) -> Any:
+        return await list_keys(conn, include_revoked=all_keys)
+
+    rows = _with_db(home, database_url, run)
+    table = Table(Column("key id", no_wrap=True), "name", "role", "product", "created", "expires", "revoked")
+    for k in rows:
+        table.add_row(
+            k.key_id,
+            k.name,
+            k.role,
+            k.product or "-",
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "-",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id shown by `catalog keys list`.")],
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a key (running services stop accepting it within seconds)."""
+    from catalog.auth.service import revoke_key
+
+    async def run(conn: Any) -> Any:
+        return await revoke_key(conn, key_id=key_id, actor=cli_actor())
+
+    if not _with_db(home, database_url, run):
+        raise _fail(f"no active key with id {key_id!r}")
+    console.print(f"revoked {key_id}")
+
+
+def _with_db(home: Path | None, database_url: str | None, work: Any) -> Any:
+    """Run `work(conn)` in one committed transaction on the configured database (migrating first)."""
+    from catalog.db.engine import create_engine
+    from catalog.db.resolve import migrated
+
+    settings = _settings(home, database_url)
+
+    async def run(url: str) -> Any:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    with migrated(settings) as db:
+        return asyncio.run(run(db.service_url))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,86 @@
+"""Service settings: one pydantic-settings class, read once from CATALOG_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+DEFAULT_SERVICE_ROLE = "catalog_app"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; passed explicitly into the app factory."""
+
+    model_config = SettingsConfigDict(env_prefix="CATALOG_", env_file=None, extra="ignore")
+
+    home: Path = Field(
+        Path(".catalog"), description="Local state: the embedded PostgreSQL data directory, logs."
+    )
+    database_url: str | None = Field(
+        None,
+        description="External PostgreSQL (postgresql://user@host:5432/db). Unset: start the embedded one.",
+    )
+    migration_database_url: str | None = Field(
+        None,
+        description="The schema owner's connection, used only to migrate (postgresql://owner@host/db). "
+        "Unset: migrations use database_url. The service itself always connects with database_url.",
+    )
+    service_role: str = Field(
+        DEFAULT_SERVICE_ROLE,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The role the service runs as: migrations grant it what it needs and no more (it may "
+        "append to the audit trail, never rewrite it). The embedded server creates it with a password.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 5000
+    admin_token: SecretStr | None = Field(None, description="Bootstrap admin API key (how operators start).")
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    pool_size: int = 10
+    # Request body limits, checked against Content-Length before a byte is read and while a chunked
+    # body streams in (catalog/api/limits.py): ingest (compressed and decompressed), batch ingest,
+    # POST /graphql, and every other body (grants, decisions, waivers, tags).
+    max_body_bytes: int = 8 * MiB
+    max_batch_bytes: int = 64 * MiB
+    graphql_max_body_bytes: int = Field(1 * MiB, gt=0, description="Largest POST /graphql body (413 above).")
+    max_json_body_bytes: int = Field(1 * MiB, gt=0, description="Largest body of any other endpoint.")
+    max_batch_events: int = 50_000
+    # Concurrent single-event POSTs are coalesced into one transaction of at most this many events
+    # (group commit): one writer per process, no row-lock convoys on hot namespace/dataset rows.
+    ingest_group_max: int = 256
+    auth_cache_seconds: float = 2.0
+    policies_dir: Path | None = Field(
+        None, description="products.yaml, rules.yaml, classification.yaml, model.conf, policy.csv."
+    )
+    # Governance rules evaluated in each ingest batch; off, only `catalog scan` evaluates them.
+    findings_incremental: bool = True
+    grants_poll_seconds: float = 0.25
+    audit_checkpoint_seconds: float = Field(
+        60.0,
+        description="How often each process signs the audit chain's head when rows follow the last "
+        "checkpoint (the longest a cut-off tail can go unnoticed); 0 turns it off.",
+    )
+    key_encryption_key: SecretStr | None = Field(
+        None,
+        description="KEK (32 bytes, base64) encrypting the signing keys at rest. Unset: a development KEK is "
+        "generated in CATALOG_HOME/signing-kek (0600), with a warning.",
+    )
+
+    # GraphQL protection: the largest query /graphql will run (each rejected with a GraphQL error).
+    graphql_max_depth: int = 12
+    graphql_max_aliases: int = 30
+    graphql_max_tokens: int = 4000
+    graphql_max_page_size: int = 100
+    graphql_max_lineage_depth: int = 20
+    graphql_timeout_seconds: float = 10.0
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; keyword overrides win (CLI flags, tests)."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**values)  # type: ignore[arg-type]

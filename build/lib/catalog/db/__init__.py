@@ -1,0 +1,1 @@
+"""Database access: the engine, the embedded PostgreSQL launcher, migrations and partitions."""

@@ -1,0 +1,97 @@
+"""The async SQLAlchemy engine (asyncpg underneath) and the helpers to reach its raw connections."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from catalog.db.errors import DatabaseUnavailable, is_unavailable
+
+
+def asyncpg_url(url: str) -> str:
+    """Accept the URL forms users paste (postgres://, postgresql://, +psycopg) and use asyncpg."""
+    parsed = make_url(
+        url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url
+    )
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def libpq_dsn(url: str) -> str:
+    """The same database as a plain libpq/asyncpg DSN (for psycopg, psql and asyncpg.connect)."""
+    return make_url(asyncpg_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    """One engine per process; statements are prepared and cached by asyncpg per connection."""
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        echo=echo,
+        connect_args={"server_settings": {"application_name": "catalog", "timezone": "UTC"}},
+    )
+
+
+async def raw_connection(conn: AsyncConnection) -> asyncpg.Connection[Any]:
+    """The asyncpg connection under an SQLAlchemy connection, inside the same transaction.
+
+    The ingest hot path sends array-typed, set-based statements straight to asyncpg: SQLAlchemy's
+    per-statement overhead was measurable there and buys nothing for fixed SQL.
+
+    Note: SQLAlchemy begins its transaction lazily, on its first statement; statements sent straight to
+    asyncpg do not trigger it. Use `raw_transaction` to write through asyncpg.
+    """
+    fairy = await conn.get_raw_connection()
+    driver = fairy.driver_connection
+    assert driver is not None
+    return driver
+
+
+@asynccontextmanager
+async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A pooled asyncpg connection inside one transaction: committed on success, rolled back on error.
+    A connection lost on the way raises `DatabaseUnavailable` (see catalog/db/errors.py)."""
+    async with engine.connect() as conn:
+        raw = await raw_connection(conn)
+        try:
+            async with raw.transaction():
+                yield raw
+        except Exception as exc:
+            _raise_if_lost(exc, raw.is_closed())
+            raise
+
+
+async def connection_lost(conn: AsyncConnection) -> bool:
+    """Whether the connection under `conn` is gone (invalidated by SQLAlchemy or closed under asyncpg)."""
+    if conn.closed or conn.invalidated:
+        return True
+    try:
+        fairy = await conn.get_raw_connection()
+    except Exception:
+        return True
+    driver = fairy.driver_connection
+    return driver is None or bool(driver.is_closed())
+
+
+@asynccontextmanager
+async def lost_connection_guard(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """Around work on `conn`: an error after which the connection is gone raises `DatabaseUnavailable`.
+
+    asyncpg reports a statement on a connection that was already closed (by a killed backend) as a
+    plain `InterfaceError`, the same class it uses for misuse; the connection's state tells them apart."""
+    try:
+        yield conn
+    except Exception as exc:
+        _raise_if_lost(exc, await connection_lost(conn))
+        raise
+
+
+def _raise_if_lost(exc: Exception, lost: bool) -> None:
+    if lost and not is_unavailable(exc):
+        raise DatabaseUnavailable(f"the connection to PostgreSQL was lost ({type(exc).__name__})") from exc

@@ -1,0 +1,1 @@
+"""Governance findings: the rules of the design table, evaluated per ingest batch and by `catalog scan`."""

@@ -1,0 +1,43 @@
+"""`catalog scan`: re-assign products and re-evaluate every governance rule over the whole catalog."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="External PostgreSQL (CATALOG_DATABASE_URL).", show_default=False),
+]
+
+
+def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Evaluate every rule over the whole catalog (after editing policies/, or with incremental rules off);
+    findings that no longer fire are resolved."""
+    from catalog.cli import _settings, console
+    from catalog.db.resolve import migrated
+    from catalog.policy import files
+
+    settings = _settings(home, database_url)
+    files.configure(settings.policies_dir)
+    with migrated(settings) as db:
+        fired = asyncio.run(_scan(db.service_url))
+    console.print(f"scanned the catalog: {fired} findings firing")
+
+
+async def _scan(url: str) -> int:
+    from catalog.db.engine import create_engine, raw_transaction
+    from catalog.findings.service import scan as scan_catalog
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with raw_transaction(engine) as raw:
+            return await scan_catalog(raw)
+    finally:
+        await engine.dispose()

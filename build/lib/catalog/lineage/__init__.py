@@ -1,0 +1,1 @@
+"""Lineage graph storage: job inputs/outputs and column-level edges."""

@@ -1,0 +1,1 @@
+"""The catalog entities projected from events: namespaces, datasets, fields, versions, jobs, runs."""

@@ -1,0 +1,1 @@
+"""Product boundaries: products.yaml mapping, the Casbin enforcer, runtime grants, denials."""
