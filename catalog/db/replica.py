@@ -35,7 +35,7 @@ LSN_HEADER = "Catalog-LSN"
 LSN_PATTERN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 
 # A replica that is not in recovery (promoted, or a primary given as the read URL) has everything.
-CAUGHT_UP_SQL = "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, true)"
+CAUGHT_UP_SQL = "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, true)"
 FIRST_POLL_SECONDS = 0.005
 MAX_POLL_SECONDS = 0.05
 

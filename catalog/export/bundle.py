@@ -275,11 +275,13 @@ async def write_bundle(
         snapshot = await read.connect(after=await current_lsn(engine))
     else:
         snapshot = await engine.connect()
-    async with snapshot:
+    try:
         # One snapshot for every file: counts, rows and the chain head agree with each other.
         conn = await snapshot.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         async with conn.begin():
             manifest = await _write_zip(conn, out, params, request, created_at, signer)
+    finally:
+        await snapshot.close()
     async with engine.begin() as conn:
         await audit.record(
             conn,
