@@ -25,6 +25,7 @@ import httpx
 import orjson
 import psycopg
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.app import create_app
@@ -33,6 +34,8 @@ from catalog.config import DEFAULT_SERVICE_ROLE, Settings
 from catalog.db import migrate
 from catalog.db.engine import create_engine, libpq_dsn
 from catalog.db.replica import LSN_HEADER
+from catalog_client import AsyncCatalogClient
+from catalog_client.errors import NotFound
 from tests.db.streaming import BinariesMissing, StreamingPair, binaries_for
 from tests.factories import dataset, run_event
 from tests.keys import make_key
@@ -96,6 +99,21 @@ def service(pair: StreamingPair, node: Any) -> str:
 
 @asynccontextmanager
 async def catalog(pair: StreamingPair, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        service_app(pair, tmp_path) as app,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://catalog",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=30,
+        ) as client,
+    ):
+        yield client
+
+
+@asynccontextmanager
+async def service_app(pair: StreamingPair, tmp_path: Path) -> AsyncIterator[FastAPI]:
+    """The service on the pair's primary, reading on its replica (lifespan running)."""
     settings = Settings(
         home=tmp_path / "home",
         admin_token=ADMIN,
@@ -108,16 +126,8 @@ async def catalog(pair: StreamingPair, tmp_path: Path) -> AsyncIterator[httpx.As
         auth_cache_seconds=0,
     )
     app = create_app(settings, service(pair, pair.primary))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://catalog",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            timeout=30,
-        ) as client,
-    ):
-        yield client
+    async with app.router.lifespan_context(app):
+        yield app
 
 
 @pytest.fixture
@@ -244,6 +254,24 @@ async def test_a_revoked_grant_is_refused_at_once_while_the_replica_lags(
         # The replica still holds the grant; the decision does not read there.
         refused = await client.get(url, headers=engineer.headers)
         assert denied_by(refused, INTERNALS), refused.text
+
+
+async def test_the_python_client_carries_its_write_position(pair: StreamingPair, tmp_path: Path) -> None:
+    async with service_app(pair, tmp_path) as app:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            AsyncCatalogClient("http://catalog", ADMIN, transport=transport) as writer,
+            AsyncCatalogClient("http://catalog", ADMIN, transport=transport) as bystander,
+        ):
+            pause_replay(pair)
+            event = run_event(job=("etl", "load_ledger"), outputs=[dataset(NAMESPACE, "ledger")])
+            await writer.ingest(event)
+            assert writer.write_position.lsn is not None
+            # The writer sees its write (the primary, once the bound passed); a client that wrote
+            # nothing reads the lagging replica.
+            assert (await writer.dataset(NAMESPACE, "ledger")).name == "ledger"
+            with pytest.raises(NotFound):
+                await bystander.dataset(NAMESPACE, "ledger")
 
 
 async def test_the_primary_answers_reads_when_the_replica_is_down(
