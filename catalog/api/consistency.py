@@ -15,6 +15,13 @@ from catalog.db.replica import LSN_HEADER, InvalidLsn, ReadRouter, current_lsn, 
 log = logging.getLogger("catalog.http")
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Set in the request's state by a POST that turned out to write nothing (a GraphQL query document).
+READ_ONLY_FLAG = "catalog_read_only"
+
+
+def mark_read_only(request: Request) -> None:
+    """This POST writes nothing: its answer needs no Catalog-LSN (saves a primary round trip)."""
+    setattr(request.state, READ_ONLY_FLAG, True)
 
 
 def requested_lsn(request: Request) -> str | None:
@@ -30,8 +37,7 @@ class WritePositionMiddleware:
 
     The position is read when the answer starts, i.e. after the handler's transaction committed, so it
     covers the write. Only with a replica configured: without one every read is on the primary anyway.
-    POST /graphql is included whether it held a query or a mutation: one cheap statement, and the
-    client need not know which it sent.
+    A POST /graphql that held only queries is marked by the GraphQL context (`mark_read_only`) and skipped.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -47,7 +53,8 @@ class WritePositionMiddleware:
             return
 
         async def send_with_position(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] < 400:
+            read_only = scope.get("state", {}).get(READ_ONLY_FLAG, False)
+            if message["type"] == "http.response.start" and message["status"] < 400 and not read_only:
                 try:
                     lsn = await current_lsn(router.primary)
                 except Exception as exc:

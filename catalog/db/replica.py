@@ -100,6 +100,11 @@ class ReadRouter:
             return conn
         try:
             caught_up = await self._wait_for(conn, after)
+        except Exception as exc:  # the replica went away while we waited: the primary answers
+            await conn.close()
+            self._skip_until = time.monotonic() + self._retry
+            log.warning("read replica lost while waiting (%s); reading from the primary", type(exc).__name__)
+            return await self.primary.connect()
         except BaseException:
             await conn.close()
             raise

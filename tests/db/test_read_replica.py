@@ -183,6 +183,8 @@ async def test_reads_come_from_the_replica_and_a_writer_reads_its_own_write(
         stale = await client.get(table_url("refunds"))
         assert stale.status_code == 404, stale.text
         assert await graphql_dataset(client, "refunds", {}) is None
+        query = {"query": GRAPHQL_DATASET, "variables": {"ns": NAMESPACE, "name": "orders"}}
+        assert LSN_HEADER not in (await client.post("/graphql", json=query)).headers  # a query wrote nothing
         listed = await client.get(f"/api/v1/namespaces/{NAMESPACE}/datasets")
         assert [d["name"] for d in listed.json()["datasets"]] == ["orders"], listed.text
 

@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 from strawberry.fastapi import GraphQLRouter
 
-from catalog.api.consistency import requested_lsn
+from catalog.api.consistency import mark_read_only, requested_lsn
 from catalog.api.graphql.authz import Authorizer
 from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
@@ -105,10 +105,11 @@ async def _reader(request: Request) -> Callable[[], Awaitable[AsyncConnection]]:
     Catalog-LSN) for a document of queries only; the primary for anything holding a mutation, so a
     mutation's answer shows its own write. A body we cannot parse goes to the primary and fails there."""
     engine: AsyncEngine = request.app.state.engine
-    if request.method != "POST" or not await _only_queries(request):
-        return engine.connect
     router: ReadRouter = request.app.state.read
+    if not router.has_replica or request.method != "POST" or not await _only_queries(request):
+        return engine.connect
     after = requested_lsn(request)
+    mark_read_only(request)  # a query changes nothing: no Catalog-LSN to fetch for its answer
     return lambda: router.connect(after=after)
 
 
