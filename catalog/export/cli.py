@@ -72,11 +72,8 @@ def export(
     async def run(url: str) -> Any:
         engine = create_engine(url, pool_size=2)
         # With CATALOG_READ_DATABASE_URL the snapshot is read on the replica, as `GET /exports` does.
-        replica = (
-            create_engine(settings.read_database_url, pool_size=1, connect_timeout=2.0)
-            if (settings.read_database_url)
-            else None
-        )
+        replica_url = settings.read_database_url
+        replica = create_engine(replica_url, pool_size=1, connect_timeout=2.0) if replica_url else None
         read = ReadRouter(engine, replica, max_wait_seconds=settings.read_your_writes_wait_seconds)
         try:
             return await write_bundle(engine, out_path, request, kek, read=read)

@@ -27,9 +27,11 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 from catalog.app import create_app
 from catalog.auth.service import revoke_key
+from catalog.cli import app as cli
 from catalog.config import DEFAULT_SERVICE_ROLE, Settings
 from catalog.db import migrate
 from catalog.db.engine import create_engine, libpq_dsn
@@ -274,6 +276,34 @@ async def test_the_python_client_carries_its_write_position(pair: StreamingPair,
             assert (await writer.dataset(NAMESPACE, "ledger")).name == "ledger"
             with pytest.raises(NotFound):
                 await bystander.dataset(NAMESPACE, "ledger")
+
+
+def test_the_export_command_reads_its_snapshot_on_the_replica(pair: StreamingPair, tmp_path: Path) -> None:
+    """`catalog export` waits for the replica to have every write made before it began: with replay
+    paused it waits out the bound (so it did ask the replica), then the primary gives it the write."""
+    asyncio.run(_ingest_on_primary(pair, tmp_path, "journal"))
+    pause_replay(pair)
+    asyncio.run(_ingest_on_primary(pair, tmp_path, "postings"))
+    env = {
+        "CATALOG_READ_DATABASE_URL": service(pair, pair.replica),
+        "CATALOG_READ_YOUR_WRITES_WAIT_SECONDS": "1.5",
+        "CATALOG_KEY_ENCRYPTION_KEY": KEK,
+        "CATALOG_MIGRATION_DATABASE_URL": pair.url(pair.primary, DATABASE),
+    }
+    out = tmp_path / "bundle.zip"
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        cli, ["export", "--out", str(out), "--database-url", service(pair, pair.primary)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 1.5
+    with zipfile.ZipFile(out) as bundle:
+        assert any(b"postings" in bundle.read(n) for n in bundle.namelist())
+
+
+async def _ingest_on_primary(pair: StreamingPair, tmp_path: Path, name: str) -> None:
+    async with catalog(pair, tmp_path) as client:
+        await write_table(client, name)
 
 
 async def test_the_primary_answers_reads_when_the_replica_is_down(
