@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog import __version__
+from catalog.api.consistency import WritePositionMiddleware
 from catalog.api.graphql import PATH as GRAPHQL_PATH
 from catalog.api.graphql import mount_graphql
 from catalog.api.limits import BodyLimitMiddleware
@@ -31,6 +33,7 @@ from catalog.audit.signing import kek_from_settings
 from catalog.auth.service import Authenticator
 from catalog.config import Settings
 from catalog.db.engine import create_engine
+from catalog.db.replica import ReadRouter
 from catalog.ingest.writer import IngestWriter
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
@@ -98,6 +101,19 @@ class RequestLogMiddleware:
             )
 
 
+def _read_router(settings: Settings, primary: AsyncEngine) -> ReadRouter:
+    replica = None
+    if settings.read_database_url:
+        # A short connect timeout: an unreachable replica must cost little before the primary answers.
+        replica = create_engine(settings.read_database_url, pool_size=settings.pool_size, connect_timeout=2.0)
+    return ReadRouter(
+        primary,
+        replica,
+        max_wait_seconds=settings.read_your_writes_wait_seconds,
+        retry_seconds=settings.replica_retry_seconds,
+    )
+
+
 def create_app(settings: Settings, database_url: str) -> FastAPI:
     """Build the app for one database; nothing is read from the environment here."""
 
@@ -107,6 +123,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         writer = IngestWriter(engine, max_group=settings.ingest_group_max)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.state.engine = engine
+        # Plain reads may go to a streaming replica; access decisions never do (catalog/db/replica.py).
+        app.state.read = _read_router(settings, engine)
         app.state.writer = writer
         app.state.authenticator = Authenticator(engine, admin_token=admin, ttl=settings.auth_cache_seconds)
         grant_watcher = GrantWatcher(engine, app.state.enforcer, interval=settings.grants_poll_seconds)
@@ -125,6 +143,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             await checkpointer.stop()
             await grant_watcher.stop()
             await writer.stop()
+            await app.state.read.dispose()
             await engine.dispose()
 
     app = FastAPI(
@@ -164,6 +183,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
     app.add_middleware(EncodedSlashMiddleware)
+    app.add_middleware(WritePositionMiddleware)  # Catalog-LSN on write answers (catalog/api/consistency.py)
     app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text.py)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -29,6 +29,21 @@ class Settings(BaseSettings):
         description="The schema owner's connection, used only to migrate (postgresql://owner@host/db). "
         "Unset: migrations use database_url. The service itself always connects with database_url.",
     )
+    read_database_url: str | None = Field(
+        None,
+        description="A streaming replica of database_url, as the same service role. Set: REST GETs, GraphQL "
+        "queries and exports read there; writes and every access decision (keys, grants) stay on the "
+        "primary. Unreachable: reads fall back to the primary (catalog/db/replica.py).",
+    )
+    read_your_writes_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How long a read carrying Catalog-LSN waits for the replica to replay that far before "
+        "the primary serves it instead.",
+    )
+    replica_retry_seconds: float = Field(
+        1.0, gt=0, description="After a failed connect to the replica, how long reads go to the primary."
+    )
     service_role: str = Field(
         DEFAULT_SERVICE_ROLE,
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",

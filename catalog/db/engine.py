@@ -26,15 +26,20 @@ def libpq_dsn(url: str) -> str:
     return make_url(asyncpg_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """One engine per process; statements are prepared and cached by asyncpg per connection."""
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, connect_timeout: float | None = None
+) -> AsyncEngine:
+    """One engine per process; statements are prepared and cached by asyncpg per connection.
+    `connect_timeout` bounds a connect (asyncpg's default is 60 s): the read replica's engine sets it,
+    so an unreachable replica costs a short wait before the primary answers, not a minute."""
+    timeout = {"timeout": connect_timeout} if connect_timeout is not None else {}
     return create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         echo=echo,
-        connect_args={"server_settings": {"application_name": "catalog", "timezone": "UTC"}},
+        connect_args={"server_settings": {"application_name": "catalog", "timezone": "UTC"}, **timeout},
     )
 
 

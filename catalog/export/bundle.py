@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from catalog import __version__
 from catalog.audit import service as audit
 from catalog.audit.signing import ALGORITHM, KeyEncryptionKey, Signer, active_signer
+from catalog.db.replica import ReadRouter, current_lsn
 from catalog.export.report import FlowGraph, render_report
 from catalog.export.sections import SECTIONS, Section
 
@@ -248,9 +249,18 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 async def write_bundle(
-    engine: AsyncEngine, out: Path, request: ExportRequest, kek: KeyEncryptionKey
+    engine: AsyncEngine,
+    out: Path,
+    request: ExportRequest,
+    kek: KeyEncryptionKey,
+    *,
+    read: ReadRouter | None = None,
 ) -> ExportResult:
-    """Write the bundle to `out`, sign its manifest, and record the export (and a checkpoint) in the audit log."""
+    """Write the bundle to `out`, sign its manifest, and record the export (and a checkpoint) in the audit log.
+
+    With `read` (the service's router) the snapshot is read on a replica that has replayed everything
+    committed before the export began (the signing key just created included), falling back to the
+    primary after the router's bounded wait: an export never misses a write that preceded it."""
     created_at = dt.datetime.now(dt.UTC)
     as_of = request.as_of or created_at
     async with engine.begin() as conn:
@@ -261,11 +271,17 @@ async def write_bundle(
         "to": request.period_to,
         "product": request.product,
     }
-    async with engine.connect() as conn:
+    if read is not None and read.has_replica:
+        snapshot = await read.connect(after=await current_lsn(engine))
+    else:
+        snapshot = await engine.connect()
+    try:
         # One snapshot for every file: counts, rows and the chain head agree with each other.
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        conn = await snapshot.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         async with conn.begin():
             manifest = await _write_zip(conn, out, params, request, created_at, signer)
+    finally:
+        await snapshot.close()
     async with engine.begin() as conn:
         await audit.record(
             conn,

@@ -53,6 +53,7 @@ def export(
     from catalog.audit.signing import kek_from_settings
     from catalog.cli import _fail, _settings, console, out
     from catalog.db.engine import create_engine
+    from catalog.db.replica import ReadRouter
     from catalog.db.resolve import migrated
     from catalog.export.bundle import ExportRequest, write_bundle
 
@@ -70,9 +71,14 @@ def export(
 
     async def run(url: str) -> Any:
         engine = create_engine(url, pool_size=2)
+        # With CATALOG_READ_DATABASE_URL the snapshot is read on the replica, as `GET /exports` does.
+        replica_url = settings.read_database_url
+        replica = create_engine(replica_url, pool_size=1, connect_timeout=2.0) if replica_url else None
+        read = ReadRouter(engine, replica, max_wait_seconds=settings.read_your_writes_wait_seconds)
         try:
-            return await write_bundle(engine, out_path, request, kek)
+            return await write_bundle(engine, out_path, request, kek, read=read)
         finally:
+            await read.dispose()
             await engine.dispose()
 
     with migrated(settings) as db:

@@ -4,7 +4,7 @@ from vendored assets (no CDN). Authentication is the REST API's: `Authorization:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import cast
@@ -13,10 +13,13 @@ import orjson
 from fastapi import FastAPI, Request, WebSocketException
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 from strawberry.fastapi import GraphQLRouter
 
+from catalog.api.consistency import mark_read_only, requested_lsn
 from catalog.api.graphql.authz import Authorizer
 from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
@@ -24,6 +27,7 @@ from catalog.api.graphql.schema import build_schema
 from catalog.api.rest.deps import bearer, require_principal
 from catalog.api.rest.problems import Problem
 from catalog.config import Settings
+from catalog.db.replica import ReadRouter
 
 PATH = "/graphql"
 STATIC_PATH = "/graphql/static"
@@ -78,7 +82,7 @@ def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext
         # is where a user types the key in; every POST (every query) needs a key, as REST does.
         if request.method != "GET":
             principal = await require_principal(request, await bearer(request))
-        db = RequestDatabase(request.app.state.engine, timeout_seconds=limits.timeout_seconds)
+        db = RequestDatabase(await _reader(request), timeout_seconds=limits.timeout_seconds)
         try:
             loaders = Loaders(db)
             authz = Authorizer(
@@ -94,6 +98,44 @@ def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext
             await db.close()
 
     return get_context
+
+
+async def _reader(request: Request) -> Callable[[], Awaitable[AsyncConnection]]:
+    """Where the request's resolvers read: the read router (a replica, no older than the request's
+    Catalog-LSN) for a document of queries only; the primary for anything holding a mutation, so a
+    mutation's answer shows its own write. A body we cannot parse goes to the primary and fails there."""
+    engine: AsyncEngine = request.app.state.engine
+    router: ReadRouter = request.app.state.read
+    if not router.has_replica or request.method != "POST" or not await _only_queries(request):
+        return engine.connect
+    after = requested_lsn(request)
+    mark_read_only(request)  # a query changes nothing: no Catalog-LSN to fetch for its answer
+    return lambda: router.connect(after=after)
+
+
+async def _only_queries(request: Request) -> bool:
+    """Whether the operation(s) the body asks to run are all queries. Starlette keeps the body, so
+    strawberry reads the same bytes afterwards; the document is parsed twice (microseconds)."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return False
+    for item in body if isinstance(body, list) else [body]:
+        if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+            return False
+        try:
+            document = parse(item["query"])
+        except GraphQLError:
+            return False
+        name = item.get("operationName")
+        operations = [
+            d
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode) and (not name or (d.name and d.name.value == name))
+        ]
+        if not operations or any(op.operation is not OperationType.QUERY for op in operations):
+            return False
+    return True
 
 
 def mount_graphql(app: FastAPI, settings: Settings) -> None:

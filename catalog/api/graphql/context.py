@@ -14,14 +14,14 @@ anyway. The connection is opened lazily, so GraphiQL's schema introspection touc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.fastapi import BaseContext
 
 from catalog.api.graphql.errors import QueryTimeout
@@ -63,8 +63,9 @@ class Limits:
 class RequestDatabase:
     """A lazily opened connection shared by one request's resolvers, one statement at a time."""
 
-    def __init__(self, engine: AsyncEngine, *, timeout_seconds: float) -> None:
-        self._engine = engine
+    def __init__(self, connect: Callable[[], Awaitable[AsyncConnection]], *, timeout_seconds: float) -> None:
+        # The primary's or the read router's connect (a query may read on the replica; app.py decides).
+        self._connect = connect
         self._timeout_seconds = timeout_seconds
         # The server cancels a statement a little before the whole query times out (the schema's
         # asyncio deadline), so a slow statement is stopped in PostgreSQL rather than by cancelling
@@ -79,7 +80,7 @@ class RequestDatabase:
         timeout becomes a clear GraphQL error instead of a driver message."""
         async with self._lock:
             if self._conn is None:
-                conn = await self._engine.connect()
+                conn = await self._connect()
                 try:
                     await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
                     await conn.begin()

@@ -131,7 +131,9 @@ async def export_bundle(
     os.close(fd)
     path = Path(name)
     try:
-        result = await write_bundle(engine, path, export, kek_from_settings(settings))
+        result = await write_bundle(
+            engine, path, export, kek_from_settings(settings), read=request.app.state.read
+        )
     except BaseException:
         await asyncio.to_thread(path.unlink, missing_ok=True)
         raise

@@ -9,10 +9,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.api.consistency import READ_METHODS, requested_lsn
 from catalog.api.rest.authz import authorize_route
 from catalog.api.rest.problems import Problem
 from catalog.auth.service import Authenticator, Principal
 from catalog.db.engine import lost_connection_guard
+from catalog.db.replica import ReadRouter
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cat_<id>_<secret>`.")
 
@@ -43,8 +45,17 @@ async def require_principal(
 
 async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """A connection in a read-only transaction for the duration of the request. A database that is
-    down, or a connection lost mid-request, answers 503 through the app's handler (problems.py)."""
-    conn = await request.app.state.engine.connect()
+    down, or a connection lost mid-request, answers 503 through the app's handler (problems.py).
+
+    GET handlers read here, so with CATALOG_READ_DATABASE_URL they read on the replica, no older than
+    the request's `Catalog-LSN` (catalog/db/replica.py). Write handlers open their own transaction
+    on the primary engine; the principal and its grants were checked on the primary before this."""
+    router: ReadRouter = request.app.state.read
+    conn = await (
+        router.connect(after=requested_lsn(request))
+        if request.method in READ_METHODS
+        else request.app.state.engine.connect()
+    )
     try:
         async with lost_connection_guard(conn), conn.begin():
             yield conn

@@ -514,3 +514,42 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(retries=0)
+
+
+# -- read-your-writes -----------------------------------------------------------------------------------
+LSN_HEADER = "Catalog-LSN"
+
+
+def _lsn_value(lsn: str) -> int | None:
+    """A PostgreSQL WAL position ("16/B374D848") as a number, None when it is not one."""
+    high, sep, low = lsn.strip().partition("/")
+    try:
+        return (int(high, 16) << 32) | int(low, 16) if sep else None
+    except ValueError:
+        return None
+
+
+class WritePosition:
+    """The furthest `Catalog-LSN` this client's writes were answered with, sent back on every request.
+
+    A service with read replicas serves a request carrying it no older than that write (waiting a
+    bounded time for the replica, else reading the primary): the client reads its own writes whichever
+    service process or replica answers. Without replicas the service sends no header and this is idle.
+    """
+
+    def __init__(self) -> None:
+        self._lsn: str | None = None
+        self._value = -1
+
+    @property
+    def lsn(self) -> str | None:
+        return self._lsn
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        lsn = headers.get(LSN_HEADER)
+        value = _lsn_value(lsn) if lsn else None
+        if lsn and value is not None and value > self._value:
+            self._lsn, self._value = lsn.strip(), value
+
+    def headers(self) -> dict[str, str]:
+        return {LSN_HEADER: self._lsn} if self._lsn else {}

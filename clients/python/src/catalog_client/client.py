@@ -68,6 +68,20 @@ class _Base:
             **self.settings.headers(),
             **(headers or {}),
         }
+        # Read-your-writes across read replicas: the latest Catalog-LSN goes back on every request.
+        self.write_position = p.WritePosition()
+
+    def _send_position(self, request: httpx.Request) -> None:
+        request.headers.update(self.write_position.headers())
+
+    def _observe_position(self, response: httpx.Response) -> None:
+        self.write_position.observe(response.headers)
+
+    async def _asend_position(self, request: httpx.Request) -> None:
+        self._send_position(request)
+
+    async def _aobserve_position(self, response: httpx.Response) -> None:
+        self._observe_position(response)
 
     @property
     def url(self) -> str:
@@ -90,7 +104,11 @@ class CatalogClient(_Base):
     ) -> None:
         super().__init__(url, api_key, timeout=timeout, retry=retry, page_size=page_size, headers=headers)
         self._http = httpx.Client(
-            base_url=self.url, headers=self.headers, timeout=self.timeout, transport=transport
+            base_url=self.url,
+            headers=self.headers,
+            timeout=self.timeout,
+            transport=transport,
+            event_hooks={"request": [self._send_position], "response": [self._observe_position]},
         )
 
     def __enter__(self) -> CatalogClient:
@@ -359,7 +377,11 @@ class AsyncCatalogClient(_Base):
     ) -> None:
         super().__init__(url, api_key, timeout=timeout, retry=retry, page_size=page_size, headers=headers)
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=self.headers, timeout=self.timeout, transport=transport
+            base_url=self.url,
+            headers=self.headers,
+            timeout=self.timeout,
+            transport=transport,
+            event_hooks={"request": [self._asend_position], "response": [self._aobserve_position]},
         )
 
     async def __aenter__(self) -> AsyncCatalogClient:
