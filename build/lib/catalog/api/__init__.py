@@ -1,1 +1,0 @@
-"""HTTP APIs: REST (Marquez-compatible paths) now, GraphQL later."""

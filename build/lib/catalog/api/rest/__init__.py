@@ -1,1 +1,0 @@
-"""REST routers, problem+json errors and the authentication dependency."""

@@ -1,1 +1,0 @@
-"""The hash-chained audit log of every change and every denied or flagged decision, and its signing keys."""

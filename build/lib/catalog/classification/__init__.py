@@ -1,1 +1,0 @@
-"""PII classification: detection by name rules, producers' declared tags, stewards' decisions, propagation."""

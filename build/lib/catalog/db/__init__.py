@@ -1,1 +1,0 @@
-"""Database access: the engine, the embedded PostgreSQL launcher, migrations and partitions."""

@@ -1,1 +1,0 @@
-"""Signed compliance bundles (zip: CSV + JSON + an HTML report + a signed manifest) and their verification."""

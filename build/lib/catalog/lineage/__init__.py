@@ -1,1 +1,0 @@
-"""Lineage graph storage: job inputs/outputs and column-level edges."""

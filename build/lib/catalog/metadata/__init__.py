@@ -1,1 +1,0 @@
-"""The catalog entities projected from events: namespaces, datasets, fields, versions, jobs, runs."""

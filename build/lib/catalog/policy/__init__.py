@@ -1,1 +1,0 @@
-"""Product boundaries: products.yaml mapping, the Casbin enforcer, runtime grants, denials."""
