@@ -94,7 +94,7 @@ async def _refuse(scope: Scope, send: Send, detail: str) -> None:
             "status": 413,
             "detail": detail,
             "instance": scope.get("path"),
-            "request_id": (scope.get("state") or {}).get("request_id"),
+            "requestId": (scope.get("state") or {}).get("request_id"),
         }
     )
     await send(

@@ -169,7 +169,7 @@ async def _refuse(scope: Scope, send: Send, detail: str, parameter: str) -> None
             "detail": detail,
             "pointer": parameter,
             "instance": scope.get("raw_path", b"").decode("latin-1") or scope.get("path"),
-            "request_id": (scope.get("state") or {}).get("request_id"),
+            "requestId": (scope.get("state") or {}).get("request_id"),
         }
     )
     await send(

@@ -116,7 +116,7 @@ async def test_reload_rereads_classification_yaml_and_refuses_a_broken_one(
         os.utime(path, ns=(0, 0))
         response = await client.post("/api/v1/policy/reload")
         assert response.status_code == 200, response.text
-        assert response.json()["classification_rules"] == len(document["rules"])
+        assert response.json()["classificationRules"] == len(document["rules"])
         assert await ingest_table(client, "crm.members_v2", "loyalty_card", "cpf") == {
             "loyalty_card": ["PII.LOYALTY_CARD"]
         }

@@ -85,11 +85,11 @@ async def test_a_steward_grants_another_product_read_and_its_engineer_reads_the_
     created = await client.post("/api/v1/grants", json=body, headers=steward.headers)
     assert created.status_code == 201, created.text
     grant = created.json()
-    assert grant["grantor_product"] == "payments"
-    assert grant["grantee_product"] == "fraud"
+    assert grant["grantorProduct"] == "payments"
+    assert grant["granteeProduct"] == "fraud"
     assert grant["reason"] == body["reason"]
-    assert dt.datetime.fromisoformat(grant["expires_at"]) == dt.datetime.fromisoformat(body["expires_at"])
-    assert grant["created_by"] == steward.key_id
+    assert dt.datetime.fromisoformat(grant["expiresAt"]) == dt.datetime.fromisoformat(body["expires_at"])
+    assert grant["createdBy"] == steward.key_id
 
     after = await client.get(url, headers=fraud_engineer.headers)
     assert after.status_code == 200, after.text

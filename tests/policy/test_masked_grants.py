@@ -142,7 +142,7 @@ async def test_a_masked_only_grantee_reads_amount_fully_and_cpf_redacted(
 
     created = await client.post("/api/v1/grants", json=grant_body(masked_only=True), headers=steward.headers)
     assert created.status_code == 201, created.text
-    assert created.json()["masked_only"] is True
+    assert created.json()["maskedOnly"] is True
 
     # -- REST --
     answers = await rest(client, fraud_engineer)
@@ -223,7 +223,7 @@ async def test_a_masked_only_grantee_reads_amount_fully_and_cpf_redacted(
     assert revoked.status_code == 200, revoked.text
     full = await client.post("/api/v1/grants", json=grant_body(), headers=steward.headers)
     assert full.status_code == 201, full.text
-    assert full.json()["masked_only"] is False
+    assert full.json()["maskedOnly"] is False
     assert_full(await rest(client, fraud_engineer), await gql(client, fraud_engineer, FIELDS, VARS))
 
     # -- revoked: denied --

@@ -303,9 +303,9 @@ class GrantIn(InputModel):
 async def create_grant(body: GrantIn, request: Request, principal: PrincipalDep) -> Json:
     grantor = body.grantor_product or principal.product
     if grantor is None:
-        raise Problem("invalid-parameter", "grantor_product is required for a key without a product")
+        raise Problem("invalid-parameter", "grantorProduct is required for a key without a product")
     if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise Problem("invalid-parameter", "expires_at needs a time zone", pointer="expires_at")
+        raise Problem("invalid-parameter", "expiresAt needs a time zone", pointer="expiresAt")
     await authorize(request, principal, "grants", "write", grantor)
     new = grant_service.NewGrant(
         grantor_product=grantor,
@@ -323,7 +323,7 @@ async def create_grant(body: GrantIn, request: Request, principal: PrincipalDep)
         except grant_service.InvalidGrant as exc:
             raise Problem("invalid-parameter", str(exc)) from None
     await _after_grant_change(request, grantor)
-    return created
+    return camel_keys(created)  # type: ignore[no-any-return]
 
 
 @router.delete("/grants/{grant_id}", summary="Revoke a grant", responses=ERRORS)
@@ -333,7 +333,7 @@ async def revoke_grant(grant_id: int, request: Request, principal: PrincipalDep)
     if revoked is None:
         raise Problem("not-found", f"no live grant {grant_id}")
     await _after_grant_change(request, revoked["grantor_product"])
-    return revoked
+    return camel_keys(revoked)  # type: ignore[no-any-return]
 
 
 async def _after_grant_change(request: Request, grantor: str) -> None:
@@ -360,7 +360,7 @@ async def list_grants(
     rows = await grant_service.list_grants(
         conn, product=_product_filter(request, product), include_revoked=include_revoked
     )
-    return {"grants": rows}
+    return {"grants": camel_keys(rows)}
 
 
 @router.get(
@@ -443,7 +443,7 @@ async def reload_policy(request: Request, principal: PrincipalDep) -> Json:
         await policy_files.record_policy_reload(
             conn, enforcer.policies_dir, actor=principal.key_id, products=products
         )
-    return {"products": products, "routes": len(ROUTES), "classification_rules": len(classification.rules)}
+    return {"products": products, "routes": len(ROUTES), "classificationRules": len(classification.rules)}
 
 
 @router.get(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic.alias_generators import to_camel
 
 from catalog.api.text import json_defect, text_defect
 
@@ -22,7 +23,10 @@ StoredText = Annotated[str, AfterValidator(storable)]
 
 class InputModel(BaseModel):
     """Base of every JSON body a route takes: each field, strings nested in lists and objects included,
-    must be storable text, so a NUL in any field is a 400 naming it (`pointer`), never a 500."""
+    must be storable text, so a NUL in any field is a 400 naming it (`pointer`), never a 500. Members are
+    camelCase, as every response is (snake_case spellings are accepted too, for clients written before)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     @field_validator("*", mode="after")
     @classmethod

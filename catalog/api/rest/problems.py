@@ -56,7 +56,7 @@ class ProblemModel(BaseModel):
     detail: str | None = None
     pointer: str | None = None
     instance: str | None = None
-    request_id: str | None = None
+    requestId: str | None = None
 
 
 class Problem(Exception):
@@ -103,7 +103,7 @@ def render(request: Request, problem: Problem) -> JSONResponse:
         "status": problem.status,
         "detail": problem.detail,
         "instance": request.url.path,
-        "request_id": getattr(request.state, "request_id", None),
+        "requestId": getattr(request.state, "request_id", None),
     }
     if problem.pointer is not None:
         body["pointer"] = problem.pointer
@@ -158,7 +158,7 @@ def install_handlers(app: FastAPI) -> None:
             )
             return render(request, unavailable())
         log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
-        return render(request, Problem("internal-error", "an internal error occurred; quote the request_id"))
+        return render(request, Problem("internal-error", "an internal error occurred; quote the requestId"))
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -129,7 +129,7 @@ def error_for(status: int, content: bytes, retry_after: float | None = None) -> 
             detail=_text(body.get("detail")),
             pointer=_text(body.get("pointer")),
             instance=_text(body.get("instance")),
-            request_id=_text(body.get("request_id")),
+            request_id=_text(body.get("requestId") or body.get("request_id")),
             body=body,
             retry_after=retry_after,
         )

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 class Model(BaseModel):
-    """Snake-case attributes over the wire names as given (grants: snake_case on the wire)."""
+    """Attributes named as on the wire (or aliased to it field by field)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 
@@ -348,7 +348,7 @@ class FindingsSummary(Model):
         raise KeyError(product)
 
 
-class Grant(Model):
+class Grant(CamelModel):
     id: int
     grantor_product: str
     grantee_product: str
@@ -364,7 +364,7 @@ class Grant(Model):
     revoked_by: str | None = None
 
 
-class GrantIn(Model):
+class GrantIn(CamelModel):
     """The body of POST /grants."""
 
     grantee_product: str
@@ -413,7 +413,7 @@ class SigningKeys(Model):
         raise KeyError(key_id)
 
 
-class Problem(Model):
+class Problem(CamelModel):
     type: str
     title: str
     status: int
