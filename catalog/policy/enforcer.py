@@ -25,7 +25,8 @@ from catalog.policy.products import ReloadingProductMap
 from catalog.policy.scopes import DatasetRef, GrantScope
 
 ROLES_IN_PRODUCTS = ("pipeline", "engineer", "steward")
-GLOBAL_ROLES = ("auditor", "admin")
+# `monitor` is CATALOG_METRICS_TOKEN's role (catalog/auth/service.py): it reads /metrics, nothing else.
+GLOBAL_ROLES = ("auditor", "admin", "monitor")
 GLOBAL = "global"  # the domain of a request that touches no product's resource
 UNOWNED = "unowned"  # the domain of a resource no product is mapped to
 # Roles that may read another product's internals through a grant.
