@@ -181,3 +181,26 @@ async def test_pool_gauges_describe_the_engine(client: httpx.AsyncClient, settin
     assert value(samples, "catalog_db_pool_checked_out") >= 0
     assert ("catalog_db_pool_idle", frozenset()) in samples
     assert ("process_resident_memory_bytes", frozenset()) in samples
+
+
+async def test_open_findings_are_counted_at_most_once_per_cache_period(
+    settings: Settings, service_database_url: str
+) -> None:
+    """Scrapes within CATALOG_METRICS_CACHE_SECONDS reuse one count: a scrape storm costs the database
+    one aggregate query, and requests never pay for it."""
+    from catalog.app import create_app
+
+    app = create_app(settings.model_copy(update={"metrics_cache_seconds": 3600}), service_database_url)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://catalog", headers=ADMIN
+        ) as http,
+    ):
+        first = await ascrape(http)
+        opened = await http.post("/api/v1/lineage", json=plaintext_read("cached"))
+        assert opened.status_code == 201
+        assert (await http.get("/api/v1/findings")).json()["findings"], "a finding should be open now"
+        again = await ascrape(http)
+    families = [k for k in again if k[0] == "catalog_findings_open"]
+    assert [k for k in first if k[0] == "catalog_findings_open"] == families == []
