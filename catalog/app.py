@@ -26,6 +26,7 @@ from catalog.api.rest import classification as classification_routes
 from catalog.api.rest import governance as governance_routes
 from catalog.api.rest import ingest as ingest_routes
 from catalog.api.rest import lineage as lineage_routes
+from catalog.api.rest import operations as operations_routes
 from catalog.api.rest.problems import install_handlers
 from catalog.api.text import ParameterTextMiddleware, reject_marked_path_parameters
 from catalog.audit.checkpointer import AuditCheckpointer
@@ -33,8 +34,10 @@ from catalog.audit.signing import kek_from_settings
 from catalog.auth.service import Authenticator
 from catalog.config import Settings
 from catalog.db.engine import create_engine
+from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
 from catalog.ingest.writer import IngestWriter
+from catalog.metrics import CatalogMetrics
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
@@ -126,7 +129,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         # Plain reads may go to a streaming replica; access decisions never do (catalog/db/replica.py).
         app.state.read = _read_router(settings, engine)
         app.state.writer = writer
-        app.state.authenticator = Authenticator(engine, admin_token=admin, ttl=settings.auth_cache_seconds)
+        app.state.authenticator = Authenticator(
+            engine,
+            admin_token=admin,
+            ttl=settings.auth_cache_seconds,
+            metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+        )
         grant_watcher = GrantWatcher(engine, app.state.enforcer, interval=settings.grants_poll_seconds)
         checkpointer = AuditCheckpointer(
             engine, lambda: kek_from_settings(settings), interval=settings.audit_checkpoint_seconds
@@ -151,7 +159,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         version=__version__,
         description=(
             "OpenLineage ingestion into an event-sourced PostgreSQL catalog, with Marquez-compatible reads. "
-            "Every endpoint except `/health` needs an API key: `Authorization: Bearer <key>`."
+            "Every endpoint except `/health` and `/ready` needs an API key: `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
         # Before any other dependency of a route (authentication included): path parameters that are
@@ -167,6 +175,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(governance_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(classification_routes.router)
+    app.include_router(operations_routes.router)  # /metrics (a credential) and /ready (open)
+    app.state.migration_heads = frozenset(head_revisions())  # what /ready holds the database to
+    app.state.metrics = CatalogMetrics(
+        lambda: getattr(app.state, "engine", None), findings_ttl=settings.metrics_cache_seconds
+    )
     mount_graphql(app, settings)
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability (no credential)")
@@ -182,6 +195,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             )
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
+    # Innermost: it resolves the route template from the path EncodedSlashMiddleware has prepared.
+    app.state.metrics.instrument(app)
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(WritePositionMiddleware)  # Catalog-LSN on write answers (catalog/api/consistency.py)
     app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text.py)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,21 @@ app.add_typer(signing_app, name="signing")
 app.add_typer(export_app, name="export")
 app.command("scan")(scan)
 
-console = Console(stderr=True)
-out = Console()
+# Not on a terminal (a pipe, a file, a log collector), rich would wrap and cut at 80 columns: log lines
+# broken in two, `keys list` names cut to `airflow…`. There nothing is wrapped: a line is as long as its
+# content (a table as wide as its widest row). COLUMNS, when set, still wins; a terminal keeps its width.
+UNWRAPPED_WIDTH = 100_000
+
+
+def _console(*, stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    on_terminal = hasattr(stream, "isatty") and stream.isatty()
+    width = None if on_terminal or os.environ.get("COLUMNS") else UNWRAPPED_WIDTH
+    return Console(stderr=stderr, width=width, soft_wrap=not on_terminal)
+
+
+console = _console(stderr=True)
+out = _console(stderr=False)
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)

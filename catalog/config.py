@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 5000
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin API key (how operators start).")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="A bearer token that may read /metrics and nothing else (for a Prometheus scraper); "
+        "admin and auditor keys may read /metrics too.",
+    )
+    metrics_cache_seconds: float = Field(
+        5.0, ge=0, description="How long /metrics reuses its database-derived gauges (open findings)."
+    )
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -22,6 +22,8 @@ from catalog.audit.state import secret_fingerprint
 from catalog.auth.models import CROSS_PRODUCT_ROLES, PRODUCT_ROLES, ROLES, ApiKey
 
 PREFIX = "cat_"
+# The role of CATALOG_METRICS_TOKEN (no API key has it): policies/policy.csv lets it read metrics only.
+MONITOR_ROLE = "monitor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +164,17 @@ class Authenticator:
     `ttl` seconds: a revoked key stops working on every replica within that time.
     """
 
-    def __init__(self, engine: AsyncEngine, *, admin_token: str | None, ttl: float = 2.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        admin_token: str | None,
+        ttl: float = 2.0,
+        metrics_token: str | None = None,
+    ) -> None:
         self._engine = engine
         self._admin_hash = _hash(admin_token) if admin_token else None
+        self._metrics_hash = _hash(metrics_token) if metrics_token else None
         self._ttl = ttl
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
 
@@ -172,6 +182,9 @@ class Authenticator:
         digest = _hash(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Principal("admin-token", "bootstrap admin", "admin", None)
+        if self._metrics_hash is not None and hmac.compare_digest(digest, self._metrics_hash):
+            # CATALOG_METRICS_TOKEN: the `monitor` role, which the policy lets read /metrics only.
+            return Principal("metrics-token", "metrics scraper", MONITOR_ROLE, None)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:

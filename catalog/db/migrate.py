@@ -41,6 +41,11 @@ def head_revision() -> str:
     return head
 
 
+def head_revisions() -> tuple[str, ...]:
+    """Every head of the migration scripts: the revisions a database of this version must be at."""
+    return tuple(ScriptDirectory.from_config(alembic_config("postgresql://x@/x")).get_heads())
+
+
 def current_revision(url: str) -> str | None:
     """The revision the database is at (None when never migrated); uses psycopg, no event loop needed."""
     engine = create_sync_engine(asyncpg_url(url).replace("+asyncpg", "+psycopg"))

@@ -12,7 +12,9 @@ import typer
 from catalog.audit.cli import DbOpt, HomeOpt, cli_actor
 
 export_app = typer.Typer(
-    help="Signed compliance bundles: `catalog export --out FILE [--as-of T]`, `catalog export verify BUNDLE`.",
+    help="Signed compliance bundles: `catalog export --out FILE [--as-of T]`; check one with "
+    "`catalog export verify BUNDLE --public-key KEY.pem|KEY_ID` (a PEM file from `catalog signing "
+    "public-key`, or a signing key id from `catalog signing list`).",
     invoke_without_command=True,
 )
 
@@ -96,20 +98,38 @@ def export(
 def export_verify(
     bundle: Annotated[Path, typer.Argument(help="The bundle (zip).", exists=True, dir_okay=False)],
     public_key: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--public-key",
-            help="A public key file (PEM, or base64 of the raw key), or a key id to look up in the catalog.",
+            help="Required. A public key file (PEM, or base64 of the raw key; `catalog signing public-key "
+            "KEY_ID > key.pem`), or a signing key id to look up in the catalog (`catalog signing list`).",
+            show_default=False,
         ),
-    ],
+    ] = None,
     home: HomeOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """Check the manifest's signature and every file's SHA-256 (exit 1 on any mismatch)."""
+    """Check the manifest's signature and every file's SHA-256 (exit 1 on any mismatch):
+    `catalog export verify BUNDLE --public-key KEY.pem|KEY_ID`."""
     from catalog.audit.signing import load_public_key, public_key_by_id
     from catalog.cli import _fail, _with_db, console
-    from catalog.export.verify import verify_bundle
+    from catalog.export.verify import signature_key_id, verify_bundle
 
+    if public_key is None:
+        # The key must come from the verifier, not from the bundle: name the one the bundle claims, so
+        # the auditor knows which to fetch from a source they trust.
+        try:
+            claimed = signature_key_id(bundle)
+        except Exception:
+            claimed = None
+        which = f"KEY_ID is {claimed}, the key this bundle says signed it; " if claimed else ""
+        raise _fail(
+            "give --public-key: a PEM file of the signing public key (`catalog signing public-key KEY_ID > "
+            "key.pem`, or GET /api/v1/signing-keys), or a signing key id to look up in this catalog "
+            f"(`catalog signing list`). {which}e.g. `catalog export verify {bundle} --public-key "
+            f"{claimed or 'KEY_ID'}`",
+            2,
+        )
     candidate = Path(public_key)
     if candidate.is_file():
         key = load_public_key(candidate.read_bytes())

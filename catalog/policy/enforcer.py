@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import io
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,13 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import casbin
+from casbin.model import Model
 
 from catalog.auth.service import Principal
 from catalog.policy.products import ReloadingProductMap
 from catalog.policy.scopes import DatasetRef, GrantScope
 
+log = logging.getLogger("catalog.policy")
+
 ROLES_IN_PRODUCTS = ("pipeline", "engineer", "steward")
-GLOBAL_ROLES = ("auditor", "admin")
+# `monitor` is CATALOG_METRICS_TOKEN's role (catalog/auth/service.py): it reads /metrics, nothing else.
+GLOBAL_ROLES = ("auditor", "admin", "monitor")
 GLOBAL = "global"  # the domain of a request that touches no product's resource
 UNOWNED = "unowned"  # the domain of a resource no product is mapped to
 # Roles that may read another product's internals through a grant.
@@ -120,8 +125,22 @@ def role_links(products: Iterable[str]) -> list[list[str]]:
     return links
 
 
+class _QuietModel(Model):  # type: ignore[misc]
+    """pycasbin prints the whole model at INFO each time an enforcer is built (six lines at start,
+    more at every reload): configuration an operator does not act on. Logged at DEBUG instead."""
+
+    def print_model(self) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "casbin model: %s",
+                "; ".join(f"{k}.{i}: {j.value}" for k, v in self.items() for i, j in v.items()),
+            )
+
+
 def build_enforcer(model_path: Path, policy: Sequence[list[str]], links: Sequence[list[str]]) -> Any:
-    enforcer = casbin.Enforcer(str(model_path))
+    model = _QuietModel()
+    model.load_model(str(model_path))
+    enforcer = casbin.Enforcer(model)
     enforcer.enable_auto_save(False)
     enforcer.add_function("globMatch", _obj_match)
     if policy:

@@ -116,6 +116,8 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     ("GET", f"{V1}/policy/discover"): RoutePolicy("catalog.discover", "read", "product"),
     ("POST", f"{V1}/policy/reload"): RoutePolicy("policy", "write", "global"),
     ("GET", f"{V1}/policy/denials"): RoutePolicy("policy.denials", "read", "global"),
+    # operations: Prometheus metrics (admin, auditor, CATALOG_METRICS_TOKEN's `monitor` role)
+    ("GET", "/metrics"): RoutePolicy("metrics", "read", "global"),
 }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit import service as audit
 from catalog.auth.service import Principal
+from catalog.metrics import count_denial
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer
 from catalog.policy.products import ProductMap
@@ -57,6 +58,7 @@ async def record_denial(
     engine: AsyncEngine, principal: Principal, decision: Decision, path: str | None
 ) -> None:
     """Keep a denial (own transaction: the request itself is about to fail)."""
+    count_denial(decision.obj, decision.act, decision.rule)  # /metrics, whether or not it can be stored
     try:
         async with engine.begin() as conn:
             await conn.execute(

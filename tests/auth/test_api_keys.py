@@ -61,7 +61,8 @@ def iter_routes(routes: list[Any]) -> Iterator[Any]:
 def test_every_route_but_health_and_docs_requires_a_key(settings: Settings) -> None:
     """A new route without the authentication dependency fails here."""
     app = create_app(settings, "postgresql://unused@/x")
-    open_paths = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    # /health (liveness) and /ready (readiness) are for orchestrators and load balancers: no credential
+    open_paths = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
     checked = 0
     for route in iter_routes(app.routes):
         path = getattr(route, "path", "")

@@ -103,3 +103,46 @@ def test_graphiql_runs_a_lineage_query_in_chromium(live_server: LiveServer) -> N
     assert foreign == [], f"the page fetched from outside the service: {foreign}"
     assert page_errors == []
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_graphiql_first_visit_says_where_the_key_goes(live_server: LiveServer) -> None:
+    """A first visit (no key yet) shows what to do — not a 401 error — and sends no request that would be
+    refused; a key the service refuses gets the same hint, with the service's reason."""
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        no_browser(f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` to run this test")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        no_browser("the `playwright` package is not installed (pip install -e '.[dev]')")
+
+    posts: list[str | None] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on(
+                "request",
+                lambda r: posts.append(r.headers.get("authorization")) if r.method == "POST" else None,
+            )
+            page.goto(f"{live_server.url}/graphql", wait_until="load")
+            response = page.locator(".graphiql-response")
+            response.get_by_text("Put your API key in the Headers tab").first.wait_for(timeout=20_000)
+            first_visit = response.inner_text()
+
+            wrong = quote(json.dumps({"Authorization": "Bearer cat_0000_not-a-key"}))
+            page.goto(f"{live_server.url}/graphql?headers={wrong}", wait_until="load")
+            response.get_by_text("was refused").first.wait_for(timeout=20_000)
+            refused = response.inner_text()
+        finally:
+            browser.close()
+
+    assert "401" not in first_visit
+    assert "unauthenticated" not in first_visit.lower()
+    assert posts, "the refused key should have been sent"
+    assert set(posts) == {"Bearer cat_0000_not-a-key"}, posts  # nothing was sent without a key
+    assert "unknown, revoked or expired" in refused
+    assert "Headers tab" in refused

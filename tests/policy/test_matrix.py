@@ -40,7 +40,7 @@ NEVER = "auditor-never-writes"
 INTERNALS = "other-products-internals-need-a-grant"
 
 # Paths that need no credential and so have no policy.
-OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN_PATHS = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 # What the policy says, per (object, action) of the route table: role -> (own product, other product).
 # "allow", or the name of the rule that denies. Auditor and admin hold no product: one outcome.
@@ -145,6 +145,13 @@ EXPECTED: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
         "admin": (ALLOW, ALLOW),
     },
     ("policy.denials", "read"): {
+        "pipeline": (DD, DD),
+        "engineer": (DD, DD),
+        "steward": (DD, DD),
+        "auditor": (ALLOW, ALLOW),
+        "admin": (ALLOW, ALLOW),
+    },
+    ("metrics", "read"): {
         "pipeline": (DD, DD),
         "engineer": (DD, DD),
         "steward": (DD, DD),
@@ -395,6 +402,7 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ),
     ("POST", f"{V1}/policy/reload"): lambda p, w: Call("POST", f"{V1}/policy/reload"),
     ("GET", f"{V1}/policy/denials"): lambda p, w: Call("GET", f"{V1}/policy/denials"),
+    ("GET", "/metrics"): lambda p, w: Call("GET", "/metrics"),
 }
 
 # Routes in the table that the request matrix does not call, and why.

@@ -15,6 +15,7 @@ from catalog.api.rest.problems import Problem, problem_responses, unavailable
 from catalog.auth.service import Principal
 from catalog.db.errors import DatabaseUnavailable
 from catalog.ingest.writer import IngestWriter
+from catalog.metrics import count_events
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
@@ -121,13 +122,19 @@ async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple
 )
 async def ingest_event(request: Request, principal: PrincipalDep) -> JSONResponse:
     settings = request.app.state.settings
-    body = await _decoded(request, settings.max_body_bytes)
     try:
-        event = parse_event(load_json(body))
-    except EventRejected as exc:
-        raise _problem(exc) from exc
-    await authorize_events(request, principal, [event])
-    stored, _ = await _submit(request.app.state.writer, [sent_by(principal, event)])
+        body = await _decoded(request, settings.max_body_bytes)
+        try:
+            event = parse_event(load_json(body))
+        except EventRejected as exc:
+            raise _problem(exc) from exc
+        await authorize_events(request, principal, [event])
+        stored, _ = await _submit(request.app.state.writer, [sent_by(principal, event)])
+    except Problem as refused:
+        if refused.status < 500:  # a 503 is "try again", not a verdict on the event
+            count_events(rejected=1)
+        raise
+    count_events(accepted=stored, duplicate=1 - stored)
     return JSONResponse({"status": "created" if stored else "duplicate"}, status_code=201)
 
 
@@ -171,11 +178,19 @@ async def ingest_batch(request: Request, principal: PrincipalDep) -> BatchResult
             events.append(parse_event(item))
         except EventRejected as exc:
             failed.append(FailedEvent(index=index, reason=exc.detail, retriable=False, pointer=exc.pointer))
-    duplicates = 0
-    await authorize_events(request, principal, events)
-    if events:
-        _, duplicates = await _submit(request.app.state.writer, [sent_by(principal, e) for e in events])
+    stored = duplicates = 0
+    try:
+        await authorize_events(request, principal, events)
+        if events:
+            stored, duplicates = await _submit(
+                request.app.state.writer, [sent_by(principal, e) for e in events]
+            )
+    except Problem as refused:
+        if refused.status < 500:  # one denied event refuses the batch: all its events are rejected
+            count_events(rejected=len(items))
+        raise
     ok = len(events)
+    count_events(accepted=stored, duplicate=duplicates, rejected=len(failed))
     status: Any = "success" if not failed else ("partial_success" if ok else "failure")
     return BatchResult(
         status=status,

@@ -1,0 +1,84 @@
+"""Operator endpoints: `/metrics` (Prometheus, needs a credential) and `/ready` (readiness, open like
+`/health`). `/health` says "this process is alive"; `/ready` says "send me traffic": the database
+answers and its schema is at the revision this code expects."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from catalog import __version__
+from catalog.api.rest.deps import PrincipalDep
+from catalog.api.rest.problems import problem_responses
+from catalog.metrics import CatalogMetrics
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger("catalog.ready")
+
+METRICS_PATH = "/metrics"
+READY_PATH = "/ready"
+
+
+@router.get(
+    METRICS_PATH,
+    summary="Prometheus metrics of this process (admin, auditor, or CATALOG_METRICS_TOKEN)",
+    description=(
+        "The Prometheus text format: HTTP requests by route template, method and status; events accepted, "
+        "duplicate and rejected; authorisation denials; open findings by rule and severity; database pool "
+        "use; process CPU and memory. Per process: scrape every service process."
+    ),
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **problem_responses(401, 403),
+    },
+)
+async def metrics(request: Request, principal: PrincipalDep) -> Response:
+    registry: CatalogMetrics = request.app.state.metrics
+    return Response(await registry.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    READY_PATH,
+    summary="Readiness: database reachable and migrated to this version's head (no credential)",
+    description=(
+        "200 when this process can serve: the database answers and its schema is at the migration head "
+        "this code was built for. Otherwise 503 with `Retry-After` and the reason, so an orchestrator "
+        "holds traffic back without restarting the process (that is `/health`'s answer)."
+    ),
+    responses={503: {"description": "Not ready; `reasons` says why."}},
+)
+async def ready(request: Request) -> JSONResponse:
+    reasons: list[str] = []
+    expected: frozenset[str] = request.app.state.migration_heads
+    current: set[str] = set()
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            try:
+                rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+                current = {r.version_num for r in rows}
+            except Exception:
+                log.warning("alembic_version could not be read", exc_info=True)
+    except Exception:
+        reasons.append("database unreachable")
+    else:
+        if current != expected:
+            at = ", ".join(sorted(current)) or "none"
+            reasons.append(
+                f"database schema at revision {at}; this version needs {', '.join(sorted(expected))} "
+                "(run `catalog migrate`)"
+            )
+    body = {
+        "status": "ready" if not reasons else "not ready",
+        "version": __version__,
+        "migrations": {"current": sorted(current), "expected": sorted(expected)},
+        "reasons": reasons,
+    }
+    if reasons:
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(body)
