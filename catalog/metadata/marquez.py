@@ -7,6 +7,7 @@ answer whatever the number of buckets or rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -229,8 +230,8 @@ FROM added a ORDER BY a.start_at
 
 def _window(period: Period, tz: str) -> dict[str, Any]:
     if period == "DAY":
-        return {"tz": tz, "unit": "hour", "step": "1 hour", "n": 24}
-    return {"tz": tz, "unit": "day", "step": "1 day", "n": 7}
+        return {"tz": tz, "unit": "hour", "step": dt.timedelta(hours=1), "n": 24}
+    return {"tz": tz, "unit": "day", "step": dt.timedelta(days=1), "n": 7}
 
 
 def _interval(row: Any) -> Json:

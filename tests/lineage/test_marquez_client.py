@@ -104,14 +104,14 @@ def test_marquez_python_client_reads_our_catalog(live_server: LiveServer) -> Non
     assert found == sources[0]
     with pytest.raises(marquez_client.errors.APIError) as missing:
         client.get_source("no-such-source")
-    assert missing.value.__cause__.response.status_code == 404  # type: ignore[union-attr]
+    assert missing.value.__cause__.response.status_code == 404
 
 
 def refused(call: Callable[[], object]) -> dict[str, object]:
     """The 405 problem+json behind the client's APIError."""
     with pytest.raises(marquez_client.errors.APIError) as raised:
         call()
-    response = raised.value.__cause__.response  # type: ignore[union-attr]
+    response = raised.value.__cause__.response
     assert response.status_code == 405, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     problem: dict[str, object] = response.json()
