@@ -37,7 +37,6 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-RunState = Annotated[Literal["NEW", "RUNNING", "COMPLETED", "FAILED", "ABORTED"], BeforeValidator(_upper)]
 PeriodParam = Annotated[
     service.Period,
     Query(description="DAY: the last 24 hours by hour; WEEK: the last 7 days by day."),
@@ -60,13 +59,24 @@ async def list_all_jobs(
     limit: Limit = 100,
     offset: Offset = 0,
     last_run_states: Annotated[
-        list[RunState] | None,
-        Query(alias="lastRunStates", description="Only jobs whose latest run is in one of these states."),
+        list[str] | None,
+        Query(
+            alias="lastRunStates",
+            description="Only jobs whose latest run is in one of these states: "
+            + ", ".join(service.RUN_STATES)
+            + " (NEW: never run).",
+        ),
     ] = None,
 ) -> Json:
-    jobs, total = await service.list_all_jobs(
-        conn, limit=limit, offset=offset, last_run_states=last_run_states or ()
-    )
+    states = [s.upper() for s in last_run_states or ()]
+    unknown = sorted(set(states) - set(service.RUN_STATES))
+    if unknown:
+        raise Problem(
+            "invalid-parameter",
+            f"lastRunStates: {', '.join(unknown)} is not one of {', '.join(service.RUN_STATES)}",
+            pointer="lastRunStates",
+        )
+    jobs, total = await service.list_all_jobs(conn, limit=limit, offset=offset, last_run_states=states)
     return {"jobs": await _discoverable_jobs(request, conn, jobs), "totalCount": total}
 
 
