@@ -106,6 +106,7 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     ("DELETE", f"{NS}/jobs/{{job}}"): RoutePolicy("lineage.event", "write", "job"),
     ("POST", f"{NS}/jobs/{{job}}/runs"): RoutePolicy("lineage.event", "write", "job"),
     ("POST", f"{V1}/jobs/runs/{{run_id}}/{{action}}"): RoutePolicy("lineage.event", "write", "run"),
+    ("POST", f"{NS}/jobs/{{job}}/tags/{{tag}}"): RoutePolicy("lineage.event", "write", "job"),
     ("PATCH", f"{NS}/jobs/{{job}}/tags/{{tag}}"): RoutePolicy("lineage.event", "write", "job"),
     ("DELETE", f"{NS}/jobs/{{job}}/tags/{{tag}}"): RoutePolicy("lineage.event", "write", "job"),
     # GraphQL: the endpoint admits any catalog user; each field/mutation calls `authorize` itself.

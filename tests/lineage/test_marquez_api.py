@@ -267,6 +267,7 @@ async def test_marquez_writes_answer_405_to_who_may_ingest_and_403_to_others(
         ("POST", f"{job_path}/runs", "GET"),
         ("POST", f"{V1}/jobs/runs/{run}/start", ""),
         ("POST", f"{V1}/jobs/runs/{run}/abort", ""),
+        ("POST", f"{job_path}/tags/PII", ""),
         ("PATCH", f"{job_path}/tags/PII", ""),
         ("DELETE", f"{job_path}/tags/PII", ""),
     ]

@@ -390,6 +390,9 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", f"{V1}/jobs/runs/{{run_id}}/{{action}}"): lambda p, w: Call(
         "POST", f"{V1}/jobs/runs/{w.runs[p]}/complete"
     ),
+    ("POST", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}/tags/{{tag}}"): lambda p, w: Call(
+        "POST", f"{_job(p)}/tags/matrix"
+    ),
     ("PATCH", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}/tags/{{tag}}"): lambda p, w: Call(
         "PATCH", f"{_job(p)}/tags/matrix"
     ),

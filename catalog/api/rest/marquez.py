@@ -334,7 +334,7 @@ JOB_TAG = "/namespaces/{namespace}/jobs/{job}/tags/{tag}"
 
 @router.api_route(
     JOB_TAG,
-    methods=["PATCH", "DELETE"],
+    methods=["POST", "PATCH", "DELETE"],
     summary="Not supported: job tags come from the job's `tags` facet",
     responses=REFUSED,
     deprecated=True,
