@@ -330,14 +330,20 @@ async def mark_run(run_id: uuid.UUID, action: RunAction, _: PrincipalDep) -> Non
 
 
 JOB_TAG = "/namespaces/{namespace}/jobs/{job}/tags/{tag}"
+JOB_TAG_SUMMARY = "Not supported: a job's tags come from its `tags` facet"
+JOB_TAGS_REFUSED = "a job's tags (send the job's `tags` facet in an event)"
 
 
-@router.api_route(
-    JOB_TAG,
-    methods=["POST", "PATCH", "DELETE"],
-    summary="Not supported: job tags come from the job's `tags` facet",
-    responses=REFUSED,
-    deprecated=True,
-)
+@router.post(JOB_TAG, summary=JOB_TAG_SUMMARY, responses=REFUSED, deprecated=True)
 async def tag_job(namespace: Namespace, job: Name, tag: Name, _: PrincipalDep) -> None:
-    _refuse("a job's tags (send the job's `tags` facet)", allow="")
+    _refuse(JOB_TAGS_REFUSED, allow="")
+
+
+@router.patch(JOB_TAG, summary=JOB_TAG_SUMMARY, responses=REFUSED, deprecated=True)
+async def patch_job_tag(namespace: Namespace, job: Name, tag: Name, _: PrincipalDep) -> None:
+    _refuse(JOB_TAGS_REFUSED, allow="")
+
+
+@router.delete(JOB_TAG, summary=JOB_TAG_SUMMARY, responses=REFUSED, deprecated=True)
+async def untag_job(namespace: Namespace, job: Name, tag: Name, _: PrincipalDep) -> None:
+    _refuse(JOB_TAGS_REFUSED, allow="")
