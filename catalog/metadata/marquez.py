@@ -192,15 +192,22 @@ buckets AS (
 )
 """
 
+# The window's events are read once through the event-time key (and its partitions), then bucketed.
 LINEAGE_EVENTS = """
-WITH {buckets}
+WITH {buckets},
+events AS (
+    SELECT e.event_time, e.event_type FROM event_log e
+    WHERE e.event_time >= (SELECT min(start_at) FROM buckets)
+      AND e.event_time < (SELECT max(end_at) FROM buckets)
+      AND e.event_type IN ('START', 'COMPLETE', 'FAIL', 'ABORT') {readable}
+)
 SELECT b.start_at, b.end_at,
-       count(e.id) FILTER (WHERE e.event_type = 'START') AS start,
-       count(e.id) FILTER (WHERE e.event_type = 'COMPLETE') AS complete,
-       count(e.id) FILTER (WHERE e.event_type = 'FAIL') AS fail,
-       count(e.id) FILTER (WHERE e.event_type = 'ABORT') AS abort
+       count(e.event_time) FILTER (WHERE e.event_type = 'START') AS start,
+       count(e.event_time) FILTER (WHERE e.event_type = 'COMPLETE') AS complete,
+       count(e.event_time) FILTER (WHERE e.event_type = 'FAIL') AS fail,
+       count(e.event_time) FILTER (WHERE e.event_type = 'ABORT') AS abort
 FROM buckets b
-LEFT JOIN event_log e ON e.event_time >= b.start_at AND e.event_time < b.end_at {readable}
+LEFT JOIN events e ON e.event_time >= b.start_at AND e.event_time < b.end_at
 GROUP BY b.start_at, b.end_at
 ORDER BY b.start_at
 """
