@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -101,21 +102,47 @@ async def run_facets(conn: AsyncConnection, *, run_id: uuid.UUID, kind: Literal[
 # -- sources ------------------------------------------------------------------------------------------
 
 # One row per dataset that has a `dataSource` facet: the source is named by the facet's name (its URI
-# when it has none), as producers name it; the stored URI is the ingest-redacted one.
+# when it has none), as producers name it; the stored URI is the ingest-redacted one. `{readable}`: only
+# datasets the caller may read the facets of (READABLE_DATASET), or nothing for every dataset.
 SOURCE_ROWS = """
 SELECT coalesce(nullif(f.value->>'name', ''), nullif(f.value->>'uri', '')) AS name,
        nullif(f.value->>'uri', '') AS uri, f.event_time, d.first_seen, d.last_seen
 FROM facets f JOIN datasets d ON d.id = f.subject_id
-WHERE f.subject_kind = 'dataset' AND f.name = 'dataSource' AND f.value IS NOT NULL
+WHERE f.subject_kind = 'dataset' AND f.name = 'dataSource' AND f.value IS NOT NULL {readable}
 """
 
-SOURCES = f"""
-WITH src AS ({SOURCE_ROWS})
+# A dataset's facets are its product's internals: readable when its stored product is one of
+# `:products` (or none, with `:unowned`) — the event log's rule (READABLE_EVENT), applied to datasets.
+READABLE_DATASET = (
+    "AND EXISTS (SELECT 1 FROM product_assignments pa WHERE pa.subject_kind = 'dataset' "
+    "AND pa.subject_id = d.id "
+    "AND (pa.product = ANY(CAST(:products AS text[])) OR (pa.product IS NULL AND :unowned)))"
+)
+
+SOURCES = """
+WITH src AS ({rows})
 SELECT name, (array_agg(uri ORDER BY event_time DESC) FILTER (WHERE uri IS NOT NULL))[1] AS uri,
        min(first_seen) AS first_seen, max(last_seen) AS last_seen, count(*) OVER () AS total
 FROM src WHERE name IS NOT NULL AND (CAST(:name AS text) IS NULL OR name = :name)
 GROUP BY name ORDER BY name LIMIT :limit OFFSET :offset
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Readable:
+    """The products whose datasets' and jobs' internals a caller may read (`unowned`: those of none)."""
+
+    products: Sequence[str]
+    unowned: bool
+
+
+def _rows(readable: Readable | None) -> tuple[str, dict[str, Any]]:
+    """SOURCE_ROWS for a caller (None: one who reads every product's internals) and its parameters."""
+    if readable is None:
+        return SOURCE_ROWS.format(readable=""), {}
+    params = {"products": list(readable.products), "unowned": readable.unowned}
+    return SOURCE_ROWS.format(readable=READABLE_DATASET), params
+
 
 # URI schemes that name the same system as Marquez's SourceType spells it.
 SCHEME_TYPES = {"postgres": "POSTGRESQL", "postgresql": "POSTGRESQL", "redshift": "REDSHIFT"}
@@ -146,22 +173,32 @@ def _source(row: Any) -> Json:
     }
 
 
-async def list_sources(conn: AsyncConnection, *, limit: int, offset: int) -> tuple[list[Json], int]:
-    rows = (await conn.execute(text(SOURCES), {"name": None, "limit": limit, "offset": offset})).all()
-    total = rows[0].total if rows else await _source_count(conn)
-    return [_source(r) for r in rows], total
-
-
-async def _source_count(conn: AsyncConnection) -> int:
-    """The total when the page is empty (an offset past the end): the window count has no row to ride."""
+async def list_sources(
+    conn: AsyncConnection, *, limit: int, offset: int, readable: Readable | None = None
+) -> tuple[list[Json], int]:
+    """Sources of the datasets whose facets the caller may read (`readable` None: every dataset's)."""
+    rows_sql, params = _rows(readable)
+    rows = (
+        await conn.execute(
+            text(SOURCES.format(rows=rows_sql)), {**params, "name": None, "limit": limit, "offset": offset}
+        )
+    ).all()
+    if rows:
+        return [_source(r) for r in rows], rows[0].total
+    # An offset past the end: the window count has no row to ride on.
     total: int = (
-        await conn.execute(text(f"SELECT count(DISTINCT name) FROM ({SOURCE_ROWS}) s"))
+        await conn.execute(text(f"SELECT count(DISTINCT name) FROM ({rows_sql}) s"), params)
     ).scalar_one()
-    return total
+    return [], total
 
 
-async def get_source(conn: AsyncConnection, name: str) -> Json | None:
-    row = (await conn.execute(text(SOURCES), {"name": name, "limit": 1, "offset": 0})).first()
+async def get_source(conn: AsyncConnection, name: str, *, readable: Readable | None = None) -> Json | None:
+    rows_sql, params = _rows(readable)
+    row = (
+        await conn.execute(
+            text(SOURCES.format(rows=rows_sql)), {**params, "name": name, "limit": 1, "offset": 0}
+        )
+    ).first()
     return _source(row) if row else None
 
 
@@ -216,8 +253,7 @@ ORDER BY b.start_at
 FIRST_SEEN: dict[Entity, str] = {
     "jobs": "SELECT first_seen FROM jobs",
     "datasets": "SELECT first_seen FROM datasets",
-    "sources": f"SELECT min(first_seen) AS first_seen FROM ({SOURCE_ROWS}) s WHERE name IS NOT NULL "
-    "GROUP BY name",
+    "sources": "SELECT min(first_seen) AS first_seen FROM ({rows}) s WHERE name IS NOT NULL GROUP BY name",
 }
 
 # Cumulative growth (Marquez's IntervalMetric): how many existed at the end of each bucket, as the
@@ -246,21 +282,16 @@ def _interval(row: Any) -> Json:
 
 
 async def lineage_event_stats(
-    conn: AsyncConnection,
-    *,
-    period: Period,
-    tz: str,
-    job_products: Sequence[str] | None = None,
-    unowned_jobs: bool = False,
+    conn: AsyncConnection, *, period: Period, tz: str, readable: Readable | None = None
 ) -> list[Json]:
-    """Marquez's LineageMetric per bucket: START/COMPLETE/FAIL/ABORT events by event time. `job_products`
-    counts only the events GET /events/lineage would list to the same caller (None: every event)."""
+    """Marquez's LineageMetric per bucket: START/COMPLETE/FAIL/ABORT events by event time, only those
+    GET /events/lineage would list to the caller (`readable` None: every event)."""
     params = _window(period, tz)
-    readable = ""
-    if job_products is not None:
-        readable = "AND " + READABLE_EVENT
-        params.update(products=list(job_products), unowned=unowned_jobs)
-    sql = LINEAGE_EVENTS.format(buckets=BUCKETS.strip(), readable=readable)
+    clause = ""
+    if readable is not None:
+        clause = "AND " + READABLE_EVENT
+        params.update(products=list(readable.products), unowned=readable.unowned)
+    sql = LINEAGE_EVENTS.format(buckets=BUCKETS.strip(), readable=clause)
     rows = await conn.execute(text(sql), params)
     return [
         {**_interval(r), "fail": r.fail, "start": r.start, "complete": r.complete, "abort": r.abort}
@@ -268,8 +299,13 @@ async def lineage_event_stats(
     ]
 
 
-async def growth_stats(conn: AsyncConnection, *, entity: Entity, period: Period, tz: str) -> list[Json]:
-    """Marquez's IntervalMetric per bucket: how many jobs/datasets/sources existed at its end."""
-    sql = GROWTH.format(buckets=BUCKETS.strip(), first_seen=FIRST_SEEN[entity])
-    rows = await conn.execute(text(sql), _window(period, tz))
+async def growth_stats(
+    conn: AsyncConnection, *, entity: Entity, period: Period, tz: str, readable: Readable | None = None
+) -> list[Json]:
+    """Marquez's IntervalMetric per bucket: how many jobs/datasets/sources existed at its end (sources:
+    those GET /sources lists to the caller; jobs and datasets are discoverable by every caller)."""
+    rows_sql, params = _rows(readable)
+    first_seen = FIRST_SEEN[entity].format(rows=rows_sql)
+    sql = GROWTH.format(buckets=BUCKETS.strip(), first_seen=first_seen)
+    rows = await conn.execute(text(sql), {**_window(period, tz), **(params if entity == "sources" else {})})
     return [{**_interval(r), "count": int(r.existing)} for r in rows]

@@ -83,8 +83,8 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     ("DELETE", f"{DS}/fields/{{field}}/tags/{{tag}}"): RoutePolicy("classification", "write", "dataset"),
     # The rest of Marquez's reads (catalog/api/rest/marquez.py): every job (another product's by name,
     # inputs and outputs only), a run's facets (its job's internals), the event log by namespace and its
-    # counts (the /events/lineage rule), sources and growth counts (discoverable: names and
-    # credential-free connection URLs, as namespace names already are).
+    # counts (the /events/lineage rule), sources (from the dataSource facets of datasets whose internals
+    # the caller may read) and growth counts.
     ("GET", f"{V1}/jobs"): RoutePolicy("catalog.discover", "read", "global"),
     ("GET", f"{V1}/jobs/runs/{{run_id}}/facets"): RoutePolicy("catalog.internals", "read", "run"),
     ("GET", f"{V1}/events"): RoutePolicy("events", "read", "global"),

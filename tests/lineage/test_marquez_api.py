@@ -18,8 +18,8 @@ from catalog.metadata.marquez import source_type
 from tests.factories import PRODUCER, dataset, run_event
 from tests.findings.helpers import FRAUD_DB, PAYMENTS_DB, ingest, source
 from tests.keys import make_key
-from tests.policy.test_grants import denied_by
-from tests.policy.test_rest_leaks import INTERNALS, SQL_FACET, TRANSACTIONS, world
+from tests.policy.test_grants import TLS, denied_by
+from tests.policy.test_rest_leaks import FRAUD_TLS, INTERNALS, SQL_FACET, TRANSACTIONS, world
 
 V1 = "/api/v1"
 
@@ -154,10 +154,22 @@ async def test_sources_are_the_datasets_data_sources_without_credentials(
     assert audit["type"] == "MYSQL"
     assert "Secr3t" not in audit["connectionUrl"]
     assert set(audit) == {"type", "name", "createdAt", "updatedAt", "connectionUrl", "description"}
-    assert await w.ok("payments", f"{V1}/sources/fraud-audit") == audit
+    assert await w.ok("auditor", f"{V1}/sources/fraud-audit") == audit
     assert (await w.get("auditor", f"{V1}/sources/{quote('no such', safe='')}")).status_code == 404
     page = await w.ok("auditor", f"{V1}/sources", limit=1, offset=100)
-    assert page == {"sources": [], "totalCount": body["totalCount"]}
+    assert page == {"sources": [], "totalCount": (await w.ok("auditor", f"{V1}/sources"))["totalCount"]}
+
+    # A dataset's dataSource facet is its product's internals: payments' engineer does not learn where
+    # fraud's audit database is, nor fraud's URI behind the source name both products use.
+    assert (await w.get("payments", f"{V1}/sources/fraud-audit")).status_code == 404
+    theirs = {s["name"]: s for s in (await w.ok("payments", f"{V1}/sources"))["sources"]}
+    assert set(theirs) == {"source", "exports"}  # its own datasets' and an unowned dataset's
+    assert theirs["source"]["connectionUrl"] == TLS
+    assert by_name["source"]["connectionUrl"] == FRAUD_TLS
+    assert "fraud" not in str(theirs["source"])
+    sources_stats = await w.ok("payments", f"{V1}/stats/sources", period="DAY")
+    assert sources_stats[-1]["count"] == 2
+    assert (await w.ok("auditor", f"{V1}/stats/sources", period="DAY"))[-1]["count"] == 3
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from catalog.api.rest.authz import reads_internals_everywhere
 from catalog.api.rest.catalog import _discoverable_jobs, events_page, readable_job_products
 from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.auth.service import Principal
 from catalog.metadata import marquez as service
 
 router = APIRouter(prefix="/api/v1", tags=["marquez"])
@@ -148,19 +149,32 @@ async def list_namespace_events(
 
 SOURCES_NOTE = (
     "Sources are the `dataSource` facets of datasets: the facet's name (its URI when unnamed), the type "
-    "from the URI scheme, the most recent URI with credentials masked."
+    "from the URI scheme, the most recent URI with credentials masked. A dataset's facets are its "
+    "product's internals: a source shows from the datasets whose internals the caller may read."
 )
 
 
+def _readable(request: Request, principal: Principal) -> service.Readable | None:
+    """What the caller may read the internals of, by product; None: every product's (auditor, admin)."""
+    if reads_internals_everywhere(request):
+        return None
+    products, unowned = readable_job_products(request, principal)
+    return service.Readable(products, unowned)
+
+
 @router.get("/sources", summary="List data sources", description=SOURCES_NOTE, responses=ERRORS)
-async def list_sources(conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0) -> Json:
-    rows, total = await service.list_sources(conn, limit=limit, offset=offset)
+async def list_sources(
+    request: Request, conn: ReadConn, principal: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+) -> Json:
+    rows, total = await service.list_sources(
+        conn, limit=limit, offset=offset, readable=_readable(request, principal)
+    )
     return {"sources": rows, "totalCount": total}
 
 
 @router.get("/sources/{source}", summary="Get a data source", description=SOURCES_NOTE, responses=ERRORS)
-async def get_source(source: Name, conn: ReadConn, _: PrincipalDep) -> Json:
-    row = await service.get_source(conn, source)
+async def get_source(source: Name, request: Request, conn: ReadConn, principal: PrincipalDep) -> Json:
+    row = await service.get_source(conn, source, readable=_readable(request, principal))
     if row is None:
         raise Problem("not-found", f"source {source!r} not found")
     return row
@@ -187,19 +201,9 @@ def _zone(timezone: str | None) -> str:
 async def lineage_event_stats(
     request: Request, conn: ReadConn, principal: PrincipalDep, period: PeriodParam, timezone: Timezone = None
 ) -> list[Json]:
-    tz = _zone(timezone)
-    if reads_internals_everywhere(request):
-        return await service.lineage_event_stats(conn, period=period, tz=tz)
-    products, unowned = readable_job_products(request, principal)
     return await service.lineage_event_stats(
-        conn, period=period, tz=tz, job_products=products, unowned_jobs=unowned
+        conn, period=period, tz=_zone(timezone), readable=_readable(request, principal)
     )
-
-
-async def _growth(
-    conn: Any, entity: service.Entity, period: service.Period, timezone: str | None
-) -> list[Json]:
-    return await service.growth_stats(conn, entity=entity, period=period, tz=_zone(timezone))
 
 
 GROWTH = "How many {0} existed at the end of each hour (DAY) or day (WEEK)"
@@ -209,21 +213,28 @@ GROWTH = "How many {0} existed at the end of each hour (DAY) or day (WEEK)"
 async def job_stats(
     conn: ReadConn, _: PrincipalDep, period: PeriodParam, timezone: Timezone = None
 ) -> list[Json]:
-    return await _growth(conn, "jobs", period, timezone)
+    return await service.growth_stats(conn, entity="jobs", period=period, tz=_zone(timezone))
 
 
 @router.get("/stats/datasets", summary=GROWTH.format("datasets"), responses=ERRORS)
 async def dataset_stats(
     conn: ReadConn, _: PrincipalDep, period: PeriodParam, timezone: Timezone = None
 ) -> list[Json]:
-    return await _growth(conn, "datasets", period, timezone)
+    return await service.growth_stats(conn, entity="datasets", period=period, tz=_zone(timezone))
 
 
-@router.get("/stats/sources", summary=GROWTH.format("sources"), responses=ERRORS)
+@router.get(
+    "/stats/sources",
+    summary=GROWTH.format("sources"),
+    description="Counts the sources GET /sources lists to the caller.",
+    responses=ERRORS,
+)
 async def source_stats(
-    conn: ReadConn, _: PrincipalDep, period: PeriodParam, timezone: Timezone = None
+    request: Request, conn: ReadConn, principal: PrincipalDep, period: PeriodParam, timezone: Timezone = None
 ) -> list[Json]:
-    return await _growth(conn, "sources", period, timezone)
+    return await service.growth_stats(
+        conn, entity="sources", period=period, tz=_zone(timezone), readable=_readable(request, principal)
+    )
 
 
 # -- Marquez's writes: refused ----------------------------------------------------------------------------
