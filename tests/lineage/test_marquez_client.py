@@ -45,6 +45,7 @@ def test_marquez_python_client_reads_our_catalog(live_server: LiveServer) -> Non
         f"{live_server.url}/api/v1/lineage/batch",
         content=orjson.dumps(events),
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+        timeout=60,  # a loaded 2-core CI machine: the default 5 s is not a bound on our answer
     )
     assert response.status_code in (200, 204), response.text
 
@@ -128,6 +129,7 @@ def test_marquez_python_client_writes_are_told_to_send_openlineage_events(live_s
         f"{live_server.url}/api/v1/lineage",
         content=orjson.dumps(event),
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+        timeout=60,  # a loaded 2-core CI machine: the default 5 s is not a bound on our answer
     )
     assert response.status_code in (200, 201, 204), response.text
     client = marquez_client.MarquezClient(live_server.url, api_key=ADMIN_TOKEN)
