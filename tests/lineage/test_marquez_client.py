@@ -49,7 +49,7 @@ def test_marquez_python_client_reads_our_catalog(live_server: LiveServer) -> Non
     )
     assert response.status_code in (200, 204), response.text
 
-    client = marquez_client.MarquezClient(live_server.url, api_key=ADMIN_TOKEN)
+    client = marquez_client.MarquezClient(live_server.url, timeout_ms=60_000, api_key=ADMIN_TOKEN)
     table = "payments.public.customers"
 
     assert PG in {n["name"] for n in client.list_namespaces()["namespaces"]}
@@ -132,7 +132,7 @@ def test_marquez_python_client_writes_are_told_to_send_openlineage_events(live_s
         timeout=60,  # a loaded 2-core CI machine: the default 5 s is not a bound on our answer
     )
     assert response.status_code in (200, 201, 204), response.text
-    client = marquez_client.MarquezClient(live_server.url, api_key=ADMIN_TOKEN)
+    client = marquez_client.MarquezClient(live_server.url, timeout_ms=60_000, api_key=ADMIN_TOKEN)
     models = marquez_client.models
 
     refused(lambda: client.create_namespace(JOBS, "me", "a description"))
