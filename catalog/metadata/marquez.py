@@ -1,8 +1,8 @@
 """The rest of Marquez's read model over our catalog: every job, a run's facets, sources (from datasets'
 `dataSource` facets) and the `/stats/*` time series (event counts and cumulative growth per hour/day).
 
-Shapes are Marquez's (api/src/main/java/marquez/api/*Resource.java); SQL is set-based, one statement per
-answer whatever the number of buckets or rows.
+Shapes are Marquez's (api/src/main/java/marquez/api/*Resource.java); SQL is set-based: a fixed number of
+statements per answer whatever the number of rows, one per time series whatever the number of buckets.
 """
 
 from __future__ import annotations
