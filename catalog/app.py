@@ -146,9 +146,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(ingest_routes.router)
     app.include_router(lineage_routes.router)  # first: catalog's `{dataset:path}` would swallow `/versions`
     app.include_router(catalog_routes.router)
-    app.include_router(
-        marquez_routes.router
-    )  # after catalog's: `/events/lineage` before `/events/{namespace}`
+    # after catalog's: `/events/lineage` is matched before `/events/{namespace}`
+    app.include_router(marquez_routes.router)
     app.include_router(governance_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(classification_routes.router)
