@@ -392,6 +392,17 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID) -> Json | None:
 
 # -- events -------------------------------------------------------------------------------------------
 
+# An event of `event_log e` the caller may read: of a job stored as belonging to one of `:products` (or
+# to none, with `:unowned`), or of no job (a DatasetEvent). The job's stored product (written as the
+# projection assigns it): a job not assigned yet is left out until it is, rather than judged by name here.
+READABLE_EVENT = (
+    "(e.job_name IS NULL OR EXISTS (SELECT 1 FROM namespaces jn "
+    "JOIN jobs j ON j.namespace_id = jn.id AND j.name = e.job_name "
+    "JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = j.id "
+    "WHERE jn.name = e.job_namespace "
+    "AND (pa.product = ANY(CAST(:products AS text[])) OR (pa.product IS NULL AND :unowned))))"
+)
+
 
 async def list_events(
     conn: AsyncConnection,
@@ -403,12 +414,17 @@ async def list_events(
     ascending: bool = False,
     job_products: Sequence[str] | None = None,
     unowned_jobs: bool = False,
+    job_namespace: str | None = None,
 ) -> tuple[list[Json], int]:
     """Raw events from the log by event time (newest first by default), as stored. `job_products`: only
     events of jobs stored as belonging to one of these products (and, with `unowned_jobs`, to none),
-    and events without a job (DatasetEvents); None: every event."""
+    and events without a job (DatasetEvents); None: every event. `job_namespace`: only events of jobs
+    of that namespace (Marquez's /events/{namespace})."""
     where = []
     params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if job_namespace is not None:
+        where.append("e.job_namespace = :job_namespace")
+        params["job_namespace"] = job_namespace
     if before is not None:
         where.append("event_time < :before")
         params["before"] = before
@@ -416,15 +432,7 @@ async def list_events(
         where.append("event_time > :after")
         params["after"] = after
     if job_products is not None:
-        # The job's stored product (written as the projection assigns it): a job not assigned yet is
-        # left out until it is, rather than judged by name here.
-        where.append(
-            "(e.job_name IS NULL OR EXISTS (SELECT 1 FROM namespaces jn "
-            "JOIN jobs j ON j.namespace_id = jn.id AND j.name = e.job_name "
-            "JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = j.id "
-            "WHERE jn.name = e.job_namespace "
-            "AND (pa.product = ANY(CAST(:products AS text[])) OR (pa.product IS NULL AND :unowned))))"
-        )
+        where.append(READABLE_EVENT)
         params["products"] = list(job_products)
         params["unowned"] = unowned_jobs
     clause = (" WHERE " + " AND ".join(where)) if where else ""

@@ -81,6 +81,34 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     ("DELETE", f"{DS}/tags/{{tag}}"): RoutePolicy("classification", "write", "dataset"),
     ("POST", f"{DS}/fields/{{field}}/tags/{{tag}}"): RoutePolicy("classification", "write", "dataset"),
     ("DELETE", f"{DS}/fields/{{field}}/tags/{{tag}}"): RoutePolicy("classification", "write", "dataset"),
+    # The rest of Marquez's reads (catalog/api/rest/marquez.py): every job (another product's by name,
+    # inputs and outputs only), a run's facets (its job's internals), the event log by namespace and its
+    # counts (the /events/lineage rule), sources (from the dataSource facets of datasets whose internals
+    # the caller may read) and growth counts.
+    ("GET", f"{V1}/jobs"): RoutePolicy("catalog.discover", "read", "global"),
+    ("GET", f"{V1}/jobs/runs/{{run_id}}/facets"): RoutePolicy("catalog.internals", "read", "run"),
+    ("GET", f"{V1}/events"): RoutePolicy("events", "read", "global"),
+    ("GET", f"{V1}/events/{{namespace}}"): RoutePolicy("events", "read", "global"),
+    ("GET", f"{V1}/sources"): RoutePolicy("catalog.discover", "read", "global"),
+    ("GET", f"{V1}/sources/{{source}}"): RoutePolicy("catalog.discover", "read", "global"),
+    ("GET", f"{V1}/stats/lineage-events"): RoutePolicy("events", "read", "global"),
+    ("GET", f"{V1}/stats/jobs"): RoutePolicy("catalog.discover", "read", "global"),
+    ("GET", f"{V1}/stats/datasets"): RoutePolicy("catalog.discover", "read", "global"),
+    ("GET", f"{V1}/stats/sources"): RoutePolicy("catalog.discover", "read", "global"),
+    # Marquez's writes answer 405 "send OpenLineage events": judged as the ingest they stand for, in the
+    # product of what they name, so a caller who may ingest it is told how (others get the 403).
+    ("PUT", NS): RoutePolicy("lineage.event", "write", "namespace"),
+    ("DELETE", NS): RoutePolicy("lineage.event", "write", "namespace"),
+    ("PUT", f"{V1}/sources/{{source}}"): RoutePolicy("lineage.event", "write", "global"),
+    ("PUT", f"{NS}/datasets/{{dataset:path}}"): RoutePolicy("lineage.event", "write", "dataset"),
+    ("DELETE", DS): RoutePolicy("lineage.event", "write", "dataset"),
+    ("PUT", f"{NS}/jobs/{{job:path}}"): RoutePolicy("lineage.event", "write", "job"),
+    ("DELETE", f"{NS}/jobs/{{job}}"): RoutePolicy("lineage.event", "write", "job"),
+    ("POST", f"{NS}/jobs/{{job}}/runs"): RoutePolicy("lineage.event", "write", "job"),
+    ("POST", f"{V1}/jobs/runs/{{run_id}}/{{action}}"): RoutePolicy("lineage.event", "write", "run"),
+    ("POST", f"{NS}/jobs/{{job}}/tags/{{tag}}"): RoutePolicy("lineage.event", "write", "job"),
+    ("PATCH", f"{NS}/jobs/{{job}}/tags/{{tag}}"): RoutePolicy("lineage.event", "write", "job"),
+    ("DELETE", f"{NS}/jobs/{{job}}/tags/{{tag}}"): RoutePolicy("lineage.event", "write", "job"),
     # GraphQL: the endpoint admits any catalog user; each field/mutation calls `authorize` itself.
     ("GET", "/graphql"): RoutePolicy("graphql", "read", "global"),
     ("POST", "/graphql"): RoutePolicy("graphql", "read", "global"),

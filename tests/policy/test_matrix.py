@@ -304,6 +304,10 @@ def _ds(p: str) -> str:
     return f"{V1}/namespaces/{enc(SIDES[p]['ns'])}/datasets/{enc(SIDES[p]['ds'])}"
 
 
+def _job(p: str) -> str:
+    return f"{V1}/namespaces/{enc(SIDES[p]['job_ns'])}/jobs/{enc(SIDES[p]['job'])}"
+
+
 def _node(p: str) -> dict[str, str]:
     return {"nodeId": f"dataset:{SIDES[p]['ns']}:{SIDES[p]['ds']}"}
 
@@ -356,6 +360,51 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ),
     ("DELETE", f"{V1}/namespaces/{{namespace}}/datasets/{{dataset}}/fields/{{field}}/tags/{{tag}}"): (
         lambda p, w: Call("DELETE", f"{_ds(p)}/fields/id/tags/matrix")
+    ),
+    # the rest of Marquez's reads, and its writes (405 to whoever may ingest what they name)
+    ("GET", f"{V1}/jobs"): lambda p, w: Call("GET", f"{V1}/jobs"),
+    ("GET", f"{V1}/jobs/runs/{{run_id}}/facets"): lambda p, w: Call(
+        "GET", f"{V1}/jobs/runs/{w.runs[p]}/facets"
+    ),
+    ("GET", f"{V1}/events"): lambda p, w: Call("GET", f"{V1}/events"),
+    ("GET", f"{V1}/events/{{namespace}}"): lambda p, w: Call("GET", f"{V1}/events/{enc(SIDES[p]['job_ns'])}"),
+    ("GET", f"{V1}/sources"): lambda p, w: Call("GET", f"{V1}/sources"),
+    ("GET", f"{V1}/sources/{{source}}"): lambda p, w: Call("GET", f"{V1}/sources/source"),
+    ("GET", f"{V1}/stats/lineage-events"): lambda p, w: Call(
+        "GET", f"{V1}/stats/lineage-events", params={"period": "DAY"}
+    ),
+    ("GET", f"{V1}/stats/jobs"): lambda p, w: Call("GET", f"{V1}/stats/jobs", params={"period": "WEEK"}),
+    ("GET", f"{V1}/stats/datasets"): lambda p, w: Call(
+        "GET", f"{V1}/stats/datasets", params={"period": "DAY"}
+    ),
+    ("GET", f"{V1}/stats/sources"): lambda p, w: Call("GET", f"{V1}/stats/sources", params={"period": "DAY"}),
+    ("PUT", f"{V1}/namespaces/{{namespace}}"): lambda p, w: Call(
+        "PUT", f"{V1}/namespaces/{enc(SIDES[p]['ns'])}", json={"ownerName": "me"}
+    ),
+    ("DELETE", f"{V1}/namespaces/{{namespace}}"): lambda p, w: Call(
+        "DELETE", f"{V1}/namespaces/{enc(SIDES[p]['ns'])}"
+    ),
+    ("PUT", f"{V1}/sources/{{source}}"): lambda p, w: Call("PUT", f"{V1}/sources/source", json={}),
+    ("PUT", f"{V1}/namespaces/{{namespace}}/datasets/{{dataset:path}}"): lambda p, w: Call(
+        "PUT", _ds(p), json={}
+    ),
+    ("DELETE", f"{V1}/namespaces/{{namespace}}/datasets/{{dataset}}"): lambda p, w: Call("DELETE", _ds(p)),
+    ("PUT", f"{V1}/namespaces/{{namespace}}/jobs/{{job:path}}"): lambda p, w: Call("PUT", _job(p), json={}),
+    ("DELETE", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}"): lambda p, w: Call("DELETE", _job(p)),
+    ("POST", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}/runs"): lambda p, w: Call(
+        "POST", f"{_job(p)}/runs", json={}
+    ),
+    ("POST", f"{V1}/jobs/runs/{{run_id}}/{{action}}"): lambda p, w: Call(
+        "POST", f"{V1}/jobs/runs/{w.runs[p]}/complete"
+    ),
+    ("POST", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}/tags/{{tag}}"): lambda p, w: Call(
+        "POST", f"{_job(p)}/tags/matrix"
+    ),
+    ("PATCH", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}/tags/{{tag}}"): lambda p, w: Call(
+        "PATCH", f"{_job(p)}/tags/matrix"
+    ),
+    ("DELETE", f"{V1}/namespaces/{{namespace}}/jobs/{{job}}/tags/{{tag}}"): lambda p, w: Call(
+        "DELETE", f"{_job(p)}/tags/matrix"
     ),
     ("POST", "/graphql"): lambda p, w: Call(
         "POST", "/graphql", json={"query": "{ namespaces { nodes { name } } }"}

@@ -172,22 +172,48 @@ async def list_events(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
+    return await events_page(
+        request,
+        conn,
+        principal,
+        before=before,
+        after=after,
+        ascending=sortDirection == "asc",
+        limit=limit,
+        offset=offset,
+    )
+
+
+async def events_page(
+    request: Request,
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    before: dt.datetime | None,
+    after: dt.datetime | None,
+    ascending: bool,
+    limit: int,
+    offset: int,
+    job_namespace: str | None = None,
+) -> Json:
+    """One page of the raw event log as the caller may see it (the rule of GET /events/lineage)."""
     for name, value in (("before", before), ("after", after)):
         if value is not None and value.tzinfo is None:
             raise Problem(
                 "invalid-parameter", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)", pointer=name
             )
     everything = reads_internals_everywhere(request)
-    job_products, unowned = (None, False) if everything else _readable_job_products(request, principal)
+    job_products, unowned = (None, False) if everything else readable_job_products(request, principal)
     rows, total = await service.list_events(
         conn,
         before=before,
         after=after,
         limit=limit,
         offset=offset,
-        ascending=sortDirection == "asc",
+        ascending=ascending,
         job_products=job_products,
         unowned_jobs=unowned,
+        job_namespace=job_namespace,
     )
     if not everything:
         # Every dataset of the page decided at once, as a lineage graph decides its nodes.
@@ -198,7 +224,7 @@ async def list_events(
     return {"events": rows, "totalCount": total}
 
 
-def _readable_job_products(request: Request, principal: Principal) -> tuple[list[str], bool]:
+def readable_job_products(request: Request, principal: Principal) -> tuple[list[str], bool]:
     """The products whose job internals (facets, runs — an event is a run's record) the caller may
     read, and whether it may read those of jobs of no product: the enforcer's answer per product."""
     enforcer = request.app.state.enforcer
