@@ -196,7 +196,8 @@ async def test_stats_count_events_and_growth_in_time_buckets(
 ) -> None:
     w = await world(client, engine)
     now = dt.datetime.now(dt.UTC)
-    hour_ago = now - dt.timedelta(hours=1)
+    # inside last hour's bucket, with the FAIL a minute later still in it (whatever the minute of now)
+    hour_ago = (now - dt.timedelta(hours=1)).replace(minute=10, second=0, microsecond=0)
     three_days_ago = now - dt.timedelta(days=3)
     run = str(uuid.uuid4())
     await ingest(
