@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import PrincipalDep, ReadConn, begin_write
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.audit import service as audit
 from catalog.audit.signing import kek_from_settings, list_public_keys, public_pem
@@ -109,7 +109,7 @@ async def export_bundle(
     engine = request.app.state.engine
     if principal.role not in EXPORT_ROLES:
         # A denied export is itself audit material.
-        async with engine.begin() as conn:
+        async with begin_write(request) as conn:
             await audit.record(
                 conn,
                 action="export.denied",

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal
 
-import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from catalog.api.rest.authz import (
@@ -26,11 +24,11 @@ from catalog.api.rest.authz import (
     masked_read,
     reads_internals_everywhere,
 )
-from catalog.api.rest.deps import PrincipalDep
+from catalog.api.rest.deps import PrincipalDep, ReadConn, WriteConn
 from catalog.api.rest.inputs import InputModel, StoredText
 from catalog.api.rest.problems import Problem, problem_responses
-from catalog.classification import service
-from catalog.db.engine import raw_transaction
+from catalog.classification import decisions, reads
+from catalog.classification import flow as flows
 from catalog.lineage import service as lineage_service
 from catalog.policy.masking import is_redacted, redact_classifications
 
@@ -44,23 +42,6 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
 
 # PostgreSQL text cannot hold NUL and no stored name has one: a 400 naming the field, never a 500.
 Name = StoredText
-
-
-if TYPE_CHECKING:
-    RawConnection: TypeAlias = asyncpg.Connection[Any]
-else:  # asyncpg's Connection is generic only to type checkers; FastAPI evaluates the annotation
-    RawConnection = asyncpg.Connection
-
-
-async def transaction(request: Request) -> AsyncIterator[RawConnection]:
-    """One asyncpg transaction per request: a decision and the re-propagation it causes commit together."""
-    async with raw_transaction(request.app.state.engine) as raw:
-        yield raw
-
-
-# scope="function": commit before the response is sent, so a client that reads right after a write sees
-# it (FastAPI's default runs the code after `yield` only after the response went out).
-Tx = Annotated[RawConnection, Depends(transaction, scope="function")]
 
 
 class DecisionIn(InputModel):
@@ -77,7 +58,7 @@ class DecisionIn(InputModel):
 @router.get("/classifications", summary="Effective classifications of a dataset", responses=ERRORS)
 async def list_classifications(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: PrincipalDep,
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
@@ -86,7 +67,7 @@ async def list_classifications(
     masked = masked_read(request)
     # Through a masked-columns-only grant the PII columns' rows are left out (catalog/policy/masking.py);
     # which columns those are is read off the dataset's own rows (no further statement).
-    rows = await service.list_classifications(
+    rows = await reads.list_classifications(
         conn, namespace=namespace, dataset=dataset, field=None if masked else field
     )
     if rows is None:
@@ -117,7 +98,7 @@ async def _paths_as_seen(request: Request, rows: list[Json]) -> list[Json]:
 )
 async def list_decisions(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: PrincipalDep,
     namespace: Annotated[Name | None, Query()] = None,
     dataset: Annotated[Name | None, Query()] = None,
@@ -126,7 +107,7 @@ async def list_decisions(
     offset: Offset = 0,
 ) -> Json:
     if reads_internals_everywhere(request):
-        rows, total = await service.list_decisions(
+        rows, total = await decisions.list_decisions(
             conn,
             namespace=namespace,
             dataset=dataset,
@@ -137,7 +118,7 @@ async def list_decisions(
         return {"decisions": rows, "totalCount": total}
     # Another product's decisions are its classifications: internals. Filtered set-based (one statement
     # for the products of every dataset involved), then paged.
-    everything, _count = await service.list_decisions(
+    everything, _count = await decisions.list_decisions(
         conn, namespace=namespace, dataset=dataset, include_retired=include_retired, limit=sys.maxsize
     )
     scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in everything])
@@ -151,9 +132,9 @@ async def list_decisions(
     summary="Add, confirm or reject a classification (re-propagates downstream)",
     responses=ERRORS,
 )
-async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -> Json:
+async def record_decision(body: DecisionIn, conn: WriteConn, principal: PrincipalDep) -> Json:
     try:
-        return await service.record_decision(
+        return await decisions.record_decision(
             conn,
             namespace=body.namespace,
             dataset=body.dataset,
@@ -163,9 +144,9 @@ async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -
             reason=body.reason,
             author=_author(principal),
         )
-    except (service.DatasetNotFound, service.FieldNotFound) as exc:
+    except (decisions.DatasetNotFound, decisions.FieldNotFound) as exc:
         raise Problem("not-found", str(exc)) from exc
-    except service.InvalidDecision as exc:
+    except decisions.InvalidDecision as exc:
         raise Problem("invalid-parameter", str(exc), pointer=exc.field) from exc
 
 
@@ -174,10 +155,10 @@ async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -
     summary="Withdraw a decision (kept for audit; re-propagates downstream)",
     responses=ERRORS,
 )
-async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -> Json:
+async def retire_decision(decision_id: int, conn: WriteConn, principal: PrincipalDep) -> Json:
     try:
-        return await service.retire_decision(conn, decision_id=decision_id, author=_author(principal))
-    except service.DecisionNotFound as exc:
+        return await decisions.retire_decision(conn, decision_id=decision_id, author=_author(principal))
+    except decisions.DecisionNotFound as exc:
         raise Problem("not-found", str(exc)) from exc
 
 
@@ -192,7 +173,7 @@ async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -
 )
 async def pii_inventory(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: PrincipalDep,
     namespace: Annotated[Name | None, Query()] = None,
     product: Annotated[
@@ -214,7 +195,7 @@ async def pii_inventory(
         as_of = as_of.replace(tzinfo=dt.UTC)
     enforcer = getattr(request.app.state, "enforcer", None)
     everywhere = reads_internals_everywhere(request)
-    rows, total = await service.pii_inventory(
+    rows, total = await reads.pii_inventory(
         conn,
         namespace=namespace,
         product=product,
@@ -231,9 +212,7 @@ async def pii_inventory(
     scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in rows])
     shown = [r for r in rows if _visible(r, scope)]
     return {
-        "fields": await _paths_as_seen(
-            request, await service.with_paths(conn, shown[offset : offset + limit])
-        ),
+        "fields": await _paths_as_seen(request, await reads.with_paths(conn, shown[offset : offset + limit])),
         "totalCount": len(shown),
     }
 
@@ -258,23 +237,23 @@ def _visible(column: Json, scope: InternalsScope) -> bool:
 )
 async def pii_flow(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: PrincipalDep,
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
     field: Annotated[Name, Query(min_length=1)],
     depth: Annotated[
         int, Query(ge=1, le=lineage_service.MAX_DEPTH, description="Hops from the origin to show.")
-    ] = service.FLOW_DEPTH,
+    ] = flows.FLOW_DEPTH,
 ) -> Json:
-    flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field, max_depth=depth)
-    if flow is None:
+    found = await flows.pii_flow(conn, namespace=namespace, dataset=dataset, field=field, max_depth=depth)
+    if found is None:
         raise Problem("not-found", f"field {field!r} of {namespace!r}/{dataset!r} not found")
-    hops: list[Json] = flow["hops"]
+    hops: list[Json] = found["hops"]
     ends = {(h[end]["namespace"], h[end]["dataset"]) for h in hops for end in ("from", "to")}
     scope = await internals_scope(request, None, ends | {(namespace, dataset)})
     shown = [h for h in hops if _visible(h["from"], scope) and _visible(h["to"], scope)]
-    origin = flow["origin"]
+    origin = found["origin"]
     if not _visible(origin, scope):
         origin = {**origin, "classifications": []}
     # The classifications' propagation paths name columns further upstream: the same rule, per hop.
@@ -284,6 +263,6 @@ async def pii_flow(
 
 def _author(principal: Any) -> str:
     try:
-        return service.decision_author(principal)
-    except service.NotASteward as exc:
+        return decisions.decision_author(principal)
+    except decisions.NotASteward as exc:
         raise Problem("forbidden", str(exc)) from exc
