@@ -1,4 +1,4 @@
-"""Run the Alembic migrations shipped in the package (`catalog/db/migrations/`) against a database URL
+"""Run the Alembic migrations shipped in the package (`catalog/migrations/`) against a database URL
 (CLI, app start, tests). No alembic.ini is read: everything the runner needs is set here, so an installed
 wheel migrates the same way a checkout does."""
 
@@ -15,7 +15,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from catalog.config import DEFAULT_SERVICE_ROLE
 from catalog.db.engine import asyncpg_url
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"  # catalog/migrations/, by path: no import
 
 
 def alembic_config(url: str, *, service_role: str = DEFAULT_SERVICE_ROLE) -> Config:
