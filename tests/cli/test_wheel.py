@@ -24,6 +24,8 @@ from catalog.db.migrate import head_revisions
 from tests.conftest import ADMIN_TOKEN, PgServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+# Not skipped anywhere: CI runs it with the rest (`make test`); `pytest -m wheel` runs it alone.
+pytestmark = pytest.mark.wheel
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:

@@ -470,7 +470,8 @@ def build_schema(limits: Limits) -> CatalogSchema:
             # Validation depends only on the document, the schema and the rules, never on variables.
             partial(ParserCache, maxsize=VALIDATION_CACHE_SIZE),
             partial(ValidationCache, maxsize=VALIDATION_CACHE_SIZE),
-            # After ValidationCache (which sets the validation errors): variables differ per request.
+            # After ValidationCache (which sets the validation errors; an unstorable text replaces them):
+            # variables differ per request, so this check is never cached.
             StorableText,
             partial(
                 MaskErrors,
