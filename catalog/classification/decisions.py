@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.audit.service import record_raw
+from catalog.audit.append import record_raw
 from catalog.auth.service import Principal
 from catalog.classification.detect import tag_name
 from catalog.classification.propagate import propagate_from
