@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from catalog.policies import Policies
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
@@ -22,22 +25,22 @@ def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     findings that no longer fire are resolved."""
     from catalog.cli import _settings, console
     from catalog.db.resolve import migrated
-    from catalog.policy import files
+    from catalog.policies import Policies
 
     settings = _settings(home, database_url)
-    files.configure(settings.policies_dir)
+    policies = Policies.from_settings(settings)
     with migrated(settings) as db:
-        fired = asyncio.run(_scan(db.service_url))
+        fired = asyncio.run(_scan(db.service_url, policies))
     console.print(f"scanned the catalog: {fired} findings firing")
 
 
-async def _scan(url: str) -> int:
+async def _scan(url: str, policies: Policies) -> int:
     from catalog.db.engine import create_engine, raw_transaction
     from catalog.findings.service import scan as scan_catalog
 
     engine = create_engine(url, pool_size=1)
     try:
         async with raw_transaction(engine) as raw:
-            return await scan_catalog(raw)
+            return await scan_catalog(raw, policies)
     finally:
         await engine.dispose()
