@@ -109,7 +109,11 @@ class RulesConfig:
 
 def load_rules(path: Path, rules: Sequence[str]) -> RulesConfig:
     with path.open(encoding="utf-8") as handle:
-        return RulesConfig.parse(yaml.safe_load(handle) or {}, rules)
+        try:
+            data = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as exc:  # the reload endpoint answers 422 for a ValueError
+            raise ValueError(f"rules.yaml is not valid YAML: {exc}") from exc
+    return RulesConfig.parse(data, rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +225,7 @@ class ReloadingRulesConfig:
             try:
                 if self.path.stat().st_mtime_ns != self._mtime:
                     self.reload()
-            except (OSError, ValueError, yaml.YAMLError):
+            except (OSError, ValueError):
                 # A half-written edit must not stop ingestion: keep the last good knobs (the reload
                 # endpoint reports what is wrong with the file).
                 pass
