@@ -52,8 +52,8 @@ async def scan(raw: asyncpg.Connection[Any], policies: Policies, *, chunk: int =
     job_ids = [r["id"] for r in await raw.fetch("SELECT id FROM jobs ORDER BY id")]
     fired: set[tuple[str, str]] = set()
     # Every subject's product before any rule runs: the dataset rules route findings by their jobs' products
-    # too. A product that moved (products.yaml changed) is chained once the whole pass is done, so the
-    # audit append lock is taken last.
+    # too. A product that moved (products.yaml changed) is chained before any finding row is written: the
+    # audit append lock comes before finding rows on every path (see `_audit_lock_first`).
     moves: list[tuple[Sequence[asyncpg.Record], Sequence[asyncpg.Record], Sequence[asyncpg.Record]]] = []
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
@@ -65,6 +65,8 @@ async def scan(raw: asyncpg.Connection[Any], policies: Policies, *, chunk: int =
         moved = (await assign_products(raw, products, [], jobs))[1]
         if moved:
             moves.append((moved, [], jobs))
+    for moved_subjects, their_datasets, their_jobs in moves:
+        await audit_reassignments(raw, moved_subjects, their_datasets, their_jobs)
     # Datasets first (assignments of every dataset exist before flows between products are judged).
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
@@ -72,8 +74,6 @@ async def scan(raw: asyncpg.Connection[Any], policies: Policies, *, chunk: int =
     for start in range(0, len(job_ids), chunk):
         jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
         fired |= await evaluate(raw, products=products, rules=rules, datasets=[], jobs=jobs)
-    for moved_subjects, their_datasets, their_jobs in moves:
-        await audit_reassignments(raw, moved_subjects, their_datasets, their_jobs)
     return len(fired)
 
 
@@ -93,9 +93,9 @@ async def reevaluate_flows_of(raw: asyncpg.Connection[Any], policies: Policies, 
     products = policies.products.current
     jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids)
     moved = (await assign_products(raw, products, [], jobs))[1]
-    await evaluate(raw, products=products, rules=policies.rules.current, datasets=[], jobs=jobs)
-    if moved:
+    if moved:  # before the finding rows (see `_audit_lock_first`)
         await audit_reassignments(raw, moved, [], jobs)
+    await evaluate(raw, products=products, rules=policies.rules.current, datasets=[], jobs=jobs)
 
 
 # -- reads ---------------------------------------------------------------------------------------------
@@ -213,9 +213,9 @@ class FindingNotFound(LookupError):
 
 
 async def _audit_lock_first(conn: AsyncConnection) -> None:
-    """Take the audit append lock before the finding row: the ingest path appends to the audit log (a
-    claim, a product reassignment) before it upserts findings, so the same order here can never deadlock
-    with it."""
+    """Take the audit append lock before the finding row. Every path that does both takes them in this
+    order — ingest appends (a claim, a product reassignment) before it upserts findings, `scan` and a
+    grant's re-evaluation chain a reassignment before judging — so none can deadlock with another."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.AUDIT_LOCK_KEY})
 
 
