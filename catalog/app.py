@@ -39,7 +39,7 @@ from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
-from catalog.policies import Policies, install
+from catalog.policies_in_force import Policies, install
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
@@ -169,7 +169,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         dependencies=[Depends(reject_marked_path_parameters)],
     )
     app.state.settings = settings
-    # Built once from the settings and passed down (catalog/policies.py); installed for the ingest path.
+    # Built once from the settings and passed down (catalog/policies_in_force.py); installed for the ingest path.
     app.state.policies = install(Policies.from_settings(settings))
     app.state.enforcer = create_enforcer(app.state.policies)
     install_handlers(app)

@@ -179,7 +179,7 @@ def ingest(
     from catalog.openlineage.body import iter_ndjson_or_json
     from catalog.openlineage.events import EventRejected, OpenLineageEvent
     from catalog.openlineage.validation import parse_event
-    from catalog.policies import Policies, install
+    from catalog.policies_in_force import Policies, install
 
     settings = _settings(home, database_url)
     install(Policies.from_settings(settings))  # what the ingest path assigns and judges by
@@ -260,7 +260,7 @@ def rebuild(
 ) -> None:
     """Re-project the whole catalog from the event log (ingestion waits meanwhile)."""
     from catalog.db.resolve import migrated
-    from catalog.policies import Policies, install
+    from catalog.policies_in_force import Policies, install
 
     settings = _settings(home, database_url)
     install(Policies.from_settings(settings))  # the projection assigns products by it

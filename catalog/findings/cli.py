@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from catalog.policies import Policies
+    from catalog.policies_in_force import Policies
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
@@ -25,7 +25,7 @@ def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     findings that no longer fire are resolved."""
     from catalog.cli import _settings, console
     from catalog.db.resolve import migrated
-    from catalog.policies import Policies
+    from catalog.policies_in_force import Policies
 
     settings = _settings(home, database_url)
     policies = Policies.from_settings(settings)

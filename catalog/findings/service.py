@@ -17,7 +17,7 @@ from catalog.findings.assignments import assign_products, audit_reassignments
 from catalog.findings.engine import evaluate
 from catalog.findings.facts import DATASET_FACTS_BY_ID, JOB_FACTS_BY_ID, Observations, facts_by_name
 from catalog.openlineage.events import OpenLineageEvent
-from catalog.policies import Policies, installed
+from catalog.policies_in_force import Policies, installed
 
 
 async def evaluate_batch(
@@ -25,7 +25,7 @@ async def evaluate_batch(
 ) -> None:
     """The ingest hook: evaluate every rule for what `events` (already projected, products assigned)
     touched — unless the policies turn incremental evaluation off (the benchmark's baseline; `catalog
-    scan` then catches up). `policies` None: the process's installed ones (catalog/policies.py)."""
+    scan` then catches up). `policies` None: the process's installed ones (catalog/policies_in_force.py)."""
     policies = policies or installed()
     if not policies.findings_incremental or not events:
         return

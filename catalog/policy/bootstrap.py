@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from catalog.policy.enforcer import PolicyEnforcer
 
 if TYPE_CHECKING:
-    from catalog.policies import Policies
+    from catalog.policies_in_force import Policies
 
 
 def create_enforcer(policies: Policies) -> PolicyEnforcer:

@@ -1,6 +1,6 @@
 """Where the policy files live, what the audit trail records of them, and the watcher that chains an edit.
 
-The parsed files themselves are views of a `Policies` object (catalog/policies.py) built once from the
+The parsed files themselves are views of a `Policies` object (catalog/policies_in_force.py) built once from the
 settings and passed down; `product_map()` and `classification_rules()` here are the ingest path's
 bridge to the installed one until the ingest projector is handed it.
 """
@@ -41,14 +41,14 @@ def resolve_dir(configured: Path | None) -> Path:
 
 def product_map() -> ReloadingProductMap:
     """products.yaml of the installed policies (for the ingest path, which is not handed them yet)."""
-    from catalog.policies import installed  # the bridge's only import of the composition root
+    from catalog.policies_in_force import installed  # the bridge's only import of the composition root
 
     return installed().products
 
 
 def classification_rules() -> RuleSet:
     """The PII name rules of the installed policies (for the ingest path, which is not handed them yet)."""
-    from catalog.policies import installed
+    from catalog.policies_in_force import installed
 
     return installed().classification.current
 

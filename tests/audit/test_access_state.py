@@ -23,7 +23,7 @@ from catalog.cli import app as cli
 from catalog.config import Settings
 from catalog.db.engine import create_engine, raw_transaction
 from catalog.findings.service import scan
-from catalog.policies import Policies, install
+from catalog.policies_in_force import Policies, install
 from catalog.policy import files
 from catalog.policy import grants as grant_service
 from tests.factories import dataset, run_event, schema

@@ -18,7 +18,7 @@ import yaml
 
 from catalog.app import create_app
 from catalog.config import Settings
-from catalog.policies import Policies, install
+from catalog.policies_in_force import Policies, install
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import dataset, run_event, schema
 
@@ -36,7 +36,7 @@ LOYALTY = {
 
 @pytest.fixture(autouse=True)
 def forget_configured_dir() -> Iterator[None]:
-    # An app installs its policies for the ingest path (catalog/policies.py): do not leave a temporary
+    # An app installs its policies for the ingest path (catalog/policies_in_force.py): do not leave a temporary
     # directory's installed for the tests that run after these.
     yield
     install(Policies.load())

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import raw_transaction
 from catalog.findings.service import scan
-from catalog.policies import Policies
+from catalog.policies_in_force import Policies
 from tests.factories import at, column_lineage, dataset, run_event, schema
 from tests.findings.helpers import ingest, job_type, source
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.config import Settings
-from catalog.policies import Policies, install
+from catalog.policies_in_force import Policies, install
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import at, dataset, run_event, schema
 from tests.keys import make_key
