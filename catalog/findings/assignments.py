@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from catalog.audit.service import record_raw
+from catalog.audit.append import record_raw
 from catalog.findings.facts import Observations, Record, facts_by_name
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.products import Assignment, Claim, ProductMap

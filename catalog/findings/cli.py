@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+from catalog.cli_support import DbOpt, HomeOpt
 
 if TYPE_CHECKING:
     from catalog.policies_in_force import Policies
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
-]
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", help="External PostgreSQL (CATALOG_DATABASE_URL).", show_default=False),
-]
 
 
 def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Evaluate every rule over the whole catalog (after editing policies/, or with incremental rules off);
     findings that no longer fire are resolved."""
-    from catalog.cli import _settings, console
+    from catalog.cli_support import console, settings_from
     from catalog.db.resolve import migrated
     from catalog.policies_in_force import Policies
 
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
     policies = Policies.from_settings(settings)
     with migrated(settings) as db:
         fired = asyncio.run(_scan(db.service_url, policies))

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "policies"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "policies"  # package data: catalog/policies/
 
 
 def resolve_dir(configured: Path | None) -> Path:
-    """`configured` (Settings.policies_dir), else `$CATALOG_POLICIES_DIR`, else the shipped `policies/`."""
+    """`configured` (Settings.policies_dir), else `$CATALOG_POLICIES_DIR`, else the packaged policies."""
     if configured is not None:
         return configured
     env = os.environ.get("CATALOG_POLICIES_DIR")
