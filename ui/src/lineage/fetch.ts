@@ -1,4 +1,4 @@
-import { GqlError, gql, rest } from "../api";
+import { ApiError, GqlError, gql, rest } from "../api";
 import { CEdge, FieldInfo, GNode, Graph, parseNodeId } from "./model";
 
 export type Direction = "BOTH" | "UPSTREAM" | "DOWNSTREAM";
@@ -82,7 +82,11 @@ export async function fetchLineage(nodeId: string, dir: Direction, depth: number
     depth,
     asOf: asOfParam(asOf),
   });
-  if (!data.lineage) return null;
+  if (!data.lineage) {
+    const denied = errors.find((e) => e.extensions?.code === "FORBIDDEN");
+    if (denied) throw new ApiError(403, denied.message, "FORBIDDEN");
+    return null;
+  }
   return toGraph(data.lineage.root, data.lineage, errors);
 }
 

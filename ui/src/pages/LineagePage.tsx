@@ -69,6 +69,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
   const [positions, setPositions] = useState<Positions | null>(null);
   const [hover, setHover] = useState<Hover>(null);
   const [selected, setSelected] = useState<string | null>(null);
+  const [refused, setRefused] = useState<string[]>([]);
   const { fitView } = useReactFlow();
 
   const update = useCallback(
@@ -88,7 +89,16 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
     (async () => {
       const base = await fetchLineage(node, direction, depth, asOf);
       if (!base) throw new ApiError(404, `No node ${node}${asOf ? ` as of ${asOf}` : ""}.`);
-      const extra = await Promise.all(expand.map((id) => fetchLineage(id, "BOTH", 1, asOf).catch(() => null)));
+      const denied: string[] = [];
+      const extra = await Promise.all(
+        expand.map((id) =>
+          fetchLineage(id, "BOTH", 1, asOf).catch((e: Error) => {
+            denied.push(`${parseNodeId(id)?.name}: ${e.message}`);
+            return null;
+          }),
+        ),
+      );
+      if (live) setRefused(denied);
       let g = base;
       for (const x of extra) if (x) g = mergeGraphs(g, x);
       const cols = await Promise.all(
@@ -277,6 +287,14 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
             <Controls showInteractive={false} />
             <MiniMap pannable zoomable nodeColor={(n) => miniColor(n as Node<NodeData>, overlay)} ariaLabel="Minimap" />
           </ReactFlow>
+          </div>
+        )}
+        {refused.length > 0 && (
+          <div className="notice notice-hidden refused" role="note">
+            <strong>Not expanded</strong>
+            {refused.map((r) => (
+              <span key={r}>{r}</span>
+            ))}
           </div>
         )}
         <Legend overlay={overlay} level={level} />
