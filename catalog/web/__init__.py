@@ -14,6 +14,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).with_name("static")
 UI_DIR = STATIC_DIR / "ui"
@@ -25,11 +27,11 @@ VENDOR_PATH = "/static/vendor"
 class _UiFiles(StaticFiles):
     """The built UI; a path that is not a file is a route of the app, answered by index.html."""
 
-    async def get_response(self, path: str, scope):  # type: ignore[no-untyped-def]
-        full, stat = self.lookup_path(path)
-        if stat is None or path in ("", "."):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        _, stat = self.lookup_path(path)
+        if (stat is None and not path.startswith("assets/")) or path in ("", "."):
             return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-        return await super().get_response(path, scope)
+        return await super().get_response(path, scope)  # a missing asset is a 404
 
 
 def mount_web(app: FastAPI) -> None:

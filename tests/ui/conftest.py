@@ -25,7 +25,13 @@ from tests.ui.demo import demo_events
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 AXE = Path(__file__).with_name("vendor") / "axe.min.js"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 
 
 def no_browser(reason: str) -> None:
@@ -72,7 +78,8 @@ def demo(live_server: LiveServer, database_url: str) -> DemoCatalog:
         content=orjson.dumps(demo_events()),
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
     )
-    assert loaded.status_code == 200 and loaded.json()["summary"]["failed"] == 0, loaded.text
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["summary"]["failed"] == 0, loaded.text
 
     async def keys() -> dict[str, str]:
         engine = create_engine(database_url, pool_size=1)

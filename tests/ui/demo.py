@@ -35,14 +35,22 @@ def demo_events() -> list[dict[str, Any]]:
     customers = dataset(
         *CUSTOMERS,
         schema=schema(
-            ("id", "BIGINT"), ("cpf", "TEXT"), ("email", "TEXT"), ("full_name", "TEXT"), ("created_at", "TIMESTAMP")
+            ("id", "BIGINT"),
+            ("cpf", "TEXT"),
+            ("email", "TEXT"),
+            ("full_name", "TEXT"),
+            ("created_at", "TIMESTAMP"),
         ),
     )
     tx = dataset(*TX, schema=schema(("id", "BIGINT"), ("customer_id", "BIGINT"), ("amount", "NUMERIC")))
     enriched = dataset(
         *ENRICHED,
         schema=schema(
-            ("tx_id", "INT64"), ("amount", "NUMERIC"), ("cpf", "STRING"), ("email_hash", "STRING"), ("day", "DATE")
+            ("tx_id", "INT64"),
+            ("amount", "NUMERIC"),
+            ("cpf", "STRING"),
+            ("email_hash", "STRING"),
+            ("day", "DATE"),
         ),
         columnLineage=column_lineage(
             {

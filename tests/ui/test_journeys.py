@@ -40,8 +40,12 @@ def test_search_dataset_lineage_expand_columns_pii_flow(ui: UiPage, demo: DemoCa
     assert "level=column" in page.url
     # hovering a column highlights its path: the PII source column upstream lights up
     page.wait_for_timeout(800)  # the column-level layout has been fitted to the view
-    page.locator(".react-flow__node", has_text="cw.payments.tx_enriched").locator(".lfield", has_text="cpf").hover()
-    page.locator(".react-flow__node", has_text="payments.customers").locator(".lfield.is-hl", has_text="cpf").wait_for()
+    page.locator(".react-flow__node", has_text="cw.payments.tx_enriched").locator(
+        ".lfield", has_text="cpf"
+    ).hover()
+    page.locator(".react-flow__node", has_text="payments.customers").locator(
+        ".lfield.is-hl", has_text="cpf"
+    ).wait_for()
     ui.screenshot("journey-columns")
 
     # the URL keeps the view: reloading it shows the same level and expansion
@@ -106,7 +110,8 @@ def test_auditor_exports_a_verified_bundle_and_an_engineer_may_not(ui: UiPage, d
     verdict = page.locator(".verdict")
     verdict.wait_for(timeout=30_000)
     text = verdict.inner_text()
-    assert "Verified" in text and "signature" in text, text
+    assert "Verified" in text, text
+    assert "signature" in text, text
     with page.expect_download() as download:
         page.get_by_role("link", name="Download").click()
     assert download.value.suggested_filename.startswith("catalog-export-")
