@@ -1,14 +1,15 @@
-import { FormEvent, useCallback, useEffect, useMemo, useState } from "react";
+import { FormEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { Background, Controls, Edge, MiniMap, Node, ReactFlow, ReactFlowProvider, useReactFlow } from "@xyflow/react";
 import { ApiError } from "../api";
 import { ErrorBox, Spinner, datasetPath, jobPath, productColor, ProductBadge } from "../components";
 import { Direction, fetchColumnEdges, fetchLineage } from "../lineage/fetch";
 import { Positions, layout } from "../lineage/layout";
-import { Graph, columnPathThrough, mergeGraphs, parseNodeId, pathThrough } from "../lineage/model";
+import { CEdge, Graph, columnPathThrough, mergeGraphs, parseNodeId, pathThrough } from "../lineage/model";
 import { NodeData, Overlay, boxSize, nodeTypes } from "../lineage/nodes";
 
 type Level = "table" | "column";
+const LARGE_GRAPH = 400;
 type Hover = { id: string; field: string | null } | null;
 
 export function LineagePage() {
@@ -81,35 +82,42 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
     [params, setParams],
   );
 
-  // Fetch: the root's graph, one hop around every expanded node, and the column edges around each.
+  // Fetch: the root's graph and one hop around every expanded node; the column edges (around the root and
+  // each expanded node) follow without holding the first render back.
+  const [columnEdges, setColumnEdges] = useState<CEdge[]>([]);
   useEffect(() => {
     let live = true;
     setLoading(true);
     setError(null);
+    const cols = Promise.all([node, ...expand].map((id) => fetchColumnEdges(id, direction, depth, asOf).catch(() => [])));
     (async () => {
-      const base = await fetchLineage(node, direction, depth, asOf);
-      if (!base) throw new ApiError(404, `No node ${node}${asOf ? ` as of ${asOf}` : ""}.`);
       const denied: string[] = [];
-      const extra = await Promise.all(
-        expand.map((id) =>
+      const [base, ...extra] = await Promise.all([
+        fetchLineage(node, direction, depth, asOf),
+        ...expand.map((id) =>
           fetchLineage(id, "BOTH", 1, asOf).catch((e: Error) => {
             denied.push(`${parseNodeId(id)?.name}: ${e.message}`);
             return null;
           }),
         ),
-      );
+      ]);
+      if (!base) throw new ApiError(404, `No node ${node}${asOf ? ` as of ${asOf}` : ""}.`);
       if (live) setRefused(denied);
       let g = base;
       for (const x of extra) if (x) g = mergeGraphs(g, x);
-      const cols = await Promise.all(
-        [node, ...expand].map((id) => fetchColumnEdges(id, direction, depth, asOf).catch(() => [])),
-      );
-      g = mergeGraphs(g, { ...g, nodes: new Map(), edges: [], columnEdges: cols.flat() });
       return g;
     })().then(
       (g) => live && (setGraph(g), setLoading(false)),
       (e: Error) => live && (setError(e), setLoading(false)),
     );
+    cols.then((c) => {
+      if (!live) return;
+      const seen = new Set<string>();
+      setColumnEdges(c.flat().filter((e) => {
+        const k = `${e.source}#${e.sourceField}>${e.target}#${e.targetField}`;
+        return !seen.has(k) && (seen.add(k), true);
+      }));
+    });
     return () => {
       live = false;
     };
@@ -130,16 +138,27 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
     };
   }, [graph, level]);
 
+  // Small graphs are fitted to the view; a large one opens on its root at a readable zoom (the minimap and
+  // zoom controls reach the rest), so the first render draws tens of nodes, not thousands.
+  const large = (graph?.nodes.size ?? 0) > LARGE_GRAPH;
+  const canvas = useRef<HTMLDivElement>(null);
+  const initialViewport = useMemo(() => {
+    if (!graph || !positions || !large) return undefined;
+    const root = positions.get(graph.root) ?? { x: 0, y: 0 };
+    const box = canvas.current?.getBoundingClientRect() ?? { width: 1200, height: 800 };
+    const zoom = 0.8;
+    return { x: box.width / 2 - (root.x + 130) * zoom, y: box.height / 2 - (root.y + 29) * zoom, zoom };
+  }, [graph, positions, large]);
   useEffect(() => {
-    if (positions) requestAnimationFrame(() => fitView({ padding: 0.15, maxZoom: 1.2 }));
-  }, [positions, fitView]);
+    if (positions && !large) requestAnimationFrame(() => fitView({ padding: 0.15, maxZoom: 1.2 }));
+  }, [positions, fitView, large]);
 
-  const withColumns = useMemo(() => new Set(graph?.columnEdges.flatMap((e) => [e.source, e.target]) ?? []), [graph]);
+  const withColumns = useMemo(() => new Set(columnEdges.flatMap((e) => [e.source, e.target])), [columnEdges]);
 
   const path = useMemo(() => {
     if (!graph || !hover) return null;
     if (hover.field && level === "column") {
-      const p = columnPathThrough(hover.id, hover.field, graph.columnEdges);
+      const p = columnPathThrough(hover.id, hover.field, columnEdges);
       const fields = new Map<string, Set<string>>();
       for (const k of p.nodes) {
         const i = k.lastIndexOf("#");
@@ -150,7 +169,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
     }
     const p = pathThrough(hover.id, graph.edges);
     return { nodes: p.nodes, edges: p.edges, colEdges: new Set<number>(), fields: null };
-  }, [graph, hover, level]);
+  }, [graph, hover, level, columnEdges]);
 
   const onField = useCallback((id: string, field: string | null) => setHover(field ? { id, field } : null), []);
 
@@ -194,7 +213,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
       ].join(" "),
     }));
     if (level !== "column") return table;
-    const cols: Edge[] = graph.columnEdges
+    const cols: Edge[] = columnEdges
       .map((e, i) => ({ e, i }))
       .filter(({ e }) => graph.nodes.get(e.source)?.fields?.some((f) => f.path === e.sourceField) && graph.nodes.get(e.target)?.fields?.some((f) => f.path === e.targetField))
       .map(({ e, i }) => ({
@@ -207,7 +226,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
         className: ["cedge", e.masking ? "is-masking" : "", overlay === "pii" && isPii(graph, e.source, e.sourceField) && !e.masking ? "is-pii" : "", path ? (path.colEdges.has(i) ? "is-hl" : "is-dim") : ""].join(" "),
       }));
     return [...table, ...cols];
-  }, [graph, positions, level, path, overlay]);
+  }, [graph, positions, level, path, overlay, columnEdges]);
 
   const onNodeClick = useCallback(
     (_: unknown, n: Node) => {
@@ -218,7 +237,6 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
   );
 
   const sel = selected ? graph?.nodes.get(selected) : null;
-  const large = (graph?.nodes.size ?? 0) > 400;
   return (
     <div className="explorer">
       <div className="toolbar" role="toolbar" aria-label="Lineage view">
@@ -264,7 +282,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
         <span className="grow" />
         <span className="muted small">{graph ? `${graph.nodes.size} nodes · ${graph.edges.length} edges` : ""}</span>
       </div>
-      <div className="canvas">
+      <div className="canvas" ref={canvas}>
         {loading && !graph && <Spinner label="Loading lineage" />}
         {error && <ErrorBox error={error} />}
         {graph && positions && (
@@ -279,6 +297,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
             nodesDraggable={!large}
             nodesConnectable={false}
             onlyRenderVisibleElements={large}
+            defaultViewport={initialViewport}
             minZoom={0.05}
             maxZoom={2}
             proOptions={{ hideAttribution: true }}
