@@ -39,7 +39,7 @@ def synthetic_graph(size: int, seed: int = 7) -> dict[str, Any]:
     edges: list[dict[str, str]] = []
 
     def dataset(i: int) -> dict[str, Any]:
-        fields = [
+        fields: list[dict[str, Any]] = [
             {"path": f"col_{k}", "masked": False, "classifications": None, "children": []} for k in range(6)
         ]
         fields[1]["classifications"] = [{"tag": "PII.EMAIL", "status": "PII"}] if i % 3 == 0 else []
