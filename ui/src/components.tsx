@@ -8,7 +8,7 @@ export function ErrorBox({ error }: { error: Error }) {
     <div className={`notice ${forbidden ? "notice-hidden" : "notice-error"}`} role="alert">
       <strong>{forbidden ? "Hidden by policy" : "Could not load"}</strong>
       <span>{error.message}</span>
-      {forbidden && <small>Another product's internals need a grant from its steward.</small>}
+      {forbidden && /internals/.test(error.message) && <small>Another product's internals need a grant from its steward.</small>}
     </div>
   );
 }
@@ -96,4 +96,13 @@ export function JobLink({ namespace, name }: { namespace: string; name: string }
 
 export function Empty({ children }: { children: ReactNode }) {
   return <p className="empty">{children}</p>;
+}
+
+export function Lock() {
+  return (
+    <svg className="lock" width="10" height="10" viewBox="0 0 16 16" aria-hidden="true">
+      <rect x="2.5" y="7" width="11" height="8" rx="1.5" fill="#475569" />
+      <path d="M5 7V5a3 3 0 0 1 6 0v2" stroke="#475569" strokeWidth="1.8" fill="none" />
+    </svg>
+  );
 }

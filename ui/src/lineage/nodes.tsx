@@ -1,6 +1,6 @@
 import { memo } from "react";
 import { Handle, NodeProps, Position } from "@xyflow/react";
-import { productColor } from "../components";
+import { Lock, productColor } from "../components";
 import { GNode } from "./model";
 
 export type Overlay = "none" | "pii" | "product";
@@ -68,7 +68,7 @@ export const DatasetNode = memo(function DatasetNode({ data }: NodeProps & { dat
             {g.product}
           </span>
         )}
-        {g.hidden && <span className="lnode-lock" title="Another product's internals: columns need a grant">🔒 name only</span>}
+        {g.hidden && <span className="lnode-lock" title="Another product's internals: columns need a grant"><Lock />name only</span>}
         {!expanded && !root && <span className="lnode-more" title="Click to expand">+</span>}
       </div>
       {level === "column" && g.fields && g.fields.length > 0 && (

@@ -42,7 +42,9 @@ export function FindingsPage() {
           {summary.data.products.map((p) => (
             <button key={p.product ?? "-"} className="summary-card" onClick={() => set("product", p.product ?? "")}>
               <ProductBadge product={p.product} />
-              <strong>{p.status.open ?? 0}</strong> open
+              <span>
+                <strong>{p.status.open ?? 0}</strong> open
+              </span>
               <span className="sevbar">
                 {SEVERITIES.filter((s) => p.openBySeverity[s]).map((s) => (
                   <span key={s} className={`badge badge-sev-${s}`}>

@@ -179,6 +179,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
       id: g.id,
       type: g.kind === "JOB" ? "job" : "dataset",
       position: positions.get(g.id) ?? { x: 0, y: 0 },
+      ...boxSize(g, level), // known sizes: the minimap and visibility culling need no measuring first
       selected: g.id === selected,
       data: {
         g,
