@@ -12,6 +12,8 @@ const outRoot = process.env.CATALOG_UI_OUT ?? resolve(here, "../catalog/web/stat
 export default defineConfig({
   base: "/ui/",
   plugins: [react()],
+  // `npx vite` for live reload against a service running on :5000
+  server: { proxy: { "/graphql": "http://127.0.0.1:5000", "/api": "http://127.0.0.1:5000" } },
   build: {
     outDir: resolve(outRoot, "ui"),
     emptyOutDir: true,

@@ -1,6 +1,6 @@
 """A small multi-product catalog for the web UI tests: payments' OLTP customers and transactions flow into
 BigQuery, fraud reads payments' table (cross-product, PII unmasked in one column, hashed in another), and
-an unencrypted SFTP hop feeds ledger. Enough for every page to have something to show."""
+an unencrypted FTP hop feeds ledger. Enough for every page to have something to show."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from tests.factories import at, column_lineage, dataset, run_event, schema
 PG = "postgres://payments-db.internal:5432"
 BQ = "bigquery"
 KAFKA = "kafka://fraud-kafka.internal:9092"
-SFTP = "sftp://partner.example.com"
+FTP = "ftp://partner.example.com"  # plaintext: an unencrypted transfer
 
 CUSTOMERS = (PG, "payments.customers")
 TX = (PG, "payments.transactions")
 ENRICHED = (BQ, "cw.payments.tx_enriched")
 SCORES = (BQ, "cw.fraud.scores")
 ALERTS = (KAFKA, "fraud.alerts")
-LEDGER = (SFTP, "ledger.settlements")
+LEDGER = (FTP, "ledger.settlements")
 
 
 def _sql(query: str) -> dict[str, Any]:

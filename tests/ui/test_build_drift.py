@@ -1,6 +1,7 @@
 """The committed UI build (catalog/web/static) is what `ui/` builds from its lockfile, as the OpenAPI drift
 test does for the API document. The build is deterministic (fixed asset names, no hashes or timestamps),
-so a byte-for-byte comparison is the check. It needs npm and the registry: it runs in CI (CI=true) and is
+so a byte-for-byte comparison is the check; the same install then runs the UI's logic tests (`npm test`).
+It needs npm and the registry: it runs in CI (CI=true) and is
 skipped elsewhere unless CATALOG_UI_DRIFT=1."""
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def test_committed_ui_build_matches_the_sources(tmp_path: Path) -> None:
         ["npm", "ci", "--no-audit", "--no-fund"], cwd=source, env=env, check=True, capture_output=True
     )
     subprocess.run(["npm", "run", "build"], cwd=source, env=env, check=True, capture_output=True)
+    # the UI's own logic tests (vitest: path highlighting, graph merging, layout, schema diff, product flows)
+    tested = subprocess.run(["npm", "test"], cwd=source, env=env, capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-2000:]
     built, committed = _files(out), _files(COMMITTED)
     assert sorted(built) == sorted(committed), "run `make ui` and commit catalog/web/static"
     differing = [name for name in built if built[name] != committed[name]]
