@@ -85,6 +85,12 @@ def demo_events() -> list[dict[str, Any]]:
     ledger = dataset(
         *LEDGER,
         schema=schema(("day", "DATE"), ("total", "NUMERIC")),
+        dataSource={
+            "_producer": "https://github.com/example/tests",
+            "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/DatasourceDatasetFacet.json",
+            "name": "partner-ftp",
+            "uri": "ftp://partner.example.com/settlements",
+        },
         columnLineage=column_lineage(
             {
                 "day": [(*ENRICHED, "day", "DIRECT", "IDENTITY", False)],

@@ -1,7 +1,7 @@
 import { FormEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { Background, Controls, Edge, MiniMap, Node, ReactFlow, ReactFlowProvider, useReactFlow } from "@xyflow/react";
-import { ApiError } from "../api";
+import { ApiError, rest } from "../api";
 import { ErrorBox, Spinner, datasetPath, jobPath, productColor, ProductBadge } from "../components";
 import { Direction, fetchColumnEdges, fetchLineage } from "../lineage/fetch";
 import { Positions, layout } from "../lineage/layout";
@@ -153,6 +153,25 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
     if (positions && !large) requestAnimationFrame(() => fitView({ padding: 0.15, maxZoom: 1.2 }));
   }, [positions, fitView, large]);
 
+  // Unencrypted transfers (the `unencrypted-transfer` findings this key may read), drawn on their edges.
+  const [plaintext, setPlaintext] = useState<Set<string>>(new Set());
+  useEffect(() => {
+    rest<{ findings: { subject: { job?: { namespace: string; name: string }; namespace?: string; name?: string; direction?: string } }[] }>(
+      "/api/v1/findings?rule=unencrypted-transfer&status=open&limit=1000",
+    )
+      .then((r) => {
+        const keys = r.findings
+          .filter((f) => f.subject.job)
+          .map((f) => {
+            const job = `job:${f.subject.job!.namespace}:${f.subject.job!.name}`;
+            const ds = `dataset:${f.subject.namespace}:${f.subject.name}`;
+            return f.subject.direction === "input" ? `${ds}>${job}` : `${job}>${ds}`;
+          });
+        setPlaintext(new Set(keys));
+      })
+      .catch(() => setPlaintext(new Set()));
+  }, []);
+
   const withColumns = useMemo(() => new Set(columnEdges.flatMap((e) => [e.source, e.target])), [columnEdges]);
 
   const path = useMemo(() => {
@@ -206,7 +225,9 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
       id: `t${i}`,
       source: e.source,
       target: e.target,
+      label: plaintext.has(`${e.source}>${e.target}`) ? "unencrypted" : undefined,
       className: [
+        plaintext.has(`${e.source}>${e.target}`) ? "is-clear" : "",
         "ledge",
         level === "column" ? "is-faint" : "",
         path ? (path.edges.has(i) ? "is-hl" : "is-dim") : "",
@@ -227,7 +248,7 @@ function Explorer({ params, setParams }: { params: URLSearchParams; setParams: (
         className: ["cedge", e.masking ? "is-masking" : "", overlay === "pii" && isPii(graph, e.source, e.sourceField) && !e.masking ? "is-pii" : "", path ? (path.colEdges.has(i) ? "is-hl" : "is-dim") : ""].join(" "),
       }));
     return [...table, ...cols];
-  }, [graph, positions, level, path, overlay, columnEdges]);
+  }, [graph, positions, level, path, overlay, columnEdges, plaintext]);
 
   const onNodeClick = useCallback(
     (_: unknown, n: Node) => {
@@ -346,6 +367,7 @@ function Legend({ overlay, level }: { overlay: Overlay; level: Level }) {
         </>
       )}
       {overlay === "product" && <span><i className="ln ln-boundary" /> crosses a product boundary</span>}
+      <span><i className="ln ln-clear" /> unencrypted transfer</span>
       <span className="muted">hover: path · click: expand</span>
     </div>
   );
