@@ -34,8 +34,6 @@ def test_search_dataset_lineage_expand_columns_pii_flow(ui: UiPage, demo: DemoCa
     page.locator(".react-flow__node", has_text="fraud_dag.score").wait_for()
     assert nodes.count() > 3
     assert "expand=" in page.url
-    # ledger's plaintext FTP upload is drawn as an unencrypted transfer
-    page.locator(".react-flow__edge.is-clear").first.wait_for()
 
     page.get_by_role("radio", name="Columns").click()
     page.locator(".lfield", has_text="email_hash").first.wait_for()

@@ -42,6 +42,12 @@ def test_every_page_loads_clean_and_accessible(ui: UiPage, demo: DemoCatalog, ro
             problems[name] = violations + ui.errors
         ui.errors.clear()
     assert problems == {}
+
+    # the lineage explorer draws ledger's plaintext FTP upload as an unencrypted transfer
+    ui.goto(f"/lineage?node={ENRICHED_ID}&depth=2")
+    clear = ui.page.locator(".react-flow__edge.is-clear")
+    clear.first.wait_for()
+    assert clear.count() == 1
     assert ui.foreign == [], f"the UI fetched from outside the service: {ui.foreign}"
 
 
