@@ -158,3 +158,39 @@ def test_another_products_engineer_sees_no_columns(ui: UiPage, demo: DemoCatalog
     assert "need" in page.get_by_role("alert").inner_text()
     ui.errors[:] = [e for e in ui.errors if "403" not in e]
     assert ui.errors == []
+
+
+def test_steward_grants_masked_read_and_the_other_product_then_sees_masked_columns(
+    ui: UiPage, demo: DemoCatalog
+) -> None:
+    page = ui.page
+    ui.sign_in(demo.keys["steward@payments"])
+    ui.goto("/grants")
+    page.get_by_role("button", name="New grant…").click()
+    page.get_by_label("To product", exact=True).select_option("fraud")
+    page.get_by_label("Namespace", exact=True).fill("bigquery")
+    page.get_by_label("Dataset", exact=True).fill("cw.payments.tx_enriched")
+    page.get_by_label("Reason").fill("fraud scoring reads enriched transactions")
+    page.get_by_label("masked columns only").check()
+    page.get_by_role("button", name="Grant", exact=True).click()
+    row = page.locator("tr", has_text="fraud scoring reads enriched transactions")
+    row.wait_for()
+    assert "masked only" in row.inner_text()
+    ui.screenshot("journey-grant")
+    assert ui.errors == []
+
+    other = UiPage(page.context.browser, demo.url)
+    try:
+        other.sign_in(demo.keys["engineer@fraud"])
+        other.goto("/datasets/bigquery/cw.payments.tx_enriched")
+        schema = other.page.locator("table.schema")
+        schema.wait_for()
+        text = schema.inner_text()
+        assert "amount" in text  # granted: the columns are readable now
+        cpf = other.page.locator("#field-cpf")
+        assert "masked" in cpf.inner_text()  # the PII column by name only
+        assert "STRING" not in cpf.inner_text()
+        other.screenshot("journey-granted-masked")
+        assert other.errors == []
+    finally:
+        other.close()

@@ -23,6 +23,7 @@ PAGES = [
     ("pii-flow", f"/pii-flow?ns={quote(PG, safe='')}&dataset={CUSTOMERS_NAME}&field=cpf", "Hop by hop"),
     ("products", "/products", "Flows between products"),
     ("findings", "/findings", "PII copied unmasked"),
+    ("grants", "/grants", "No grants."),
     ("export", "/export", "Build and verify"),
 ]
 

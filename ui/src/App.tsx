@@ -9,6 +9,7 @@ import { PiiFlowPage } from "./pages/PiiFlowPage";
 import { ProductMapPage } from "./pages/ProductMapPage";
 import { FindingsPage } from "./pages/FindingsPage";
 import { ExportPage } from "./pages/ExportPage";
+import { GrantsPage } from "./pages/GrantsPage";
 
 export function App() {
   const [key, setKeyState] = useState<string | null>(getKey());
@@ -30,6 +31,7 @@ export function App() {
           <Route path="/pii-flow" element={<PiiFlowPage />} />
           <Route path="/products" element={<ProductMapPage />} />
           <Route path="/findings" element={<FindingsPage />} />
+          <Route path="/grants" element={<GrantsPage />} />
           <Route path="/export" element={<ExportPage />} />
           <Route path="*" element={<p className="empty">No such page. <Link to="/search">Search the catalog</Link>.</p>} />
         </Routes>
@@ -82,6 +84,7 @@ function TopBar({ keyId, onSignOut }: { keyId: string; onSignOut: () => void }) 
         <NavLink to="/lineage">Lineage</NavLink>
         <NavLink to="/products">Product map</NavLink>
         <NavLink to="/findings">Findings</NavLink>
+        <NavLink to="/grants">Grants</NavLink>
         <NavLink to="/export">Export</NavLink>
       </nav>
       <form className="topsearch" role="search" onSubmit={submit}>
