@@ -13,6 +13,7 @@ export interface Box {
 export type Positions = Map<string, { x: number; y: number }>;
 
 export const ELK_MAX_NODES = 400;
+const MAX_ROWS = 40;
 
 let elk: InstanceType<typeof ELK> | null = null;
 function getElk() {
@@ -98,18 +99,22 @@ export function layeredFast(boxes: Box[], edges: { source: string; target: strin
       return ps.length ? ps.reduce((s, p) => s + order.get(p)!, 0) / ps.length : Number.MAX_SAFE_INTEGER;
     };
     const keyed = ids.map((id) => [key(id), id] as const).sort((a, b) => a[0] - b[0]);
-    let y = 0;
-    let width = 0;
-    keyed.forEach(([, id], i) => {
-      const b = size.get(id)!;
-      order.set(id, i);
-      pos.set(id, { x, y });
-      y += b.height + 24;
-      width = Math.max(width, b.width);
-    });
-    // centre the layer vertically around 0
-    for (const [, id] of keyed) pos.get(id)!.y -= y / 2;
-    x += width + 90;
+    // a layer of hundreds (a 5-hop neighbourhood's middle) is wrapped into sub-columns of MAX_ROWS, so the
+    // whole graph keeps a shape a screen can show
+    for (let start = 0; start < keyed.length; start += MAX_ROWS) {
+      const column = keyed.slice(start, start + MAX_ROWS);
+      let y = 0;
+      let width = 0;
+      column.forEach(([, id], i) => {
+        const b = size.get(id)!;
+        order.set(id, start + i);
+        pos.set(id, { x, y });
+        y += b.height + 24;
+        width = Math.max(width, b.width);
+      });
+      for (const [, id] of column) pos.get(id)!.y -= y / 2; // centred vertically around 0
+      x += width + (start + MAX_ROWS < keyed.length ? 40 : 90);
+    }
   }
   return pos;
 }

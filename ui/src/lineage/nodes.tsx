@@ -1,5 +1,5 @@
 import { memo } from "react";
-import { Handle, NodeProps, Position } from "@xyflow/react";
+import { Handle, NodeProps, Position, ReactFlowState, useStore } from "@xyflow/react";
 import { Lock, productColor } from "../components";
 import { GNode } from "./model";
 
@@ -19,6 +19,20 @@ export interface NodeData extends Record<string, unknown> {
   onField: (id: string, field: string | null) => void;
 }
 
+// Zoomed far out (a whole large graph in view) a node is a coloured bar with its name: a tenth of the DOM,
+// so fitting 2,000 nodes stays quick; the details come back when zooming in.
+const farOut = (s: ReactFlowState) => s.transform[2] < 0.3;
+
+function MiniNode({ g, className, style }: { g: GNode; className: string; style?: React.CSSProperties }) {
+  return (
+    <div className={`${className} lnode-mini`} style={style}>
+      <Handle type="target" position={Position.Left} className="h-table" />
+      <span className="lnode-name">{g.name}</span>
+      <Handle type="source" position={Position.Right} className="h-table" />
+    </div>
+  );
+}
+
 export function boxSize(g: GNode, level: "table" | "column"): { width: number; height: number } {
   if (g.kind === "JOB") return { width: 220, height: 46 };
   if (level === "column" && g.fields && g.fields.length) return { width: 260, height: HEAD + g.fields.length * ROW + 6 };
@@ -33,6 +47,7 @@ function piiState(g: GNode): "pii" | "masked" | null {
 
 export const DatasetNode = memo(function DatasetNode({ data }: NodeProps & { data: NodeData }) {
   const { g, level, overlay, root, dim, hlFields, colLineage, expanded, onField } = data;
+  const far = useStore(farOut);
   const pii = piiState(g);
   const color = productColor(g.product);
   const cls = [
@@ -42,8 +57,10 @@ export const DatasetNode = memo(function DatasetNode({ data }: NodeProps & { dat
     dim ? "is-dim" : "",
     overlay === "pii" && pii ? `ov-${pii}` : "",
   ].join(" ");
+  const style = overlay === "product" ? { borderColor: color, boxShadow: `inset 4px 0 0 ${color}` } : undefined;
+  if (far && level === "table") return <MiniNode g={g} className={cls} style={style} />;
   return (
-    <div className={cls} style={overlay === "product" ? { borderColor: color, boxShadow: `inset 4px 0 0 ${color}` } : undefined}>
+    <div className={cls} style={style}>
       <Handle type="target" position={Position.Left} className="h-table" />
       <div className="lnode-head">
         <span className="lnode-icon" aria-hidden="true">▦</span>
@@ -96,7 +113,10 @@ export const DatasetNode = memo(function DatasetNode({ data }: NodeProps & { dat
 
 export const JobNode = memo(function JobNode({ data }: NodeProps & { data: NodeData }) {
   const { g, overlay, root, dim, expanded } = data;
+  const far = useStore(farOut);
   const color = productColor(g.product);
+  const cls = ["lnode", "lnode-job", root ? "is-root" : "", dim ? "is-dim" : ""].join(" ");
+  if (far) return <MiniNode g={g} className={cls} />;
   return (
     <div
       className={["lnode", "lnode-job", root ? "is-root" : "", dim ? "is-dim" : ""].join(" ")}
