@@ -63,3 +63,17 @@ def test_sign_in_page_is_accessible_and_refuses_a_wrong_key(ui: UiPage) -> None:
     assert ui.page.evaluate("() => sessionStorage.length") == 0  # a refused key is not kept
     ui.errors[:] = [e for e in ui.errors if "401" not in e]  # the refused check itself
     assert ui.errors == []
+
+
+def test_api_docs_render_offline(ui: UiPage) -> None:
+    """Swagger UI and Redoc run from the service's own files: nothing is fetched from elsewhere."""
+    ui.page.goto(f"{ui.base}/docs")
+    ui.page.locator(".swagger-ui .info .title").wait_for(timeout=20_000)
+    ui.page.get_by_text("/api/v1/lineage").first.wait_for()
+    ui.screenshot("docs")
+    ui.page.goto(f"{ui.base}/redoc")
+    ui.page.locator(".api-content").wait_for(timeout=20_000)
+    ui.page.get_by_text("Lineage & governance catalog").first.wait_for()
+    ui.screenshot("redoc")
+    assert ui.foreign == [], f"the docs fetched from outside the service: {ui.foreign}"
+    assert ui.errors == []
