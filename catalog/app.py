@@ -39,6 +39,7 @@ from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
+from catalog.policies_in_force import Policies, install
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
@@ -143,7 +144,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         )
         await writer.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
-        policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
+        policy_watcher = PolicyFileWatcher(engine, app.state.policies.directory)
         await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
         await policy_watcher.start()  # policy file edits are chained too (catalog/policy/files.py)
         try:
@@ -171,7 +172,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         dependencies=[Depends(reject_marked_path_parameters)],
     )
     app.state.settings = settings
-    app.state.enforcer = create_enforcer(settings)
+    # Built once from the settings and passed down (catalog/policies_in_force.py); installed for the ingest path.
+    app.state.policies = install(Policies.from_settings(settings))
+    app.state.enforcer = create_enforcer(app.state.policies)
     install_handlers(app)
     app.include_router(ingest_routes.router)
     app.include_router(lineage_routes.router)  # first: catalog's `{dataset:path}` would swallow `/versions`
