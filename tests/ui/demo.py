@@ -128,6 +128,14 @@ def demo_events() -> list[dict[str, Any]]:
             inputs=[customers, tx],
             outputs=[enriched],
             job_facets=enrich_sql,
+            run_facets={
+                "errorMessage": {
+                    "_producer": "https://github.com/example/tests",
+                    "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json",
+                    "message": "division by zero in SHA256 shim",
+                    "programmingLanguage": "SQL",
+                }
+            },
         ),
         run_event(
             when=at(2, 3),

@@ -17,7 +17,7 @@ ENRICHED_ID = quote(f"dataset:{ENRICHED[0]}:{ENRICHED[1]}")
 PAGES = [
     ("search", "/search?q=payments", "cw.payments.tx_enriched"),
     ("dataset", f"/datasets/{quote(PG, safe='')}/{CUSTOMERS_NAME}", "PII.CPF"),
-    ("job", "/jobs/airflow-payments/payments_dag.enrich", "INSERT INTO cw.payments.tx_enriched"),
+    ("job", "/jobs/airflow-payments/payments_dag.enrich", "division by zero in SHA256 shim"),
     ("lineage", f"/lineage?node={ENRICHED_ID}&depth=2", "fraud_dag.score"),
     ("lineage-columns", f"/lineage?node={ENRICHED_ID}&depth=2&level=column", "email_hash"),
     ("pii-flow", f"/pii-flow?ns={quote(PG, safe='')}&dataset={CUSTOMERS_NAME}&field=cpf", "Hop by hop"),
