@@ -58,6 +58,14 @@ def iter_routes(routes: list[Any]) -> Iterator[Any]:
             yield route
 
 
+def dependency_names(dependant: Any) -> Iterator[str]:
+    """The names of every dependency of a route, however deep (`Requires` depends on the principal)."""
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield getattr(sub.call, "__name__", type(sub.call).__name__)
+        yield from dependency_names(sub)
+
+
 def test_every_route_but_health_and_docs_requires_a_key(settings: Settings) -> None:
     """A new route without the authentication dependency fails here."""
     app = create_app(settings, "postgresql://unused@/x")
@@ -70,7 +78,7 @@ def test_every_route_but_health_and_docs_requires_a_key(settings: Settings) -> N
         if path in open_paths or path.startswith("/graphql"):
             continue
         assert isinstance(route, APIRoute), f"{path}: an unexpected kind of route; does it check credentials?"
-        names = {d.call.__name__ for d in route.dependant.dependencies if d.call is not None}
+        names = set(dependency_names(route.dependant))
         assert "require_principal" in names, f"{path} does not require a credential"
         checked += 1
     assert checked >= 10

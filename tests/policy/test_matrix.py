@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.api.rest.authz import iter_routes, route_methods
+from catalog.api.rest.requires import declared_policies, iter_routes, route_methods
 from catalog.app import create_app
 from catalog.config import Settings
 from catalog.db.engine import create_engine
@@ -483,6 +483,23 @@ def test_every_route_has_a_policy_and_every_policy_a_route() -> None:
     assert sorted(set(ROUTES) - routes) == [], "policies for routes that do not exist"
 
 
+def test_every_route_declares_the_need_the_route_table_gives_it() -> None:
+    """Each REST route states what it needs in its signature (`Requires(obj, act, domain)`, catalog/api/rest/
+    requires.py), exactly once, and that is its entry in the route table. /graphql authorises in its
+    context (the same `graphql` read, then per field: the GraphQL matrix below)."""
+    app = create_app(Settings(home=Path("/nonexistent"), admin_token=ADMIN_TOKEN), "postgresql://unused@/x")
+    checked = 0
+    for route in iter_routes(app.routes):
+        path = getattr(route, "path", "")
+        if path in OPEN_PATHS or path == "/graphql" or type(route).__name__ == "Mount":
+            continue
+        declared = declared_policies(getattr(route, "dependant", None))
+        for method in route_methods(route):
+            assert declared == [ROUTES[(method, path)]], f"{method} {path}"
+            checked += 1
+    assert checked == len(ROUTES) - len([k for k in ROUTES if k[1] == "/graphql"])
+
+
 def test_every_policy_has_expected_decisions_and_every_route_a_matrix_request() -> None:
     missing = sorted({(p.obj, p.act) for p in ROUTES.values()} - set(EXPECTED))
     assert missing == [], "add the expected decisions of these (object, action) pairs to EXPECTED"
@@ -547,7 +564,7 @@ async def check(world: World, response: httpx.Response, outcome: str) -> None:
 #
 # The /graphql route admits catalog users (the ("graphql", "read") row above); each root field and each
 # field of Dataset and Job is then authorised on its own in the product domain of what it reads
-# (catalog/api/graphql/authz.py). A denied field is null with an error whose extensions carry
+# (catalog/policy/authoriser.py). A denied field is null with an error whose extensions carry
 # code FORBIDDEN and the rule, and the denial is recorded (path /graphql).
 
 DISCOVER = ("catalog.discover", "read")
