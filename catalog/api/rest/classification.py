@@ -219,15 +219,15 @@ async def pii_inventory(
 ) -> Json:
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
-    enforcer = getattr(request.app.state, "enforcer", None)
-    everywhere = authoriser_of(request).allowed_everywhere()
+    authoriser = authoriser_of(request)
+    everywhere = authoriser.allowed_everywhere()
     rows, total = await service.pii_inventory(
         conn,
         namespace=namespace,
         product=product,
         tier=tier,
         as_of=as_of,
-        products=enforcer.products.current if enforcer is not None else None,
+        products=authoriser.products,
         limit=limit if everywhere else sys.maxsize,
         offset=offset if everywhere else 0,
         paths=everywhere,
@@ -235,7 +235,7 @@ async def pii_inventory(
     if everywhere:
         return {"fields": rows, "totalCount": total}
     # Fields of datasets the caller may not read are left out (GraphQL piiInventory's rule).
-    scope = await authoriser_of(request).internals_scope(None, [(r["namespace"], r["dataset"]) for r in rows])
+    scope = await authoriser.internals_scope(None, [(r["namespace"], r["dataset"]) for r in rows])
     shown = [r for r in rows if _visible(r, scope)]
     return {
         "fields": await _paths_as_seen(
