@@ -3,10 +3,11 @@ domain)]`, decided by the request's `Authoriser` (catalog/policy/authoriser.py).
 
 The domain names where the product of the request comes from (catalog/policy/routes.py lists them,
 and tests/policy/test_matrix.py checks every route's declaration against that table). It is taken from
-the route's own parameters, parsed by FastAPI as the handler gets them: the dependency declares the
-same path/query/body parameters as the handler (FastAPI parses each once per request and shows it
-once in the OpenAPI document). A denial answers 403 problem+json naming the rule (problems.py) and is
-recorded once in `access_denials`.
+the route's own parameters as FastAPI parses them for the handler: each finder declares the path/query/
+body parameters it reads under the handler's names (FastAPI validates them like the handler's and shows
+each once in the OpenAPI document), nothing re-reads the raw request. Authentication runs first (401),
+then the finder, then the decision: a denial answers 403 problem+json naming the rule (problems.py) and
+is recorded once in `access_denials`.
 """
 
 from __future__ import annotations
