@@ -29,7 +29,7 @@ from catalog.api.rest import lineage as lineage_routes
 from catalog.api.rest import marquez as marquez_routes
 from catalog.api.rest import operations as operations_routes
 from catalog.api.rest.problems import install_handlers
-from catalog.api.text import ParameterTextMiddleware, reject_marked_path_parameters
+from catalog.api.text_guard import ParameterTextMiddleware, reject_marked_path_parameters
 from catalog.audit.checkpointer import AuditCheckpointer
 from catalog.audit.signing import kek_from_settings
 from catalog.auth.service import Authenticator
@@ -164,7 +164,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         ),
         lifespan=lifespan,
         # Before any other dependency of a route (authentication included): path parameters that are
-        # not storable text are a 400 naming the parameter (catalog/api/text.py).
+        # not storable text are a 400 naming the parameter (catalog/api/text_guard.py).
         dependencies=[Depends(reject_marked_path_parameters)],
     )
     app.state.settings = settings
@@ -202,7 +202,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.metrics.instrument(app)
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(WritePositionMiddleware)  # Catalog-LSN on write answers (catalog/api/consistency.py)
-    app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text.py)
+    app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text_guard.py)
     app.add_middleware(
         BodyLimitMiddleware,
         limits={

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Annotated
 
-import typer
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
-]
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", help="External PostgreSQL (CATALOG_DATABASE_URL).", show_default=False),
-]
+from catalog.cli_support import DbOpt, HomeOpt
 
 
 def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Evaluate every rule over the whole catalog (after editing policies/, or with incremental rules off);
     findings that no longer fire are resolved."""
-    from catalog.cli import _settings, console
+    from catalog.cli_support import console, settings_from
     from catalog.db.resolve import migrated
     from catalog.policy import files
 
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
     files.configure(settings.policies_dir)
     with migrated(settings) as db:
         fired = asyncio.run(_scan(db.service_url))

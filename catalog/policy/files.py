@@ -28,7 +28,7 @@ from catalog.policy.products import ReloadingProductMap
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "policies"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "policies"  # package data: catalog/policies/
 
 _lock = threading.Lock()
 _dir: Path | None = None
@@ -38,7 +38,7 @@ _classification: dict[Path, ReloadingRuleSet] = {}
 
 
 def configure(policies_dir: Path | None) -> None:
-    """Use `policies_dir` (None: `$CATALOG_POLICIES_DIR`, else the repository's `policies/`)."""
+    """Use `policies_dir` (None: `$CATALOG_POLICIES_DIR`, else the packaged `catalog/policies/`)."""
     global _dir
     _dir = policies_dir
 

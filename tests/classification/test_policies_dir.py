@@ -22,7 +22,7 @@ from catalog.policy import files
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import dataset, run_event, schema
 
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "catalog" / "policies"
 NS = "postgres://crm-db:5432"
 
 # A site's own rule, absent from the repository's file: loyalty card numbers are personal data here.
