@@ -39,9 +39,11 @@ from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
+from catalog.policies_in_force import Policies, install
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
+from catalog.web import mount_web
 
 log = logging.getLogger("catalog.http")
 
@@ -142,7 +144,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         )
         await writer.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
-        policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
+        policy_watcher = PolicyFileWatcher(engine, app.state.policies.directory)
         await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
         await policy_watcher.start()  # policy file edits are chained too (catalog/policy/files.py)
         try:
@@ -163,12 +165,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             "Every endpoint except `/health` and `/ready` needs an API key: `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc on vendored assets: catalog/web
+        redoc_url=None,
         # Before any other dependency of a route (authentication included): path parameters that are
         # not storable text are a 400 naming the parameter (catalog/api/text_guard.py).
         dependencies=[Depends(reject_marked_path_parameters)],
     )
     app.state.settings = settings
-    app.state.enforcer = create_enforcer(settings)
+    # Built once from the settings and passed down (catalog/policies_in_force.py); installed for the ingest path.
+    app.state.policies = install(Policies.from_settings(settings))
+    app.state.enforcer = create_enforcer(app.state.policies)
     install_handlers(app)
     app.include_router(ingest_routes.router)
     app.include_router(lineage_routes.router)  # first: catalog's `{dataset:path}` would swallow `/versions`
@@ -184,6 +190,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         lambda: getattr(app.state, "engine", None), findings_ttl=settings.metrics_cache_seconds
     )
     mount_graphql(app, settings)
+    mount_web(app)  # last: `/ui` and its SPA fallback, `/`, `/docs`, `/redoc`
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability (no credential)")
     async def health() -> JSONResponse:

@@ -140,8 +140,10 @@ def ingest(
     from catalog.openlineage.body import iter_ndjson_or_json
     from catalog.openlineage.events import EventRejected, OpenLineageEvent
     from catalog.openlineage.validation import parse_event
+    from catalog.policies_in_force import Policies, install
 
     settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # what the ingest path assigns and judges by
     events: list[OpenLineageEvent] = []
     rejected: list[tuple[str, str]] = []
     for label, data in _sources(paths):
@@ -219,8 +221,10 @@ def rebuild(
 ) -> None:
     """Re-project the whole catalog from the event log (ingestion waits meanwhile)."""
     from catalog.db.resolve import migrated
+    from catalog.policies_in_force import Policies, install
 
     settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # the projection assigns products by it
     with migrated(settings) as db:
         # As the owner: TRUNCATE ... RESTART IDENTITY needs the sequences' owner, and the log is locked.
         replayed, same = asyncio.run(_rebuild(db.owner_url, verify))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from catalog.cli_support import DbOpt, HomeOpt
+
+if TYPE_CHECKING:
+    from catalog.policies_in_force import Policies
 
 
 def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
@@ -12,22 +16,22 @@ def scan(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     findings that no longer fire are resolved."""
     from catalog.cli_support import console, settings_from
     from catalog.db.resolve import migrated
-    from catalog.policy import files
+    from catalog.policies_in_force import Policies
 
     settings = settings_from(home, database_url)
-    files.configure(settings.policies_dir)
+    policies = Policies.from_settings(settings)
     with migrated(settings) as db:
-        fired = asyncio.run(_scan(db.service_url))
+        fired = asyncio.run(_scan(db.service_url, policies))
     console.print(f"scanned the catalog: {fired} findings firing")
 
 
-async def _scan(url: str) -> int:
+async def _scan(url: str, policies: Policies) -> int:
     from catalog.db.engine import create_engine, raw_transaction
     from catalog.findings.service import scan as scan_catalog
 
     engine = create_engine(url, pool_size=1)
     try:
         async with raw_transaction(engine) as raw:
-            return await scan_catalog(raw)
+            return await scan_catalog(raw, policies)
     finally:
         await engine.dispose()
