@@ -70,13 +70,25 @@ def test_every_route_but_health_and_docs_requires_a_key(settings: Settings) -> N
     """A new route without the authentication dependency fails here."""
     app = create_app(settings, "postgresql://unused@/x")
     # /health (liveness) and /ready (readiness) are for orchestrators and load balancers: no credential
-    open_paths = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    # "/" and "/ui" redirect to the web UI's static files (no data; the UI calls the API with a key)
+    open_paths = {
+        "/health",
+        "/ready",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/",
+        "/ui",
+    }
     checked = 0
     for route in iter_routes(app.routes):
         path = getattr(route, "path", "")
         # GraphQL authenticates inside its own router (tests/graphql covers it); static assets are public.
         if path in open_paths or path.startswith("/graphql"):
             continue
+        if type(getattr(route, "app", None)).__name__ in ("StaticFiles", "_UiFiles"):
+            continue  # static files (the web UI, vendored docs assets): public, no data
         assert isinstance(route, APIRoute), f"{path}: an unexpected kind of route; does it check credentials?"
         names = set(dependency_names(route.dependant))
         assert "require_principal" in names, f"{path} does not require a credential"

@@ -43,7 +43,8 @@ NEVER = "auditor-never-writes"
 INTERNALS = "other-products-internals-need-a-grant"
 
 # Paths that need no credential and so have no policy.
-OPEN_PATHS = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# ... and "/" and "/ui": redirects to the web UI (/ui/, static files that hold no data; it calls the API with a key).
+OPEN_PATHS = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/", "/ui"}
 
 # What the policy says, per (object, action) of the route table: role -> (own product, other product).
 # "allow", or the name of the rule that denies. Auditor and admin hold no product: one outcome.
