@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from catalog.api.rest.authz import authorize_events
-from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses, unavailable
+from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
 from catalog.db.errors import DatabaseUnavailable
 from catalog.ingest.writer import IngestWriter
@@ -19,7 +18,8 @@ from catalog.metrics import count_events
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
-from catalog.policy.service import emitting_product
+from catalog.policy.authoriser import Authoriser
+from catalog.policy.service import AccessDenied
 
 PREFIX = "/api/v1"
 router = APIRouter(prefix=PREFIX, tags=["ingest"])
@@ -89,10 +89,11 @@ async def _decoded(request: Request, limit: int) -> bytes:
         raise _problem(exc) from exc
 
 
-def sent_by(principal: Principal, event: OpenLineageEvent) -> OpenLineageEvent:
+def sent_by(authoriser: Authoriser, event: OpenLineageEvent) -> OpenLineageEvent:
     """The event marked with the product of the key that sent it (stored with it): whose view of a
     dataset its facets are is judged by it (catalog/ingest/extract.py)."""
-    return replace(event, emitter=emitting_product(principal), emitter_key=principal.key_id)
+    assert authoriser.principal is not None
+    return replace(event, emitter=authoriser.emitting_product(), emitter_key=authoriser.principal.key_id)
 
 
 async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple[int, int]:
@@ -120,7 +121,9 @@ async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     },
 )
-async def ingest_event(request: Request, principal: PrincipalDep) -> JSONResponse:
+async def ingest_event(
+    request: Request, principal: Annotated[Principal, Requires("lineage.event", "write", "own")]
+) -> JSONResponse:
     settings = request.app.state.settings
     try:
         body = await _decoded(request, settings.max_body_bytes)
@@ -128,8 +131,11 @@ async def ingest_event(request: Request, principal: PrincipalDep) -> JSONRespons
             event = parse_event(load_json(body))
         except EventRejected as exc:
             raise _problem(exc) from exc
-        await authorize_events(request, principal, [event])
-        stored, _ = await _submit(request.app.state.writer, [sent_by(principal, event)])
+        await authoriser_of(request).require_events([event])
+        stored, _ = await _submit(request.app.state.writer, [sent_by(authoriser_of(request), event)])
+    except AccessDenied:
+        count_events(rejected=1)
+        raise
     except Problem as refused:
         if refused.status < 500:  # a 503 is "try again", not a verdict on the event
             count_events(rejected=1)
@@ -158,7 +164,9 @@ async def ingest_event(request: Request, principal: PrincipalDep) -> JSONRespons
         }
     },
 )
-async def ingest_batch(request: Request, principal: PrincipalDep) -> BatchResult:
+async def ingest_batch(
+    request: Request, principal: Annotated[Principal, Requires("lineage.event", "write", "own")]
+) -> BatchResult:
     settings = request.app.state.settings
     body = await _decoded(request, settings.max_batch_bytes)
     try:
@@ -180,13 +188,16 @@ async def ingest_batch(request: Request, principal: PrincipalDep) -> BatchResult
             failed.append(FailedEvent(index=index, reason=exc.detail, retriable=False, pointer=exc.pointer))
     stored = duplicates = 0
     try:
-        await authorize_events(request, principal, events)
+        await authoriser_of(request).require_events(events)
         if events:
             stored, duplicates = await _submit(
-                request.app.state.writer, [sent_by(principal, e) for e in events]
+                request.app.state.writer, [sent_by(authoriser_of(request), e) for e in events]
             )
+    except AccessDenied:  # one denied event refuses the batch: all its events are rejected
+        count_events(rejected=len(items))
+        raise
     except Problem as refused:
-        if refused.status < 500:  # one denied event refuses the batch: all its events are rejected
+        if refused.status < 500:
             count_events(rejected=len(items))
         raise
     ok = len(events)

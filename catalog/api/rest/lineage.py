@@ -16,14 +16,16 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.authz import EVERYTHING, hidden_jobs, internals_scope, redactions
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires, authoriser_of
+from catalog.auth.service import Principal
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph, LineageGraph, NodeRef
 from catalog.metadata import queries
 from catalog.metadata import service as metadata
 from catalog.metadata.service import iso
+from catalog.policy.authoriser import EVERYTHING
 from catalog.policy.masking import (
     collapse_unreadable,
     discoverable_dataset,
@@ -81,7 +83,7 @@ async def _resolve(conn: AsyncConnection, node_id: str) -> NodeRef:
 async def get_lineage(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "node")],
     node_id: NodeIdParam,
     depth: Depth = 20,
     as_of: AsOf = None,
@@ -113,7 +115,9 @@ async def _lineage_nodes(
     datasets = [(n.namespace, n.name) for n in graph.nodes if n.kind == "dataset"]
     # Another product's dataset shows by name only (its columns, facets, tags are internals) unless
     # granted; through a masked-columns-only grant its PII columns come redacted.
-    scope = await internals_scope(request, conn, datasets) if request is not None else EVERYTHING
+    scope = (
+        await authoriser_of(request).internals_scope(conn, datasets) if request is not None else EVERYTHING
+    )
     jobs = [(n.namespace, n.name) for n in graph.nodes if n.kind == "job"]
     data: dict[str, Json] = {}
     # The same bodies GET dataset/job answers (the dataset's stewards' tags included).
@@ -124,7 +128,7 @@ async def _lineage_nodes(
             body = discoverable_dataset(body)
         data[lineage_service.dataset_node_id(namespace, name)] = body
     if jobs:
-        hidden = await hidden_jobs(request, conn, jobs) if request is not None else frozenset()
+        hidden = await authoriser_of(request).hidden_jobs(conn, jobs) if request is not None else frozenset()
         for body in await metadata.jobs_by_name(conn, jobs):
             if (body["namespace"], body["name"]) in hidden:
                 body = discoverable_job(body)
@@ -156,7 +160,7 @@ async def _lineage_nodes(
 async def get_column_lineage(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "node")],
     node_id: NodeIdParam,
     depth: Depth = 20,
     with_downstream: Annotated[bool, Query(alias="withDownstream"), BeforeValidator(_boolean)] = False,
@@ -190,7 +194,9 @@ async def get_column_lineage(
     # GraphQL columnLineage's rule: columns of datasets the caller may not read show only as their
     # dataset, and the edges those datasets declare are left out; through a masked-columns-only grant
     # the PII columns' hops are hidden (catalog/policy/masking.py).
-    scope = await internals_scope(request, conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes})
+    scope = await authoriser_of(request).internals_scope(
+        conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes}
+    )
     if scope.redacted:
         graphs = [hide_columns(g, scope.redacted) for g in graphs]
     if scope.hidden:
@@ -264,7 +270,7 @@ def _unique_edges(edges: list[Any]) -> list[Json]:
 )
 async def search(
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
     q: Annotated[str, Query(min_length=1, max_length=500)],
     filter: Annotated[
         Literal["DATASET", "JOB"] | None,
@@ -300,7 +306,9 @@ async def _versions(
     if page is None:
         return None
     # Through a masked-columns-only grant the PII columns are redacted (catalog/policy/masking.py).
-    sensitive = (await redactions(request, conn, [(namespace, name)])).get((namespace, name), frozenset())
+    sensitive = (await authoriser_of(request).route_redactions(conn, [(namespace, name)])).get(
+        (namespace, name), frozenset()
+    )
     return [redact_dataset(body, sensitive) for body in page[0]], page[1]
 
 
@@ -314,7 +322,7 @@ async def list_dataset_versions(
     dataset: DatasetName,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "dataset")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
@@ -335,7 +343,7 @@ async def get_dataset_version(
     version: str,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "dataset")],
 ) -> Json:
     try:
         prefix = uuid.UUID(version).bytes

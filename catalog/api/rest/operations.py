@@ -4,13 +4,16 @@ answers and its schema is at the revision this code expects."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from catalog import __version__
-from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import problem_responses
+from catalog.api.rest.requires import Requires
+from catalog.auth.service import Principal
 from catalog.db.readiness import applied_revisions
 from catalog.metrics import CatalogMetrics
 
@@ -34,7 +37,7 @@ READY_PATH = "/ready"
         **problem_responses(401, 403),
     },
 )
-async def metrics(request: Request, principal: PrincipalDep) -> Response:
+async def metrics(request: Request, principal: Annotated[Principal, Requires("metrics", "read")]) -> Response:
     registry: CatalogMetrics = request.app.state.metrics
     return Response(await registry.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.deps import PrincipalDep, ReadConn, WriteConn
+from catalog.api.rest.deps import ReadConn, WriteConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires
 from catalog.api.text import text_defect
 from catalog.auth.service import Principal
 from catalog.metadata import service as metadata
@@ -30,18 +31,11 @@ DatasetName = Annotated[str, Path(description="Dataset name, URL-encoded."), Aft
 FieldName = Annotated[str, Path(description="Field path, URL-encoded."), AfterValidator(unquote)]
 TagName = Annotated[str, Path(min_length=1, max_length=255), AfterValidator(unquote)]
 
-TAGGERS = frozenset({"steward", "admin"})
-
-
-def _may_tag(principal: Principal) -> None:
-    if principal.role not in TAGGERS:
-        raise Problem("forbidden", f"tagging needs the steward or admin role, not {principal.role!r}")
-
 
 @router.get("/tags", summary="List tags", responses=ERRORS)
 async def list_tags(
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
@@ -51,11 +45,10 @@ async def list_tags(
 @router.put("/tags/{tag}", summary="Create a tag (or update its description)", responses=ERRORS)
 async def put_tag(
     tag: TagName,
-    principal: PrincipalDep,
+    _: Annotated[Principal, Requires("tags", "write")],
     conn: WriteConn,
     body: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> Json:
-    _may_tag(principal)
     description = (body or {}).get("description")
     if description is not None and not isinstance(description, str):
         raise Problem("invalid-parameter", "description must be a string", pointer="description")
@@ -83,9 +76,12 @@ async def _change(
     "/namespaces/{namespace}/datasets/{dataset}/tags/{tag}", summary="Tag a dataset", responses=ERRORS
 )
 async def tag_dataset(
-    namespace: Namespace, dataset: DatasetName, tag: TagName, principal: PrincipalDep, conn: WriteConn
+    namespace: Namespace,
+    dataset: DatasetName,
+    tag: TagName,
+    _: Annotated[Principal, Requires("classification", "write", "dataset")],
+    conn: WriteConn,
 ) -> Json:
-    _may_tag(principal)
     return await _change(conn, namespace, dataset, tag, None, add=True)
 
 
@@ -93,9 +89,12 @@ async def tag_dataset(
     "/namespaces/{namespace}/datasets/{dataset}/tags/{tag}", summary="Untag a dataset", responses=ERRORS
 )
 async def untag_dataset(
-    namespace: Namespace, dataset: DatasetName, tag: TagName, principal: PrincipalDep, conn: WriteConn
+    namespace: Namespace,
+    dataset: DatasetName,
+    tag: TagName,
+    _: Annotated[Principal, Requires("classification", "write", "dataset")],
+    conn: WriteConn,
 ) -> Json:
-    _may_tag(principal)
     return await _change(conn, namespace, dataset, tag, None, add=False)
 
 
@@ -109,10 +108,9 @@ async def tag_field(
     dataset: DatasetName,
     field: FieldName,
     tag: TagName,
-    principal: PrincipalDep,
+    _: Annotated[Principal, Requires("classification", "write", "dataset")],
     conn: WriteConn,
 ) -> Json:
-    _may_tag(principal)
     return await _change(conn, namespace, dataset, tag, field, add=True)
 
 
@@ -126,8 +124,7 @@ async def untag_field(
     dataset: DatasetName,
     field: FieldName,
     tag: TagName,
-    principal: PrincipalDep,
+    _: Annotated[Principal, Requires("classification", "write", "dataset")],
     conn: WriteConn,
 ) -> Json:
-    _may_tag(principal)
     return await _change(conn, namespace, dataset, tag, field, add=False)
