@@ -209,26 +209,29 @@ def ingest(
 
 
 async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, int]:
+    """Append through the accepting path's code, then fold through the projector's (this process is the
+    projector unless a running service is; then it waits for that one)."""
     from catalog.db.engine import create_engine, raw_transaction
-    from catalog.ingest.service import PartitionCache, append_and_project
-    from catalog.ingest.statistics import GrowthAnalyzer
+    from catalog.ingest.projector import catch_up
+    from catalog.ingest.service import PartitionCache, append
 
     engine = create_engine(url, pool_size=2)
     partitions = PartitionCache()
-    analyzer = GrowthAnalyzer(engine)
     stored = duplicates = 0
     try:
         with _progress() as progress:
-            task = progress.add_task("ingesting", total=len(events))
+            task = progress.add_task("appending", total=len(events))
             for start in range(0, len(events), batch_size):
                 batch = events[start : start + batch_size]
                 await partitions.ensure(engine, [e.event_time for e in batch])
                 async with raw_transaction(engine) as raw:
-                    outcome = await append_and_project(raw, batch)
+                    outcome = await append(raw, batch)
                 stored += outcome.stored
                 duplicates += outcome.duplicates
-                await analyzer.maybe_analyze(outcome.stored)
                 progress.advance(task, len(batch))
+            folding = progress.add_task("projecting", total=None)
+            await catch_up(engine, batch_size=batch_size)
+            progress.update(folding, total=1, completed=1)
     finally:
         await engine.dispose()
     return stored, duplicates
