@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import BigInteger, Identity, Index, Integer, LargeBinary, Text, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db.base import Base
@@ -44,6 +44,8 @@ class EventLogEntry(Base):
     # or an event logged before emitters were recorded. The projection judges dataset facets by it, so a
     # rebuild reads it beside the payload (catalog/ingest/extract.py).
     emitter_product: Mapped[str | None] = mapped_column(Text)
+    # JSON pointers of the values redacted before storing (the projector's credentials rule reads them).
+    redactions: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class ProjectorState(Base):

@@ -49,7 +49,7 @@ BATCH_SIZE = 1000
 REPLAY_LIMITS = Limits(latest_skew=dt.timedelta(days=365 * 1000))
 
 READ_AFTER = """
-SELECT id, payload, emitter_product FROM event_log
+SELECT id, payload, emitter_product, redactions FROM event_log
 WHERE id > $1 AND id <= $2 AND (NOT $4 OR id NOT IN (SELECT event_id FROM projection_set_aside WHERE event_id <= $2))
 ORDER BY id LIMIT $3
 """
@@ -110,12 +110,17 @@ async def read_after(
     skip_set_aside: bool = False,
 ) -> list[Logged]:
     """The next `limit` logged events after `position` (up to `upto`), in log order, parsed as they were
-    accepted (the emitter's product read beside the payload: whose view its facets are)."""
+    accepted (the emitter's product read beside the payload: whose view its facets are; the pointers of
+    the values redacted on the way in)."""
     out = []
     for r in await raw.fetch(READ_AFTER, position, upto, limit, skip_set_aside):
         payload = _json(r["payload"])
         try:
-            event = replace(parse_event(payload, limits=REPLAY_LIMITS), emitter=r["emitter_product"])
+            event = replace(
+                parse_event(payload, limits=REPLAY_LIMITS),
+                emitter=r["emitter_product"],
+                redactions=tuple(r["redactions"] or ()),  # what was redacted on the way in
+            )
         except EventRejected as exc:
             when = dt.datetime.fromisoformat(str(payload.get("eventTime", "1970-01-01T00:00:00+00:00")))
             out.append(Logged(r["id"], when, None, f"{exc.pointer or '/'}: {exc.detail}"))

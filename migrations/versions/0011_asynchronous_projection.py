@@ -5,6 +5,8 @@
   Every event logged before this revision was projected synchronously: the position starts at the head.
 - `projection_set_aside`: events the projector could not fold (a bug, a constraint), with the error;
   the rest of the log goes on without them, and `catalog projector retry` folds them after a fix.
+- `event_log.redactions`: the JSON pointers of the values redacted before the event was stored; the
+  projector judges the credentials-in-metadata rule by them (the stored payload no longer holds the secret).
 - An index on `event_log (id)`: the projector reads "after position N, in id order" (the primary key
   starts with event_time, the partition key).
 
@@ -24,6 +26,8 @@ depends_on = None
 
 UPGRADE = r"""
 CREATE INDEX ix_event_log_id ON event_log (id);
+
+ALTER TABLE event_log ADD COLUMN redactions TEXT[];
 
 CREATE TABLE projector_state (
     name TEXT NOT NULL,
@@ -51,6 +55,8 @@ DROP TABLE IF EXISTS projection_set_aside;
 
 DROP TABLE IF EXISTS projector_state;
 
+
+ALTER TABLE event_log DROP COLUMN IF EXISTS redactions;
 
 DROP INDEX IF EXISTS ix_event_log_id;
 """
