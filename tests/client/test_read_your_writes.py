@@ -13,6 +13,7 @@ import pytest
 from catalog.config import Settings
 from catalog.db.engine import libpq_dsn
 from catalog_client import CatalogClient
+from catalog_client.pipelines import Emitter
 from tests.conftest import ADMIN_TOKEN, LiveServer
 from tests.factories import at, dataset, run_event, schema
 
@@ -48,3 +49,19 @@ def test_the_client_reads_its_own_write_while_the_projector_is_behind(
         threading.Timer(0.5, blocker.rollback).start()  # the projector goes on in half a second
         found = client.dataset("bigquery", "mart.ryw")  # waits for it instead of answering 404
         assert [f.name for f in found.fields] == ["id"]
+
+
+def test_the_emitter_shares_its_positions_with_the_client_that_reads(
+    live_server: LiveServer, database_url: str
+) -> None:
+    with (
+        psycopg.connect(libpq_dsn(database_url)) as blocker,
+        CatalogClient(live_server.url, ADMIN_TOKEN) as client,
+    ):
+        emitter = Emitter(live_server.url, ADMIN_TOKEN, namespace="notebooks", reads=client)
+        blocker.execute("SELECT position FROM projector_state FOR UPDATE")
+        with emitter.run("ryw_report") as run:
+            pass
+        assert client.write_position.position > 0  # the START and COMPLETE answers' positions
+        threading.Timer(0.5, blocker.rollback).start()
+        assert client.run(run.run_id).state == "COMPLETE"
