@@ -37,7 +37,7 @@ from catalog.config import Settings
 from catalog.db.engine import create_engine
 from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
-from catalog.ingest.projector import Projector, Watermark
+from catalog.ingest.projector import ProjectorThread, Watermark
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
 from catalog.policy.bootstrap import create_enforcer
@@ -127,8 +127,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         engine = create_engine(database_url, pool_size=settings.pool_size)
         # Every process accepts (the writer appends to the log); one of them projects (catalog/ingest).
         watermark = Watermark(engine)
-        projector = Projector(
-            engine,
+        projector = ProjectorThread(
+            database_url,
             watermark,
             batch_size=settings.projector_batch_size,
             standby_poll=settings.projector_standby_seconds,

@@ -285,7 +285,7 @@ async def _project(url: str, settings: Settings, follow: bool) -> int:
         watermark = Watermark(engine)
         projector = Projector(
             engine,
-            watermark,
+            watermark.advance,
             batch_size=settings.projector_batch_size,
             standby_poll=settings.projector_standby_seconds,
         )

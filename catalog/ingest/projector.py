@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,6 +49,9 @@ BATCH_SIZE = 1000
 # Stored events were validated on the way in; re-parsing them must not reject one because "now" moved.
 REPLAY_LIMITS = Limits(latest_skew=dt.timedelta(days=365 * 1000))
 
+READ_IDS = """
+SELECT id, payload, emitter_product, redactions FROM event_log WHERE id = ANY($1::bigint[]) ORDER BY id
+"""
 READ_AFTER = """
 SELECT id, payload, emitter_product, redactions FROM event_log
 WHERE id > $1 AND id <= $2 AND (NOT $4 OR id NOT IN (SELECT event_id FROM projection_set_aside WHERE event_id <= $2))
@@ -112,8 +116,12 @@ async def read_after(
     """The next `limit` logged events after `position` (up to `upto`), in log order, parsed as they were
     accepted (the emitter's product read beside the payload: whose view its facets are; the pointers of
     the values redacted on the way in)."""
+    return _parsed(await raw.fetch(READ_AFTER, position, upto, limit, skip_set_aside))
+
+
+def _parsed(records: Sequence[asyncpg.Record]) -> list[Logged]:
     out = []
-    for r in await raw.fetch(READ_AFTER, position, upto, limit, skip_set_aside):
+    for r in records:
         payload = _json(r["payload"])
         try:
             event = replace(
@@ -220,13 +228,8 @@ async def retry_set_aside(engine: AsyncEngine) -> tuple[int, int]:
     async with raw_transaction(engine) as raw:
         # The position row's lock keeps the active projector out meanwhile (its steps wait).
         await raw.fetchval("SELECT position FROM projector_state WHERE name = $1 FOR UPDATE", STATE)
-        ids = [
-            r["event_id"]
-            for r in await raw.fetch("SELECT event_id FROM projection_set_aside ORDER BY event_id")
-        ]
-        batch: list[Logged] = []
-        for event_id in ids:
-            batch.extend(await read_after(raw, event_id - 1, 1, upto=event_id))
+        ids = await raw.fetchval("SELECT coalesce(array_agg(event_id), '{}') FROM projection_set_aside")
+        batch = _parsed(await raw.fetch(READ_IDS, ids))
         failed = await _fold_isolating(raw, batch)
         still = {e.id for e, _ in failed}
         await raw.execute(
@@ -306,14 +309,14 @@ class Projector:
     def __init__(
         self,
         engine: AsyncEngine,
-        watermark: Watermark,
+        advanced: Callable[[int], None],
         *,
         batch_size: int = BATCH_SIZE,
         standby_poll: float = 1.0,
         idle_poll: float = 1.0,
     ) -> None:
         self._engine = engine
-        self.watermark = watermark
+        self._advanced = advanced  # told every position reached (the process's Watermark)
         self._batch_size = batch_size
         self._standby_poll = standby_poll
         self._idle_poll = idle_poll
@@ -348,10 +351,8 @@ class Projector:
                 self.last_error = _describe(exc)
                 log.warning("projector stopped leading (%s); trying again", self.last_error)
                 led = False
-            if not led:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._standby_poll)
-                self._wake.clear()
+            if not led:  # another process projects: try again later (appends here do not wake us)
+                await asyncio.sleep(self._standby_poll)
 
     async def _try_to_lead(self) -> bool:
         async with self._engine.connect() as conn:
@@ -384,7 +385,7 @@ class Projector:
         while True:
             self._wake.clear()
             step = await self._step(raw)
-            self.watermark.advance(step.position)
+            self._advanced(step.position)
             if step.folded:
                 try:
                     await self._analyzer.maybe_analyze(step.folded)
@@ -404,6 +405,73 @@ class Projector:
                 log.info("projector step rolled back by PostgreSQL (%s); retrying", exc.sqlstate)
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+class ProjectorThread:
+    """The service's projector, on its own thread, event loop and connections.
+
+    A projector step is seconds of Python (parsing, extraction) between database round trips: on the
+    event loop that serves HTTP it would stall every request for as long, so the accepting path would
+    answer only between batches. On its own thread the interpreter switches between the two every few
+    milliseconds. It dies with the process (so a killed process's leadership goes with it)."""
+
+    def __init__(
+        self, database_url: str, watermark: Watermark, *, batch_size: int, standby_poll: float
+    ) -> None:
+        self._url = database_url
+        self._watermark = watermark
+        self._batch_size = batch_size
+        self._standby_poll = standby_poll
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._projector: Projector | None = None
+        self._stopping: asyncio.Event | None = None
+        self._started = threading.Event()
+
+    @property
+    def leading(self) -> bool:
+        return self._projector is not None and self._projector.leading
+
+    def wake(self) -> None:
+        if self._loop is not None and self._projector is not None:
+            self._loop.call_soon_threadsafe(self._projector.wake)
+
+    async def start(self) -> None:
+        home = asyncio.get_running_loop()
+
+        def advanced(position: int) -> None:
+            home.call_soon_threadsafe(self._watermark.advance, position)
+
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._serve(advanced)), name="projector", daemon=True
+        )
+        self._thread.start()
+        await asyncio.to_thread(self._started.wait, 10)
+
+    async def _serve(self, advanced: Callable[[int], None]) -> None:
+        from catalog.db.engine import create_engine
+
+        engine = create_engine(self._url, pool_size=2)
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._projector = Projector(
+            engine, advanced, batch_size=self._batch_size, standby_poll=self._standby_poll
+        )
+        try:
+            await self._projector.start()
+            self._started.set()
+            await self._stopping.wait()
+            await self._projector.stop()
+        finally:
+            await engine.dispose()
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        await asyncio.to_thread(self._thread.join, 15)
+        self._thread = None
 
 
 async def catch_up(engine: AsyncEngine, *, batch_size: int = BATCH_SIZE, wait: float = 600.0) -> int:

@@ -18,12 +18,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from catalog.api.consistency import PROJECTED_LSN, READ_METHODS
 from catalog.api.rest.authz import authorize_events
 from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses, unavailable
 from catalog.auth.service import Principal
 from catalog.db.engine import raw_connection
 from catalog.db.errors import DatabaseUnavailable
+from catalog.db.replica import ReadRouter, current_lsn
 from catalog.ingest import projector
 from catalog.ingest.projector import Watermark
 from catalog.ingest.writer import Accepted, IngestWriter
@@ -312,3 +314,7 @@ async def await_requested_position(request: Request, response: Response) -> None
         return
     await watermark.wait_for(int(given), request.app.state.settings.read_wait_seconds)
     response.headers[PROJECTED_HEADER] = str(watermark.position)
+    router: ReadRouter | None = getattr(request.app.state, "read", None)
+    if router is not None and router.has_replica and request.method in READ_METHODS:
+        # The replica must have replayed the projection too, not only the ingest (Catalog-LSN).
+        setattr(request.state, PROJECTED_LSN, await current_lsn(router.primary))
