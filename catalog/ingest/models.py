@@ -46,6 +46,8 @@ class EventLogEntry(Base):
     emitter_product: Mapped[str | None] = mapped_column(Text)
     # JSON pointers of the values redacted before storing (the projector's credentials rule reads them).
     redactions: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    # The id of the key that sent it (the projector's ownership-claim audit rows name it).
+    emitter_key: Mapped[str | None] = mapped_column(Text)
 
 
 class ProjectorState(Base):

@@ -50,10 +50,10 @@ BATCH_SIZE = 1000
 REPLAY_LIMITS = Limits(latest_skew=dt.timedelta(days=365 * 1000))
 
 READ_IDS = """
-SELECT id, payload, emitter_product, redactions FROM event_log WHERE id = ANY($1::bigint[]) ORDER BY id
+SELECT id, payload, emitter_product, emitter_key, redactions FROM event_log WHERE id = ANY($1::bigint[]) ORDER BY id
 """
 READ_AFTER = """
-SELECT id, payload, emitter_product, redactions FROM event_log
+SELECT id, payload, emitter_product, emitter_key, redactions FROM event_log
 WHERE id > $1 AND id <= $2 AND (NOT $4 OR id NOT IN (SELECT event_id FROM projection_set_aside WHERE event_id <= $2))
 ORDER BY id LIMIT $3
 """
@@ -127,6 +127,7 @@ def _parsed(records: Sequence[asyncpg.Record]) -> list[Logged]:
             event = replace(
                 parse_event(payload, limits=REPLAY_LIMITS),
                 emitter=r["emitter_product"],
+                emitter_key=r["emitter_key"],
                 redactions=tuple(r["redactions"] or ()),  # what was redacted on the way in
             )
         except EventRejected as exc:

@@ -44,10 +44,10 @@ APPENDED_CHANNEL = "catalog_event_log"
 # rows were new.
 APPEND_EVENTS = """
 INSERT INTO event_log (event_time, digest, kind, event_type, run_uuid, job_namespace, job_name, producer, payload,
-                       emitter_product, redactions)
-SELECT t, d, k, e, r, jn, j, p, x::jsonb, m, CASE WHEN rd = '' THEN NULL ELSE string_to_array(rd, E'\\n') END
+                       emitter_product, redactions, emitter_key)
+SELECT t, d, k, e, r, jn, j, p, x::jsonb, m, CASE WHEN rd = '' THEN NULL ELSE string_to_array(rd, E'\\n') END, ek
 FROM unnest($1::timestamptz[], $2::bytea[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[]) AS u(t, d, k, e, r, jn, j, p, x, m, rd)
+            $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) AS u(t, d, k, e, r, jn, j, p, x, m, rd, ek)
 ON CONFLICT (event_time, digest) DO NOTHING
 RETURNING id, event_time, digest
 """
@@ -244,4 +244,5 @@ def _log_columns(events: Sequence[OpenLineageEvent]) -> list[list[Any]]:
         [e.emitter for e in events],
         # one text per event (unnest cannot take ragged arrays); a JSON pointer holds no newline
         ["\n".join(e.redactions) for e in events],
+        [e.emitter_key for e in events],
     ]

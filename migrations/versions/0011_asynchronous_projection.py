@@ -7,6 +7,7 @@
   the rest of the log goes on without them, and `catalog projector retry` folds them after a fix.
 - `event_log.redactions`: the JSON pointers of the values redacted before the event was stored; the
   projector judges the credentials-in-metadata rule by them (the stored payload no longer holds the secret).
+- `event_log.emitter_key`: the id of the API key that sent it (the ownership-claim audit rows name it).
 - An index on `event_log (id)`: the projector reads "after position N, in id order" (the primary key
   starts with event_time, the partition key).
 
@@ -27,7 +28,7 @@ depends_on = None
 UPGRADE = r"""
 CREATE INDEX ix_event_log_id ON event_log (id);
 
-ALTER TABLE event_log ADD COLUMN redactions TEXT[];
+ALTER TABLE event_log ADD COLUMN redactions TEXT[], ADD COLUMN emitter_key TEXT;
 
 CREATE TABLE projector_state (
     name TEXT NOT NULL,
@@ -56,7 +57,7 @@ DROP TABLE IF EXISTS projection_set_aside;
 DROP TABLE IF EXISTS projector_state;
 
 
-ALTER TABLE event_log DROP COLUMN IF EXISTS redactions;
+ALTER TABLE event_log DROP COLUMN IF EXISTS redactions, DROP COLUMN IF EXISTS emitter_key;
 
 DROP INDEX IF EXISTS ix_event_log_id;
 """
