@@ -235,7 +235,11 @@ def peer(lines: list[bytes], n: int, admin_dsn: str) -> dict[str, Any]:
     return {"raw": outputs[0], "peer": outputs[-1]}
 
 
-def serve(dsn: str, port: int, token: str, *, rules: bool = True) -> subprocess.Popen[bytes]:
+def serve(
+    dsn: str, port: int, token: str, *, rules: bool = True, projector_apart: bool = False
+) -> subprocess.Popen[bytes]:
+    """`catalog serve` (its projector on a thread), or with `projector_apart` an accepting-only process
+    beside a `catalog projector run --follow` process (scale by processes: one core each here)."""
     env = dict(
         os.environ,
         CATALOG_DATABASE_URL=dsn,
@@ -243,6 +247,7 @@ def serve(dsn: str, port: int, token: str, *, rules: bool = True) -> subprocess.
         CATALOG_LOG_LEVEL="WARNING",
         CATALOG_FINDINGS_INCREMENTAL="true" if rules else "false",
         CATALOG_INGEST_DEFAULT_WAIT="logged",  # acceptance: answered once durably in the log
+        CATALOG_PROJECTOR_ENABLED="false" if projector_apart else "true",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port)],
@@ -257,6 +262,13 @@ def serve(dsn: str, port: int, token: str, *, rules: bool = True) -> subprocess.
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
                 if response.status == 200:
+                    if projector_apart:  # after serve migrated the database
+                        APART[process.pid] = subprocess.Popen(
+                            [sys.executable, "-m", "catalog.cli", "projector", "run", "--follow"],
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
                     return process
         except OSError:
             time.sleep(0.2)
@@ -266,7 +278,12 @@ def serve(dsn: str, port: int, token: str, *, rules: bool = True) -> subprocess.
     )
 
 
+APART: dict[int, subprocess.Popen[bytes]] = {}  # serve's pid -> its projector process
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
+    if (projector := APART.pop(process.pid, None)) is not None:
+        stop(projector)
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -320,19 +337,20 @@ def main() -> None:
         drop_database(args.dsn, "bench_raw" + tag)
     print(f"raw baseline: {results['raw']}", file=sys.stderr)
 
-    for index, mode in enumerate(("http_single", "http_batch")):
+    modes = ("http_single", "http_batch", "http_single_projector_apart", "http_batch_projector_apart")
+    for index, mode in enumerate(modes):
         dsn = fresh_database(args.dsn, f"bench_{mode}{tag}")
         # a port per run: a server that is slow to exit must not answer the next run's requests
-        port = args.port + index
-        process = serve(dsn, port, token)
+        port = args.port + 10 + index
+        process = serve(dsn, port, token, projector_apart=mode.endswith("_apart"))
         try:
-            if mode == "http_single":
+            if mode.startswith("http_single"):
                 bodies = lines[: args.single]
                 elapsed = asyncio.run(http_load(port, token, bodies, "/api/v1/lineage", 32))
             else:
                 bodies = [b"[" + b",".join(lines[i : i + 1000]) + b"]" for i in range(0, len(lines), 1000)]
                 elapsed = asyncio.run(http_load(port, token, bodies, "/api/v1/lineage/batch", 2))
-            sent = args.single if mode == "http_single" else len(lines)
+            sent = args.single if mode.startswith("http_single") else len(lines)
             stored = count_events(dsn)
             results[mode] = {
                 "events_per_s": round(sent / elapsed),
@@ -380,6 +398,12 @@ def main() -> None:
     )
     results["ratio_batch_vs_copy"] = round(
         results["http_batch"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
+    )
+    results["ratio_single_vs_insert16_projector_apart"] = round(
+        results["http_single_projector_apart"]["events_per_s"] / results["raw"]["insert_16conn"], 3
+    )
+    results["ratio_batch_vs_copy_projector_apart"] = round(
+        results["http_batch_projector_apart"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )
     results["ratio_projector_vs_copy"] = round(
         results["projector"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3

@@ -133,7 +133,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             batch_size=settings.projector_batch_size,
             standby_poll=settings.projector_standby_seconds,
         )
-        writer = IngestWriter(engine, max_group=settings.ingest_group_max, appended=projector.wake)
+        writer = IngestWriter(
+            engine,
+            max_group=settings.ingest_group_max,
+            appended=projector.wake if settings.projector_enabled else None,
+        )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.state.engine = engine
         # Plain reads may go to a streaming replica; access decisions never do (catalog/db/replica.py).
@@ -152,7 +156,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             engine, lambda: kek_from_settings(settings), interval=settings.audit_checkpoint_seconds
         )
         await writer.start()
-        await projector.start()
+        if settings.projector_enabled:
+            await projector.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
         policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
         await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         "(then it is served anyway, with `Catalog-Projected` telling how far the projection is).",
     )
     projector_batch_size: int = Field(1000, gt=0, description="Events the projector folds per transaction.")
+    projector_enabled: bool = Field(
+        True,
+        description="Whether this service process may become the projector (one of them is, with failover). "
+        "Off: it only accepts, e.g. beside a `catalog projector run --follow` process of its own.",
+    )
     projector_standby_seconds: float = Field(
         1.0, gt=0, description="How often a process that is not the projector tries to become it (failover)."
     )
