@@ -253,7 +253,8 @@ def serve(
         [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe nobody reads: a full pipe would block the server's logging (and the server).
+        stderr=open(LOGS / f"serve-{port}.log", "wb"),  # noqa: SIM115 - the process owns it
     )
     deadline = time.monotonic() + 60
     import urllib.request
@@ -273,11 +274,10 @@ def serve(
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(
-        "catalog serve did not come up: " + (process.stderr.read() if process.stderr else b"").decode()
-    )
+    raise RuntimeError("catalog serve did not come up: " + (LOGS / f"serve-{port}.log").read_text()[-2000:])
 
 
+LOGS = Path(os.environ.get("CATALOG_BENCH_LOGS", "/tmp"))  # the servers' stderr, serve-<port>.log
 APART: dict[int, subprocess.Popen[bytes]] = {}  # serve's pid -> its projector process
 
 
