@@ -322,7 +322,10 @@ class Projector:
         self._standby_poll = standby_poll
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
-        self._analyzer = GrowthAnalyzer(engine)
+        # Doubling, from what the catalog holds when this process starts leading: ANALYZE reads a sample of
+        # every catalog table (seconds on a busy box), so every 50 % from a cold start cost the projector
+        # half its throughput on the benchmark (72-146 events/s against 298 without; 209 doubling).
+        self._analyzer = GrowthAnalyzer(engine, growth=1.0, minimum=BATCH_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.leading = False
         self.last_error: str | None = None
@@ -383,6 +386,9 @@ class Projector:
         self._wake.set()
 
     async def _lead(self, raw: asyncpg.Connection[Any]) -> None:
+        self._analyzer.start_from(
+            int(await raw.fetchval("SELECT position FROM projector_state WHERE name = $1", STATE) or 0)
+        )
         while True:
             self._wake.clear()
             step = await self._step(raw)
