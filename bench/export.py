@@ -79,7 +79,7 @@ def _digest() -> str:
     """Changes whenever the corpus or the schema does, so a cached seed is never stale."""
     sha = hashlib.sha256()
     for path in sorted((SHARED / "corpus" / "events").rglob("*")) + sorted(
-        (ROOT / "migrations" / "versions").glob("*.py")
+        (ROOT / "catalog" / "migrations" / "versions").glob("*.py")
     ):
         if path.is_file():
             sha.update(path.name.encode())

@@ -29,7 +29,7 @@ from catalog.api.rest import lineage as lineage_routes
 from catalog.api.rest import marquez as marquez_routes
 from catalog.api.rest import operations as operations_routes
 from catalog.api.rest.problems import install_handlers
-from catalog.api.text import ParameterTextMiddleware, reject_marked_path_parameters
+from catalog.api.text_guard import ParameterTextMiddleware, reject_marked_path_parameters
 from catalog.audit.checkpointer import AuditCheckpointer
 from catalog.audit.signing import kek_from_settings
 from catalog.auth.service import Authenticator
@@ -40,6 +40,7 @@ from catalog.db.replica import ReadRouter
 from catalog.ingest.projector import ProjectorThread, Watermark
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
+from catalog.policies_in_force import Policies, install
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
@@ -159,7 +160,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         if settings.projector_enabled:
             await projector.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
-        policy_watcher = PolicyFileWatcher(engine, app.state.enforcer.policies_dir)
+        policy_watcher = PolicyFileWatcher(engine, app.state.policies.directory)
         await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
         await policy_watcher.start()  # policy file edits are chained too (catalog/policy/files.py)
         try:
@@ -182,7 +183,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         ),
         lifespan=lifespan,
         # Before any other dependency of a route (authentication included): path parameters that are
-        # not storable text are a 400 naming the parameter (catalog/api/text.py).
+        # not storable text are a 400 naming the parameter (catalog/api/text_guard.py).
         # Then a read carrying `Catalog-Position` waits (bounded) for the projector (read-your-writes).
         dependencies=[
             Depends(reject_marked_path_parameters),
@@ -190,7 +191,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         ],
     )
     app.state.settings = settings
-    app.state.enforcer = create_enforcer(settings)
+    # Built once from the settings and passed down (catalog/policies_in_force.py); installed for the ingest path.
+    app.state.policies = install(Policies.from_settings(settings))
+    app.state.enforcer = create_enforcer(app.state.policies)
     install_handlers(app)
     app.include_router(ingest_routes.router)
     app.include_router(lineage_routes.router)  # first: catalog's `{dataset:path}` would swallow `/versions`
@@ -224,7 +227,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.metrics.instrument(app)
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(WritePositionMiddleware)  # Catalog-LSN on write answers (catalog/api/consistency.py)
-    app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text.py)
+    app.add_middleware(ParameterTextMiddleware)  # before routing; outside EncodedSlash (see text_guard.py)
     app.add_middleware(
         BodyLimitMiddleware,
         limits={

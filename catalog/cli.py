@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from catalog import __version__
-from catalog.audit.cli import audit_app, cli_actor, signing_app
-from catalog.config import Settings, load_settings
+from catalog.audit.cli import audit_app, signing_app
+from catalog.cli_support import DbOpt, HomeOpt, cli_actor, console, fail, out, settings_from, with_db
+from catalog.config import Settings
 from catalog.export.cli import export_app
 from catalog.findings.cli import scan
 
@@ -39,43 +38,6 @@ app.add_typer(signing_app, name="signing")
 app.add_typer(export_app, name="export")
 app.command("scan")(scan)
 
-# Not on a terminal (a pipe, a file, a log collector), rich would wrap and cut at 80 columns: log lines
-# broken in two, `keys list` names cut to `airflow…`. There nothing is wrapped: a line is as long as its
-# content (a table as wide as its widest row). COLUMNS, when set, still wins; a terminal keeps its width.
-UNWRAPPED_WIDTH = 100_000
-
-
-def _console(*, stderr: bool) -> Console:
-    stream = sys.stderr if stderr else sys.stdout
-    on_terminal = hasattr(stream, "isatty") and stream.isatty()
-    width = None if on_terminal or os.environ.get("COLUMNS") else UNWRAPPED_WIDTH
-    return Console(stderr=stderr, width=width, soft_wrap=not on_terminal)
-
-
-console = _console(stderr=True)
-out = _console(stderr=False)
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
-]
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", help="External PostgreSQL (CATALOG_DATABASE_URL).", show_default=False),
-]
-
-
-def _settings(home: Path | None, database_url: str | None, **extra: Any) -> Settings:
-    try:
-        return load_settings(home=home, database_url=database_url, **extra)
-    except Exception as exc:
-        console.print(f"[red]invalid settings:[/] {exc}")
-        raise typer.Exit(2) from exc
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
 
 @app.command()
 def version() -> None:
@@ -89,7 +51,7 @@ def migrate(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     from catalog.db import migrate as migrations
     from catalog.db.resolve import database
 
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
     with database(settings) as db:
         before = migrations.current_revision(db.owner_url)
         migrations.upgrade(db.owner_url, service_role=settings.service_role)
@@ -112,7 +74,7 @@ def serve(
     from catalog.db.resolve import migrated
     from catalog.logs import configure_logging
 
-    settings = _settings(home, database_url, host=host, port=port)
+    settings = settings_from(home, database_url, host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     with migrated(settings) as db:
         where = (
@@ -167,7 +129,7 @@ def _sources(paths: list[str]) -> Iterator[tuple[str, bytes]]:
         elif path.is_file():
             yield str(path), path.read_bytes()
         else:
-            raise _fail(f"no such file or folder: {given}", 2)
+            raise fail(f"no such file or folder: {given}", 2)
 
 
 @app.command()
@@ -184,8 +146,10 @@ def ingest(
     from catalog.openlineage.body import iter_ndjson_or_json
     from catalog.openlineage.events import EventRejected, OpenLineageEvent
     from catalog.openlineage.validation import parse_event
+    from catalog.policies_in_force import Policies, install
 
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # what the ingest path assigns and judges by
     events: list[OpenLineageEvent] = []
     rejected: list[tuple[str, str]] = []
     for label, data in _sources(paths):
@@ -267,8 +231,10 @@ def projector_run(
     """Fold the log up to its head (or wait for the active projector to), or with --follow run the same
     projector every `catalog serve` runs, until interrupted."""
     from catalog.db.resolve import migrated
+    from catalog.policies_in_force import Policies, install
 
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # what the projection assigns, classifies and judges by
     with migrated(settings) as db:
         position = asyncio.run(_project(db.service_url, settings, follow))
     console.print(f"projected up to log position {position}")
@@ -313,7 +279,7 @@ def projector_status(home: HomeOpt = None, database_url: DbOpt = None) -> None:
         )
         return state, aside
 
-    state, aside = _with_db(home, database_url, run)
+    state, aside = with_db(home, database_url, run)
     table = Table(title="projector", show_header=False)
     table.add_row("position", f"{state.position} of {state.head}")
     table.add_row("lag", f"{state.lag_events} events, {state.lag_seconds:.1f} s")
@@ -332,6 +298,7 @@ def projector_retry(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     from catalog.db.engine import create_engine
     from catalog.db.resolve import migrated
     from catalog.ingest.projector import retry_set_aside
+    from catalog.policies_in_force import Policies, install
 
     async def run(url: str) -> tuple[int, int]:
         engine = create_engine(url, pool_size=2)
@@ -340,7 +307,9 @@ def projector_retry(home: HomeOpt = None, database_url: DbOpt = None) -> None:
         finally:
             await engine.dispose()
 
-    with migrated(_settings(home, database_url)) as db:
+    settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # what the projection assigns, classifies and judges by
+    with migrated(settings) as db:
         folded, failing = asyncio.run(run(db.service_url))
     console.print(f"folded {folded} set-aside events; {failing} still fail")
     if failing:
@@ -360,8 +329,10 @@ def rebuild(
 ) -> None:
     """Re-project the whole catalog from the event log (ingestion waits meanwhile)."""
     from catalog.db.resolve import migrated
+    from catalog.policies_in_force import Policies, install
 
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # the projection assigns products by it
     with migrated(settings) as db:
         # As the owner: TRUNCATE ... RESTART IDENTITY needs the sequences' owner, and the log is locked.
         replayed, same = asyncio.run(_rebuild(db.owner_url, verify))
@@ -370,7 +341,7 @@ def rebuild(
         if same:
             console.print("[green]the rebuilt projection is identical to the one before[/]")
         else:
-            raise _fail("the rebuilt projection differs from the one before (see the tables above)")
+            raise fail("the rebuilt projection differs from the one before (see the tables above)")
 
 
 async def _rebuild(url: str, verify: bool) -> tuple[int, bool]:
@@ -423,9 +394,9 @@ def keys_create(
         )
 
     try:
-        created = _with_db(home, database_url, run)
+        created = with_db(home, database_url, run)
     except InvalidRole as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
     console.print(f"created key [bold]{created.key_id}[/] ({created.role}, product {created.product or '-'})")
     console.print("store it now; it cannot be shown again:")
     out.print(created.token, soft_wrap=True)
@@ -443,7 +414,7 @@ def keys_list(
     async def run(conn: Any) -> Any:
         return await list_keys(conn, include_revoked=all_keys)
 
-    rows = _with_db(home, database_url, run)
+    rows = with_db(home, database_url, run)
     table = Table(Column("key id", no_wrap=True), "name", "role", "product", "created", "expires", "revoked")
     for k in rows:
         table.add_row(
@@ -470,28 +441,9 @@ def keys_revoke(
     async def run(conn: Any) -> Any:
         return await revoke_key(conn, key_id=key_id, actor=cli_actor())
 
-    if not _with_db(home, database_url, run):
-        raise _fail(f"no active key with id {key_id!r}")
+    if not with_db(home, database_url, run):
+        raise fail(f"no active key with id {key_id!r}")
     console.print(f"revoked {key_id}")
-
-
-def _with_db(home: Path | None, database_url: str | None, work: Any) -> Any:
-    """Run `work(conn)` in one committed transaction on the configured database (migrating first)."""
-    from catalog.db.engine import create_engine
-    from catalog.db.resolve import migrated
-
-    settings = _settings(home, database_url)
-
-    async def run(url: str) -> Any:
-        engine = create_engine(url, pool_size=1)
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    with migrated(settings) as db:
-        return asyncio.run(run(db.service_url))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 # Placeholders for the two escapes kept while the rest is decoded; they hold characters no decoded
-# path can contain at this point (paths with NUL are refused before routing, catalog/api/text.py).
+# path can contain at this point (paths with NUL are refused before routing, catalog/api/text_guard.py).
 _SLASH = "\x00sl"
 _PERCENT = "\x00pct"
 

@@ -4,7 +4,7 @@ PostgreSQL `text` holds neither NUL nor anything that is not valid UTF-8; asyncp
 lone surrogate. Such a value used to reach a query and fail there (a 500, or GraphQL's "internal
 error"). Every way text enters goes through `text_defect`:
 
-- path segments and query parameters: `ParameterTextMiddleware`, before routing, on the raw bytes (after
+- path segments and query parameters: `ParameterTextMiddleware` (catalog/api/text_guard.py), before routing, on the raw bytes (after
   percent-decoding, an invalid UTF-8 sequence would otherwise become U+FFFD silently);
 - JSON bodies of REST routes: `StoredText` fields / `InputModel` (catalog/api/rest/inputs.py);
 - GraphQL variables and string literals: the GraphQL router (catalog/api/graphql/__init__.py).
@@ -19,12 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import orjson
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from catalog.api.paths import routing_path
-from catalog.api.rest.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, Problem
+from starlette.types import Scope
 
 NUL = "\x00"
 
@@ -85,7 +80,7 @@ def _printable(raw: bytes) -> str:
 # -- path and query --------------------------------------------------------------------------------------
 
 
-def _query_defects(query: bytes) -> Iterator[tuple[str, str]]:
+def query_defects(query: bytes) -> Iterator[tuple[str, str]]:
     for pair in query.split(b"&"):
         if not pair:
             continue
@@ -102,13 +97,13 @@ def _query_defects(query: bytes) -> Iterator[tuple[str, str]]:
 
 
 # A bad segment is replaced by a marker holding its index, and the request is routed as usual: the
-# route's own parameter names then say which parameter it was (`reject_marked_path_parameters`, a
+# route's own parameter names then say which parameter it was (text_guard.reject_marked_path_parameters, a
 # dependency of every route). Matching routes by hand before routing would duplicate the router.
 BAD_SEGMENTS = "bad_path_segments"
 _MARK = "\x01bad{}\x01"
 
 
-def _path_defects(raw_path: bytes) -> dict[int, str]:
+def path_defects(raw_path: bytes) -> dict[int, str]:
     defects = {}
     for index, segment in enumerate(raw_path.split(b"/")):
         reason = bytes_defect(unquote_to_bytes(segment))
@@ -117,35 +112,11 @@ def _path_defects(raw_path: bytes) -> dict[int, str]:
     return defects
 
 
-def _marked(raw_path: bytes, defects: dict[int, str]) -> bytes:
+def mark_segments(raw_path: bytes, defects: dict[int, str]) -> bytes:
     segments = raw_path.split(b"/")
     for index in defects:
         segments[index] = _MARK.format(index).encode()
     return b"/".join(segments)
-
-
-class ParameterTextMiddleware:
-    """400 problem+json for a path segment or query parameter that is not storable text (see above).
-
-    Query parameters are refused here; a bad path segment is marked for the route's dependency (or for
-    the 404/405 handler when no route takes the path), which refuses it by its parameter name."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            query: bytes = scope.get("query_string") or b""
-            for name, detail in _query_defects(query) if query else ():
-                await _refuse(scope, send, detail, name)
-                return
-            raw_path: bytes = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
-            defects = _path_defects(raw_path) if b"%" in raw_path else {}
-            if defects:
-                marked = _marked(raw_path, defects)
-                scope = dict(scope, raw_path=marked, path=routing_path(marked.decode("latin-1")))
-                scope.setdefault("state", {})[BAD_SEGMENTS] = defects
-        await self.app(scope, receive, send)
 
 
 def path_segment_problem(scope: Scope, path_params: dict[str, Any]) -> tuple[str, str] | None:
@@ -158,36 +129,3 @@ def path_segment_problem(scope: Scope, path_params: dict[str, Any]) -> tuple[str
                 return f"path parameter {name!r} {reason}", str(name)
         return f"path segment {index} {reason}", f"path segment {index}"
     return None
-
-
-async def _refuse(scope: Scope, send: Send, detail: str, parameter: str) -> None:
-    body = orjson.dumps(
-        {
-            "type": "/problems/invalid-parameter",
-            "title": PROBLEM_TYPES["invalid-parameter"][0],
-            "status": 400,
-            "detail": detail,
-            "pointer": parameter,
-            "instance": scope.get("raw_path", b"").decode("latin-1") or scope.get("path"),
-            "requestId": (scope.get("state") or {}).get("request_id"),
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def reject_marked_path_parameters(request: Request) -> None:
-    """A dependency of every route: a path parameter holding a marked segment is a 400 naming it."""
-    found = path_segment_problem(request.scope, request.path_params)
-    if found is not None:
-        detail, parameter = found
-        raise Problem("invalid-parameter", detail, pointer=parameter)

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from catalog.cli_support import DbOpt, HomeOpt, cli_actor
+
 audit_app = typer.Typer(help="Verify and checkpoint the hash-chained audit log.", no_args_is_help=True)
 signing_app = typer.Typer(help="Signing keys for exports and audit checkpoints.", no_args_is_help=True)
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State directory (CATALOG_HOME).", show_default=False)
-]
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", help="External PostgreSQL (CATALOG_DATABASE_URL).", show_default=False),
-]
-
-
-def cli_actor() -> str:
-    """Who ran a CLI command, as the audit log records it (the OS user: the CLI has no API key)."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no passwd entry (containers): still say it came from the CLI
-        return "cli"
 
 
 @audit_app.command("verify")
@@ -45,25 +30,25 @@ def audit_verify(
     """Walk the whole chain; name the first row edited, deleted, inserted or reordered, and every grant,
     key or waiver that disagrees with the chain (exit 1). Says how many rows follow the last checkpoint."""
     from catalog.audit.service import CheckpointFileError, load_external_checkpoint, verify
-    from catalog.cli import _fail, _with_db, console, out
+    from catalog.cli_support import console, fail, out, with_db
 
     try:
         external = [load_external_checkpoint(f.read_bytes(), str(f)) for f in checkpoint_files or []]
     except CheckpointFileError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
 
     async def run(conn: Any) -> Any:
         return await verify(conn, external=external)
 
-    report = _with_db(home, database_url, run)
+    report = with_db(home, database_url, run)
     if report.problem is not None:
-        raise _fail(
+        raise fail(
             f"audit chain broken at row {report.problem.seq} ({report.problem.kind}): {report.problem.message}"
         )
     if report.mismatches:
         for mismatch in report.mismatches:
             console.print(f"  [red]✗[/] {mismatch.message}")
-        raise _fail(
+        raise fail(
             f"audit chain intact, but {len(report.mismatches)} access record(s) disagree with it: "
             "changed outside the service"
         )
@@ -99,18 +84,18 @@ def audit_checkpoint(
 
     from catalog.audit.service import checkpoint, checkpoint_document
     from catalog.audit.signing import kek_from_settings
-    from catalog.cli import _fail, _settings, _with_db, console
+    from catalog.cli_support import console, fail, settings_from, with_db
 
-    kek = kek_from_settings(_settings(home, database_url))
+    kek = kek_from_settings(settings_from(home, database_url))
 
     async def run(conn: Any) -> Any:
         head = await checkpoint(conn, kek)
         return head, (await checkpoint_document(conn, head.seq) if head is not None else None)
 
-    head, document = _with_db(home, database_url, run)
+    head, document = with_db(home, database_url, run)
     if head is None:
         if out_file is not None:
-            raise _fail("the audit log is empty: nothing to checkpoint, no file written")
+            raise fail("the audit log is empty: nothing to checkpoint, no file written")
         console.print("the audit log is empty: nothing to checkpoint")
         return
     console.print(f"checkpointed row {head.seq} ({head.hash.hex()})")
@@ -125,14 +110,14 @@ def audit_checkpoint(
 def signing_rotate(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Retire the active signing key and create a new one (retired keys still verify old exports)."""
     from catalog.audit.signing import kek_from_settings, rotate
-    from catalog.cli import _settings, _with_db, console
+    from catalog.cli_support import console, settings_from, with_db
 
-    kek = kek_from_settings(_settings(home, database_url))
+    kek = kek_from_settings(settings_from(home, database_url))
 
     async def run(conn: Any) -> Any:
         return await rotate(conn, kek, actor=cli_actor())
 
-    old, new = _with_db(home, database_url, run)
+    old, new = with_db(home, database_url, run)
     console.print(f"signing key is now [bold]{new}[/]" + (f" (retired {old})" if old else ""))
 
 
@@ -142,13 +127,13 @@ def signing_list(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     from rich.table import Table
 
     from catalog.audit.signing import list_public_keys
-    from catalog.cli import _with_db, out
+    from catalog.cli_support import out, with_db
 
     async def run(conn: Any) -> Any:
         return await list_public_keys(conn)
 
     table = Table("key id", "algorithm", "created", "retired")
-    for k in _with_db(home, database_url, run):
+    for k in with_db(home, database_url, run):
         table.add_row(
             k.key_id,
             k.algorithm,
@@ -166,13 +151,13 @@ def signing_public_key(
 ) -> None:
     """Print a public key as PEM (give it to `catalog export verify --public-key`)."""
     from catalog.audit.signing import list_public_keys, public_pem
-    from catalog.cli import _fail, _with_db, out
+    from catalog.cli_support import fail, out, with_db
 
     async def run(conn: Any) -> Any:
         return await list_public_keys(conn)
 
-    keys = _with_db(home, database_url, run)
+    keys = with_db(home, database_url, run)
     chosen = [k for k in keys if (k.key_id == key_id if key_id else k.retired_at is None)]
     if not chosen:
-        raise _fail(f"no signing key {key_id!r}" if key_id else "no active signing key yet (export once)")
+        raise fail(f"no signing key {key_id!r}" if key_id else "no active signing key yet (export once)")
     out.print(public_pem(bytes(chosen[0].public_key)), end="")

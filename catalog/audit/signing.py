@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.audit.append import record
 from catalog.audit.models import SigningKey
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,6 @@ async def active_signer(conn: AsyncConnection, kek: KeyEncryptionKey) -> Signer:
         await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('catalog_signing_keys'))")
         row = await _active_row(conn)
         if row is None:
-            from catalog.audit.service import record
-
             signer = await _create(conn, kek)
             await record(
                 conn,
@@ -217,8 +216,6 @@ async def rotate(
     conn: AsyncConnection, kek: KeyEncryptionKey, *, actor: str | None
 ) -> tuple[str | None, str]:
     """Retire the active key (it stays, public, for verification) and make a new one: (old id, new id)."""
-    from catalog.audit.service import record
-
     await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('catalog_signing_keys'))")
     old = await _active_row(conn)
     now = dt.datetime.now(dt.UTC)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "policies" / "classification.yaml"
+DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "policies" / "classification.yaml"
 
 # camelCase / PascalCase / acronym runs / digit runs, applied to one alphanumeric chunk at a time.
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -203,7 +203,7 @@ def parse_rules(document: dict[str, Any]) -> RuleSet:
 
 
 def load_rules(path: Path | None = None) -> RuleSet:
-    """Read a rules file (the repository's `policies/classification.yaml` by default); a file that is not
+    """Read a rules file (the packaged `catalog/policies/classification.yaml` by default); a file that is not
     valid YAML or not a valid rules document raises ValueError naming it."""
     path = path or DEFAULT_RULES_PATH
     with path.open(encoding="utf-8") as fh:

@@ -1,4 +1,5 @@
-"""The declarative base every domain's models share, so Alembic and the schema test see one metadata."""
+"""The declarative base every domain's models share, so Alembic and the schema test see one metadata
+(complete once every domain's models are imported: catalog/migrations/metadata.py)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,3 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
-
-
-def import_all_models() -> MetaData:
-    """Import every domain's models so the metadata is complete (Alembic, schema checks)."""
-    from catalog.audit import models as _audit  # noqa: F401
-    from catalog.auth import models as _auth  # noqa: F401
-    from catalog.classification import models as _classification  # noqa: F401
-    from catalog.findings import models as _findings  # noqa: F401
-    from catalog.ingest import models as _ingest  # noqa: F401
-    from catalog.lineage import models as _lineage  # noqa: F401
-    from catalog.metadata import models as _metadata  # noqa: F401
-    from catalog.policy import models as _policy  # noqa: F401
-    from catalog.tags import models as _tags  # noqa: F401
-
-    return Base.metadata

@@ -1,4 +1,6 @@
-"""Run the Alembic migrations in `migrations/` against a database URL (CLI, app start, tests)."""
+"""Run the Alembic migrations shipped in the package (`catalog/migrations/`) against a database URL
+(CLI, app start, tests). No alembic.ini is read: everything the runner needs is set here, so an installed
+wheel migrates the same way a checkout does."""
 
 from __future__ import annotations
 
@@ -13,14 +15,14 @@ from sqlalchemy import create_engine as create_sync_engine
 from catalog.config import DEFAULT_SERVICE_ROLE
 from catalog.db.engine import asyncpg_url
 
-ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"  # catalog/migrations/, by path: no import
 
 
 def alembic_config(url: str, *, service_role: str = DEFAULT_SERVICE_ROLE) -> Config:
     """url: the schema owner's connection; service_role: the role the grants are for (revision 0009)."""
-    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg = Config()
     cfg.attributes["service_role"] = service_role
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation: a literal % in a password must be doubled.
     cfg.set_main_option("sqlalchemy.url", asyncpg_url(url).replace("%", "%%"))
     return cfg

@@ -18,7 +18,7 @@ import logging
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,7 +31,7 @@ from catalog.audit import service as audit
 from catalog.audit.signing import ALGORITHM, KeyEncryptionKey, Signer, active_signer
 from catalog.db.replica import ReadRouter, current_lsn
 from catalog.export.report import FlowGraph, render_report
-from catalog.export.sections import SECTIONS, Section
+from catalog.export.sections import SECTIONS, Section, SectionResult
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ class ExportRequest:
     period_to: dt.datetime | None = None
     product: str | None = None
     actor: str | None = None
-
-
-@dataclass
-class SectionResult:
-    section: Section
-    rows: int = 0
-    columns: list[str] = field(default_factory=list)
-    sample: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from catalog.audit.cli import DbOpt, HomeOpt, cli_actor
+from catalog.cli_support import DbOpt, HomeOpt, cli_actor
 
 export_app = typer.Typer(
     help="Signed compliance bundles: `catalog export --out FILE [--as-of T]`; check one with "
@@ -53,14 +53,14 @@ def export(
     if ctx.invoked_subcommand is not None:
         return
     from catalog.audit.signing import kek_from_settings
-    from catalog.cli import _fail, _settings, console, out
+    from catalog.cli_support import console, fail, out, settings_from
     from catalog.db.engine import create_engine
     from catalog.db.replica import ReadRouter
     from catalog.db.resolve import migrated
     from catalog.export.bundle import ExportRequest, write_bundle
 
     if out_path is None:
-        raise _fail("give --out FILE (or a subcommand: verify)", 2)
+        raise fail("give --out FILE (or a subcommand: verify)", 2)
     request = ExportRequest(
         as_of=parse_instant(as_of),
         period_from=parse_instant(period_from, end_of_day=False),
@@ -68,7 +68,7 @@ def export(
         product=product,
         actor=cli_actor(),
     )
-    settings = _settings(home, database_url)
+    settings = settings_from(home, database_url)
     kek = kek_from_settings(settings)
 
     async def run(url: str) -> Any:
@@ -112,7 +112,7 @@ def export_verify(
     """Check the manifest's signature and every file's SHA-256 (exit 1 on any mismatch):
     `catalog export verify BUNDLE --public-key KEY.pem|KEY_ID`."""
     from catalog.audit.signing import load_public_key, public_key_by_id
-    from catalog.cli import _fail, _with_db, console
+    from catalog.cli_support import console, fail, with_db
     from catalog.export.verify import signature_key_id, verify_bundle
 
     if public_key is None:
@@ -123,7 +123,7 @@ def export_verify(
         except Exception:
             claimed = None
         which = f"KEY_ID is {claimed}, the key this bundle says signed it; " if claimed else ""
-        raise _fail(
+        raise fail(
             "give --public-key: a PEM file of the signing public key (`catalog signing public-key KEY_ID > "
             "key.pem`, or GET /api/v1/signing-keys), or a signing key id to look up in this catalog "
             f"(`catalog signing list`). {which}e.g. `catalog export verify {bundle} --public-key "
@@ -138,15 +138,15 @@ def export_verify(
         async def run(conn: Any) -> Any:
             return await public_key_by_id(conn, public_key)
 
-        found = _with_db(home, database_url, run)
+        found = with_db(home, database_url, run)
         if found is None:
-            raise _fail(f"{public_key!r} is neither a file nor a known signing key id", 2)
+            raise fail(f"{public_key!r} is neither a file nor a known signing key id", 2)
         key = found
     check = verify_bundle(bundle, key)
     if not check.ok:
         for problem in check.problems:
             console.print(f"  [red]✗[/] {problem}")
-        raise _fail(f"{bundle} does NOT verify")
+        raise fail(f"{bundle} does NOT verify")
     console.print(
         f"[green]{bundle} verifies[/]: signature by {check.key_id} valid, {check.files_checked} files match "
         f"(as of {check.as_of})"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from catalog.export.bundle import SectionResult
+    from catalog.export.sections import SectionResult
 
 NODE_W, NODE_H = 250, 40
 COL_GAP, ROW_GAP = 120, 16

@@ -12,7 +12,7 @@ manifest says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Product and tier of a dataset, when the policy module has assigned them.
 _DS_PRODUCT = (
@@ -35,6 +35,16 @@ class Section:
     # Optional variant used when product_assignments is missing (no product/tier columns to join).
     sql_without_products: str | None = None
     period_filtered: bool = False
+
+
+@dataclass
+class SectionResult:
+    """What writing one section produced: its row count, columns and a sample (for the report)."""
+
+    section: Section
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    sample: list[list[str]] = field(default_factory=list)
 
 
 def _inventory() -> list[Section]:

@@ -13,83 +13,60 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.audit import service as audit
 from catalog.audit.state import waiver_action
-from catalog.findings.engine import (
-    DATASET_FACTS_BY_ID,
-    DATASET_FACTS_BY_NAME,
-    JOB_FACTS_BY_ID,
-    JOB_FACTS_BY_NAME,
-    Observations,
-    assign_products,
-    audit_reassignments,
-    evaluate,
-)
+from catalog.findings.assignments import assign_products, audit_reassignments
+from catalog.findings.engine import evaluate
+from catalog.findings.facts import DATASET_FACTS_BY_ID, JOB_FACTS_BY_ID, Observations, facts_by_name
 from catalog.openlineage.events import OpenLineageEvent
-from catalog.policy import files
+from catalog.policies_in_force import Policies, installed
 
 
-@dataclass(slots=True)
-class Switch:
-    """Incremental evaluation on the ingest path can be turned off (the benchmark's baseline); `catalog
-    scan` then catches up."""
-
-    incremental: bool = True
-
-
-SWITCH = Switch()
-
-
-async def evaluate_batch(raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent]) -> None:
-    """The ingest hook: evaluate every rule for what `events` (already projected) touched."""
-    if not SWITCH.incremental or not events:
+async def evaluate_batch(
+    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], policies: Policies | None = None
+) -> None:
+    """The ingest hook: evaluate every rule for what `events` (already projected, products assigned)
+    touched — unless the policies turn incremental evaluation off (the benchmark's baseline; `catalog
+    scan` then catches up). `policies` None: the process's installed ones (catalog/policies_in_force.py)."""
+    policies = policies or installed()
+    if not policies.findings_incremental or not events:
         return
     seen = Observations.of(events)
-    ds_keys = sorted(seen.datasets)
-    job_keys = sorted(seen.jobs)
-    datasets = (
-        await raw.fetch(DATASET_FACTS_BY_NAME, [k[0] for k in ds_keys], [k[1] for k in ds_keys])
-        if ds_keys
-        else []
-    )
-    jobs = (
-        await raw.fetch(JOB_FACTS_BY_NAME, [k[0] for k in job_keys], [k[1] for k in job_keys])
-        if job_keys
-        else []
-    )
+    datasets, jobs = await facts_by_name(raw, seen)
     await evaluate(
         raw,
-        products=files.product_map().current,
-        rules=files.rules_config(),
+        products=policies.products.current,
+        rules=policies.rules.current,
         datasets=datasets,
         jobs=jobs,
         observations=seen,
     )
 
 
-async def scan(raw: asyncpg.Connection[Any], *, chunk: int = 2000) -> int:
+async def scan(raw: asyncpg.Connection[Any], policies: Policies, *, chunk: int = 2000) -> int:
     """Re-assign products and re-evaluate every rule over the whole catalog; returns findings firing.
 
     Chunked by dataset and job ids so memory stays bounded; the caller owns the transaction.
     """
-    products = files.product_map().current
-    rules = files.rules_config()
+    products = policies.products.current
+    rules = policies.rules.current
     dataset_ids = [r["id"] for r in await raw.fetch("SELECT id FROM datasets ORDER BY id")]
     job_ids = [r["id"] for r in await raw.fetch("SELECT id FROM jobs ORDER BY id")]
     fired: set[tuple[str, str]] = set()
     # Every subject's product before any rule runs: the dataset rules route findings by their jobs' products
-    # too, and must not depend on whether ingest already assigned them (incremental rules may be off).
-    # A product that moved (products.yaml changed) is chained once the whole pass is done, so the audit
-    # append lock is taken last (see `evaluate`).
+    # too. A product that moved (products.yaml changed) is chained before any finding row is written: the
+    # audit append lock comes before finding rows on every path (see `_audit_lock_first`).
     moves: list[tuple[Sequence[asyncpg.Record], Sequence[asyncpg.Record], Sequence[asyncpg.Record]]] = []
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
-        moved = (await assign_products(raw, products, datasets, []))[3]
+        moved = (await assign_products(raw, products, datasets, []))[1]
         if moved:
             moves.append((moved, datasets, []))
     for start in range(0, len(job_ids), chunk):
         jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
-        moved = (await assign_products(raw, products, [], jobs))[3]
+        moved = (await assign_products(raw, products, [], jobs))[1]
         if moved:
             moves.append((moved, [], jobs))
+    for moved_subjects, their_datasets, their_jobs in moves:
+        await audit_reassignments(raw, moved_subjects, their_datasets, their_jobs)
     # Datasets first (assignments of every dataset exist before flows between products are judged).
     for start in range(0, len(dataset_ids), chunk):
         datasets = await raw.fetch(DATASET_FACTS_BY_ID, dataset_ids[start : start + chunk])
@@ -97,12 +74,10 @@ async def scan(raw: asyncpg.Connection[Any], *, chunk: int = 2000) -> int:
     for start in range(0, len(job_ids), chunk):
         jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids[start : start + chunk])
         fired |= await evaluate(raw, products=products, rules=rules, datasets=[], jobs=jobs)
-    for moved_subjects, their_datasets, their_jobs in moves:
-        await audit_reassignments(raw, moved_subjects, their_datasets, their_jobs)
     return len(fired)
 
 
-async def reevaluate_flows_of(raw: asyncpg.Connection[Any], *, product: str) -> None:
+async def reevaluate_flows_of(raw: asyncpg.Connection[Any], policies: Policies, *, product: str) -> None:
     """Re-judge the flows of every job touching `product`'s datasets (after a grant changed)."""
     job_ids = [
         r["job_id"]
@@ -115,10 +90,12 @@ async def reevaluate_flows_of(raw: asyncpg.Connection[Any], *, product: str) -> 
     ]
     if not job_ids:
         return
+    products = policies.products.current
     jobs = await raw.fetch(JOB_FACTS_BY_ID, job_ids)
-    await evaluate(
-        raw, products=files.product_map().current, rules=files.rules_config(), datasets=[], jobs=jobs
-    )
+    moved = (await assign_products(raw, products, [], jobs))[1]
+    if moved:  # before the finding rows (see `_audit_lock_first`)
+        await audit_reassignments(raw, moved, [], jobs)
+    await evaluate(raw, products=products, rules=policies.rules.current, datasets=[], jobs=jobs)
 
 
 # -- reads ---------------------------------------------------------------------------------------------
@@ -235,10 +212,18 @@ class FindingNotFound(LookupError):
     pass
 
 
+async def _audit_lock_first(conn: AsyncConnection) -> None:
+    """Take the audit append lock before the finding row. Every path that does both takes them in this
+    order — ingest appends (a claim, a product reassignment) before it upserts findings, `scan` and a
+    grant's re-evaluation chain a reassignment before judging — so none can deadlock with another."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.AUDIT_LOCK_KEY})
+
+
 async def waive(
     conn: AsyncConnection, *, finding_id: int, actor: str, reason: str, until: dt.datetime | None
 ) -> dict[str, Any]:
     """Waive a finding (reason required, optional expiry); the change is recorded."""
+    await _audit_lock_first(conn)
     updated = (
         await conn.execute(
             text(
@@ -260,6 +245,7 @@ async def unwaive(
     conn: AsyncConnection, *, finding_id: int, actor: str, reason: str | None
 ) -> dict[str, Any]:
     """Lift a waiver: the finding is open again until the next evaluation resolves it."""
+    await _audit_lock_first(conn)
     updated = (
         await conn.execute(
             text(

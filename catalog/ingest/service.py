@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.audit.service import record_raw
 from catalog.classification.service import classify_batch
 from catalog.db.engine import raw_transaction
+from catalog.findings.assignments import record_product_assignments
 from catalog.findings.service import evaluate_batch
 from catalog.findings.transports import record_flow_transports
 from catalog.ingest.extract import EventKey, NameKey, Ownership, Rows, extract
@@ -159,6 +160,8 @@ async def project_only(
     ownership = await _ownership(raw, events, log_ids)
     rows = extract(events, ownership)
     projected = await project(raw, rows)
+    # Which product each subject belongs to (a policy fact authorisation reads), whatever the findings switch.
+    await record_product_assignments(raw, ownership.products, events)
     # Each flow's own transport (catalog/findings): projected even when the rules run only on `catalog scan`.
     await record_flow_transports(raw, events)
     await classify_batch(

@@ -1,8 +1,8 @@
-"""Where the policy files live, and the process-wide, self-reloading views of them.
+"""Where the policy files live, what the audit trail records of them, and the watcher that chains an edit.
 
-The ingest hot path is called by the HTTP writer, the CLI and rebuild alike, none of which carries the
-settings down to it; so the parsed files are held here, once per process and per directory, and each
-follows its file's mtime. `configure()` (app lifespan, CLI) points them at `Settings.policies_dir`.
+The parsed files themselves are views of a `Policies` object (catalog/policies_in_force.py) built once from the
+settings and passed down; `product_map()` and `classification_rules()` here are the ingest path's
+bridge to the installed one until the ingest projector is handed it.
 """
 
 from __future__ import annotations
@@ -12,83 +12,45 @@ import hashlib
 import logging
 import os
 import socket
-import threading
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit import service as audit
-from catalog.classification.rules import ReloadingRuleSet, RuleSet
-from catalog.findings.rules import RulesConfig, load_rules
 from catalog.periodic import Periodic
-from catalog.policy.products import ReloadingProductMap
+
+if TYPE_CHECKING:
+    from catalog.classification.rules import RuleSet
+    from catalog.policy.products import ReloadingProductMap
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "policies"
-
-_lock = threading.Lock()
-_dir: Path | None = None
-_products: dict[Path, ReloadingProductMap] = {}
-_rules: dict[Path, tuple[int, float, RulesConfig]] = {}
-_classification: dict[Path, ReloadingRuleSet] = {}
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "policies"  # package data: catalog/policies/
 
 
-def configure(policies_dir: Path | None) -> None:
-    """Use `policies_dir` (None: `$CATALOG_POLICIES_DIR`, else the repository's `policies/`)."""
-    global _dir
-    _dir = policies_dir
-
-
-def policies_dir() -> Path:
-    if _dir is not None:
-        return _dir
+def resolve_dir(configured: Path | None) -> Path:
+    """`configured` (Settings.policies_dir), else `$CATALOG_POLICIES_DIR`, else the packaged policies."""
+    if configured is not None:
+        return configured
     env = os.environ.get("CATALOG_POLICIES_DIR")
     return Path(env) if env else DEFAULT_DIR
 
 
-def product_map(directory: Path | None = None) -> ReloadingProductMap:
-    path = (directory or policies_dir()) / "products.yaml"
-    with _lock:
-        current = _products.get(path)
-        if current is None:
-            current = _products[path] = ReloadingProductMap(path)
-        return current
+def product_map() -> ReloadingProductMap:
+    """products.yaml of the installed policies (for the ingest path, which is not handed them yet)."""
+    from catalog.policies_in_force import installed  # the bridge's only import of the composition root
+
+    return installed().products
 
 
-def rules_config(directory: Path | None = None) -> RulesConfig:
-    """rules.yaml, re-read when its mtime changes (checked at most once a second)."""
-    path = (directory or policies_dir()) / "rules.yaml"
-    now = time.monotonic()
-    with _lock:
-        cached = _rules.get(path)
-        if cached is not None and now - cached[1] < 1.0:
-            return cached[2]
-        mtime = path.stat().st_mtime_ns
-        if cached is not None and cached[0] == mtime:
-            _rules[path] = (mtime, now, cached[2])
-            return cached[2]
-        config = load_rules(path)
-        _rules[path] = (mtime, now, config)
-        return config
+def classification_rules() -> RuleSet:
+    """The PII name rules of the installed policies (for the ingest path, which is not handed them yet)."""
+    from catalog.policies_in_force import installed
 
-
-def classification_file(directory: Path | None = None) -> ReloadingRuleSet:
-    """classification.yaml (the PII name rules) of the policies directory, following its mtime."""
-    path = (directory or policies_dir()) / "classification.yaml"
-    with _lock:
-        current = _classification.get(path)
-        if current is None:
-            current = _classification[path] = ReloadingRuleSet(path)
-        return current
-
-
-def classification_rules(directory: Path | None = None) -> RuleSet:
-    """The PII name rules the ingest path applies now."""
-    return classification_file(directory).current
+    return installed().classification.current
 
 
 POLICY_FILES = ("products.yaml", "policy.csv", "model.conf", "rules.yaml", "classification.yaml")

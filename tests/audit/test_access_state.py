@@ -23,6 +23,7 @@ from catalog.cli import app as cli
 from catalog.config import Settings
 from catalog.db.engine import create_engine, raw_transaction
 from catalog.findings.service import scan
+from catalog.policies_in_force import Policies, install
 from catalog.policy import files
 from catalog.policy import grants as grant_service
 from tests.factories import dataset, run_event, schema
@@ -278,7 +279,7 @@ async def test_a_policy_reload_is_chained_with_the_files_digests(
         ).first()
     assert row is not None
     assert row.actor == "admin-token"
-    products_yaml = files.policies_dir() / "products.yaml"
+    products_yaml = files.resolve_dir(None) / "products.yaml"
     assert row.details["files"]["products.yaml"] == hashlib.sha256(products_yaml.read_bytes()).hexdigest()
     assert "payments" in row.details["products"]
 
@@ -321,9 +322,9 @@ async def test_a_product_reassignment_is_chained(
                 1,
             )
         )
-        files.product_map(policies).reload()
+        app.state.policies.products.reload()
         async with raw_transaction(engine) as raw:
-            await scan(raw)
+            await scan(raw, app.state.policies)
         async with engine.connect() as conn:
             [details] = (
                 (
@@ -343,7 +344,7 @@ async def test_a_product_reassignment_is_chained(
         }.items() <= details["changes"][0].items()
         assert (await _verify(engine)).ok
     finally:
-        files.configure(None)
+        install(Policies.load())  # the apps installed the temporary directory's
 
 
 async def test_a_policy_file_edit_is_chained_once_across_processes(
@@ -384,7 +385,7 @@ async def test_a_policy_file_edit_is_chained_once_across_processes(
             await asyncio.sleep(2.5)  # every process has looked by now
             [details] = await changes()
     finally:
-        files.configure(None)
+        install(Policies.load())  # the apps installed the temporary directory's
     assert details["files"]["products.yaml"] == hashlib.sha256(products.read_bytes()).hexdigest()
 
 

@@ -18,11 +18,11 @@ import yaml
 
 from catalog.app import create_app
 from catalog.config import Settings
-from catalog.policy import files
+from catalog.policies_in_force import Policies, install
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import dataset, run_event, schema
 
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "catalog" / "policies"
 NS = "postgres://crm-db:5432"
 
 # A site's own rule, absent from the repository's file: loyalty card numbers are personal data here.
@@ -36,10 +36,10 @@ LOYALTY = {
 
 @pytest.fixture(autouse=True)
 def forget_configured_dir() -> Iterator[None]:
-    # The policies directory is process-wide (catalog/policy/files.py): do not leave it pointing at a
-    # temporary directory for the tests that run after these.
+    # An app installs its policies for the ingest path (catalog/policies_in_force.py): do not leave a temporary
+    # directory's installed for the tests that run after these.
     yield
-    files.configure(None)
+    install(Policies.load())
 
 
 def policies_copy(tmp_path: Path, edit: Any = None) -> Path:

@@ -68,4 +68,4 @@ def test_every_module_the_service_imports_is_a_runtime_dependency() -> None:
 
 def test_the_dev_tools_are_not_runtime_dependencies() -> None:
     closure = _runtime_closure()
-    assert {"pytest", "mypy", "ruff", "playwright", "marquez-python", "jsonschema"} & closure == set()
+    assert {"pytest", "mypy", "ruff", "playwright", "marquez-python"} & closure == set()

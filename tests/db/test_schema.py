@@ -7,8 +7,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from catalog.db import migrate
-from catalog.db.base import import_all_models
 from catalog.db.engine import asyncpg_url
+from catalog.migrations.metadata import ALL_TABLES
 
 
 def _diff(url: str) -> list[object]:
@@ -16,7 +16,7 @@ def _diff(url: str) -> list[object]:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            diffs = compare_metadata(context, import_all_models())
+            diffs = compare_metadata(context, ALL_TABLES)
     finally:
         engine.dispose()
     # Partitions of event_log (and their indexes) are created at run time, outside the models.

@@ -152,6 +152,52 @@ async def test_unlineaged_transfer_resolves_when_an_input_appears(client: httpx.
     assert finding["status"] == "resolved"
 
 
+# -- unlineaged transfer, column level (its own registry entry: `unlineaged_pii_column`) ----------------
+
+
+def copy_of_customers(*explained: str) -> dict[str, Any]:
+    """payments' BigQuery copy of its customers (id, cpf), column lineage explaining `explained`."""
+    edges = {f: [(PAYMENTS_DB, "payments.customers", f, "DIRECT", "IDENTITY", False)] for f in explained}
+    return dataset(
+        BQ, "proj.payments.customers", schema=schema("id", "cpf"), columnLineage=column_lineage(edges)
+    )
+
+
+async def test_a_pii_column_no_column_lineage_explains_is_its_own_finding(client: httpx.AsyncClient) -> None:
+    customers = read_with(PG_TLS, "payments.customers", "id", "cpf")
+    await ingest(
+        client, run_event(job=PAYMENTS_JOB, when=at(1), inputs=[customers], outputs=[copy_of_customers("id")])
+    )
+    [finding] = about(await findings(client, "unlineaged-transfer"), "proj.payments.customers")
+    assert finding["subject"] == {
+        "kind": "field",
+        "namespace": BQ,
+        "name": "proj.payments.customers",
+        "field": "cpf",
+    }
+    assert (finding["status"], finding["severity"], finding["product"]) == ("open", "high", "payments")
+    assert finding["evidence"]["tags"] == ["PII.CPF"]
+    assert finding["evidence"]["pii"] is True
+    assert finding["evidence"]["producingJobs"] == [{"namespace": PAYMENTS_JOB[0], "name": PAYMENTS_JOB[1]}]
+
+    # the job's newer lineage explains the column: resolved (the copy is now pii-unmasked's to judge)
+    await ingest(
+        client,
+        run_event(job=PAYMENTS_JOB, when=at(2), inputs=[customers], outputs=[copy_of_customers("id", "cpf")]),
+    )
+    [resolved] = about(await findings(client, "unlineaged-transfer"), "proj.payments.customers")
+    assert (resolved["id"], resolved["status"]) == (finding["id"], "resolved")
+
+
+async def test_a_dataset_written_from_nothing_is_one_finding_not_one_per_pii_column(
+    client: httpx.AsyncClient,
+) -> None:
+    orphan = dataset(BQ, "proj.payments.people", schema=schema("id", "cpf", "email"))
+    await ingest(client, run_event(job=PAYMENTS_JOB, outputs=[orphan]))
+    [finding] = about(await findings(client, "unlineaged-transfer"), "proj.payments.people")
+    assert finding["subject"]["kind"] == "dataset"
+
+
 # -- cross-product access ------------------------------------------------------------------------------
 
 

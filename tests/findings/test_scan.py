@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from catalog.cli import app
 from catalog.db.engine import create_engine
-from catalog.findings.service import SWITCH
 from tests.factories import dataset, run_event, schema
 from tests.findings.helpers import PAYMENTS_DB, source
 
@@ -36,7 +35,7 @@ def open_findings(url: str) -> list[tuple[str, str]]:
 def test_scan_finds_what_incremental_evaluation_skipped(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(SWITCH, "incremental", False)  # the rules off on the ingest path
+    monkeypatch.setenv("CATALOG_FINDINGS_INCREMENTAL", "false")  # the rules off on the ingest path
     tx = dataset(
         PAYMENTS_DB,
         "payments.transactions",
@@ -68,7 +67,7 @@ def test_a_scan_judges_a_week_as_ingest_does(
     it is redacted; and no grant was made here, so the chargebacks read is a crossing)."""
     from tests.findings import test_scenario as week
 
-    monkeypatch.setattr(SWITCH, "incremental", False)
+    monkeypatch.setenv("CATALOG_FINDINGS_INCREMENTAL", "false")
     events = tmp_path / "week.json"
     events.write_bytes(orjson.dumps(week.week()))
     ingested = runner.invoke(app, ["ingest", str(events), "--database-url", database_url])

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import raw_transaction
 from catalog.findings.service import scan
+from catalog.policies_in_force import Policies
 from tests.factories import at, column_lineage, dataset, run_event, schema
 from tests.findings.helpers import ingest, job_type, source
 
@@ -364,7 +365,7 @@ async def test_the_week_is_judged_the_same_whatever_the_arrival_order(
     # a full rescan judges the catalog the same way
     before = judged(rows)
     async with raw_transaction(engine) as raw:
-        await scan(raw)
+        await scan(raw, Policies.load())
     assert judged(await everything(client)) == before
 
 

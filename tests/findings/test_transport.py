@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.findings.rules import judge_transport
+from catalog.findings.config import Transport, judge_transport, load_rules
+from catalog.findings.rules import RULE_NAMES
 from catalog.policy import files
+
+TRANSPORT: Transport = load_rules(files.DEFAULT_DIR / "rules.yaml", RULE_NAMES).transport
 
 
 @pytest.mark.parametrize(
@@ -36,12 +39,12 @@ from catalog.policy import files
     ],
 )
 def test_plaintext_transports_are_recognised(uri: str, plaintext: bool) -> None:
-    verdict = judge_transport(uri, files.rules_config().transport)
+    verdict = judge_transport(uri, TRANSPORT)
     assert verdict is not None
     assert verdict.plaintext is plaintext, verdict.reason
 
 
 @pytest.mark.parametrize("uri", ["bigquery", "file", "kafka://payments-kafka.internal:9093"])
 def test_uris_without_a_judgeable_transport_are_left_alone(uri: str) -> None:
-    verdict = judge_transport(uri, files.rules_config().transport)
+    verdict = judge_transport(uri, TRANSPORT)
     assert verdict is None or not verdict.plaintext

@@ -1,6 +1,6 @@
 """The one-pass completion of lists of plain objects (catalog/api/graphql/execution.py) answers exactly
 what graphql-core's generic path answers — aliases, fragments, directives, __typename, errors — and the
-validation cache never lets through a query that fails validation."""
+validation cache (strawberry's, over the catalog's rules) never lets through a query that fails validation."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import datetime as dt
 import enum
 from typing import Any
 
+import graphql
 import pytest
 import strawberry
-from strawberry.extensions import QueryDepthLimiter
+from graphql import print_ast
 
 from catalog.api.graphql import execution
-from catalog.api.graphql.execution import LeanExecutionContext, ValidatedQueries, ValidQueryCache
+from catalog.api.graphql.context import Limits
+from catalog.api.graphql.execution import LeanExecutionContext
+from catalog.api.graphql.schema import build_schema
 
 AT = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
@@ -108,19 +111,42 @@ async def test_lists_of_plain_objects_take_the_one_pass_path(monkeypatch: pytest
     assert completed == []  # a resolver field: never tried
 
 
-async def test_a_query_failing_validation_fails_every_time() -> None:
-    schema = strawberry.Schema(
-        query=Query,
-        extensions=[
-            lambda: QueryDepthLimiter(max_depth=1),
-            lambda: ValidatedQueries(cache=ValidQueryCache(maxsize=2)),
-        ],
+async def test_the_catalog_schema_validates_a_text_once_and_a_failing_one_fails_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """strawberry's ValidationCache over the catalog's own rules (depth, aliases): a repeated valid text
+    is validated once, a failing one answers its errors every time."""
+    validations: list[str] = []
+
+    def counting(schema: Any, document: Any, rules: Any) -> Any:
+        validations.append(print_ast(document))
+        return graphql.validate(schema, document, rules)
+
+    # strawberry.schema.schema.validate_document calls graphql-core's `validate` by its module global.
+    monkeypatch.setattr("strawberry.schema.schema.validate", counting)
+    schema = build_schema(
+        Limits(
+            max_depth=2,
+            max_aliases=3,
+            max_tokens=1000,
+            max_page_size=10,
+            max_lineage_depth=2,
+            timeout_seconds=5,
+        )
     )
+    too_deep = "{ datasets { nodes { fields { name } } } }"
+    aliased = "{ a: __typename b: __typename c: __typename d: __typename }"
     for _ in range(3):
-        ok = await schema.execute("{ items { id } }")
+        ok = await schema.execute("{ __typename }")
         assert ok.errors is None
-        deep = await schema.execute("{ items { id } broken { id } }  fragment F on Item { id }")
+        assert ok.data == {"__typename": "Query"}
+        deep = await schema.execute(too_deep)
         assert deep.errors
-        unknown = await schema.execute("{ items { nope } }")
+        assert "exceeds maximum operation depth" in deep.errors[0].message
+        aliases = await schema.execute(aliased)
+        assert aliases.errors
+        assert "aliases" in aliases.errors[0].message
+        unknown = await schema.execute("{ nope }")
         assert unknown.errors
         assert "nope" in unknown.errors[0].message
+    assert len(validations) == 4, validations  # each text once, then from the cache

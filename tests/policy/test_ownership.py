@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 from catalog.policy import files
-from catalog.policy.products import ANY_EMITTER, Claim
+from catalog.policy.products import ANY_EMITTER, Claim, load_product_map
 from tests.factories import PRODUCER, at, column_lineage, dataset, run_event, schema
 from tests.findings.helpers import source
 from tests.keys import Key, make_key
@@ -357,7 +357,7 @@ async def test_a_dataset_nobody_owns_takes_anyones_facets_and_the_owner_keeps_co
 
 
 def test_the_product_map_places_by_file_first_then_by_the_first_claim_its_own_product_sent() -> None:
-    products = files.product_map(files.DEFAULT_DIR).current
+    products = load_product_map(files.DEFAULT_DIR / "products.yaml")
     fraud_claim = Claim("team:fraud", "fraud", 5)
     # products.yaml first: the name pattern (and the namespace) say payments; the claim is a candidate
     placed = products.assign("dataset", CARDS_DB, CARDS, claims=[fraud_claim])

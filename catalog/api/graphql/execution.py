@@ -12,18 +12,11 @@ Anything else — a field with a resolver or arguments (e.g. `LineageNode.datase
 field, `@defer`/`@stream`, field middleware, an item of another class, a value the coercion rejects
 or null in a non-null field — takes graphql-core's generic path for that list, which then reports
 errors exactly as before.
-
-`ValidatedQueries` skips re-validating a query text that already validated without errors: the
-explorer sends the same few texts again and again, and validation (every rule, the depth and alias
-limits included, over the whole document) cost several milliseconds a request. Validation depends
-only on the text and the schema — never on variables or the caller — so a text that passed once
-passes again; one that failed is validated every time, and reports its errors as before.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +34,6 @@ from graphql import (
     is_non_null_type,
 )
 from graphql.pyutils import Path
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
@@ -192,40 +184,3 @@ def _complete(plan: _LeanPlan, items: Iterable[Any]) -> list[dict[str, Any]] | N
     except Exception:  # the generic path raises it again, as a located field error
         return None
     return out
-
-
-class ValidatedQueries(SchemaExtension):
-    """Skip validation of a query text that already passed it (see the module docstring)."""
-
-    def __init__(self, *, cache: ValidQueryCache) -> None:
-        super().__init__()
-        self._cache = cache
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        query = context.query
-        known = query is not None and self._cache.seen(query)
-        if known:
-            context.pre_execution_errors = []  # strawberry then runs no validation rule
-        yield
-        if not known and query is not None and context.pre_execution_errors == []:
-            self._cache.add(query)
-
-
-class ValidQueryCache:
-    """The query texts one schema validated without errors, least recently used first out."""
-
-    def __init__(self, maxsize: int = 256) -> None:
-        self._maxsize = maxsize
-        self._texts: OrderedDict[str, None] = OrderedDict()
-
-    def seen(self, query: str) -> bool:
-        if query in self._texts:
-            self._texts.move_to_end(query)
-            return True
-        return False
-
-    def add(self, query: str) -> None:
-        self._texts[query] = None
-        if len(self._texts) > self._maxsize:
-            self._texts.popitem(last=False)

@@ -13,11 +13,13 @@ from typing import Any, Literal
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -27,7 +29,7 @@ from catalog.api.graphql import decisions
 from catalog.api.graphql.classification import PiiFlow, PiiInventoryPage
 from catalog.api.graphql.context import Limits
 from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
-from catalog.api.graphql.execution import LeanExecutionContext, ValidatedQueries, ValidQueryCache
+from catalog.api.graphql.execution import LeanExecutionContext
 from catalog.api.graphql.text import StorableText
 from catalog.api.graphql.types import (
     ColumnLineageEdge,
@@ -442,8 +444,17 @@ def _add_error_codes(error: GraphQLError) -> bool:
     return True
 
 
+VALIDATION_CACHE_SIZE = 256
+
+
 def build_schema(limits: Limits) -> CatalogSchema:
     """The schema with the given limits (one per app: the limits come from its settings)."""
+    # The depth and alias rules are built once per schema, not per request as the limiter extensions
+    # would: ValidationCache keys on the rule classes, and a class made per request would never hit.
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     return CatalogSchema(
         timeout_seconds=limits.timeout_seconds,
         query=Query,
@@ -452,14 +463,15 @@ def build_schema(limits: Limits) -> CatalogSchema:
         execution_context_class=LeanExecutionContext,
         # Factories, not instances: strawberry builds fresh extensions per request.
         extensions=[
-            partial(QueryDepthLimiter, max_depth=limits.max_depth),
-            partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+            partial(AddValidationRules, rules),
             partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
             # The explorer repeats a few query texts: parse each once (after the token limit set the
-            # parser's options) and validate it once (execution.py); together several ms a request.
-            partial(ParserCache, maxsize=256),
-            partial(ValidatedQueries, cache=ValidQueryCache()),
-            # After ValidatedQueries (which may mark a known text valid): variables differ per request.
+            # parser's options) and validate each parsed document once; together several ms a request.
+            # Validation depends only on the document, the schema and the rules, never on variables.
+            partial(ParserCache, maxsize=VALIDATION_CACHE_SIZE),
+            partial(ValidationCache, maxsize=VALIDATION_CACHE_SIZE),
+            # After ValidationCache (which sets the validation errors; an unstorable text replaces them):
+            # variables differ per request, so this check is never cached.
             StorableText,
             partial(
                 MaskErrors,

@@ -36,8 +36,9 @@ class StorableText(SchemaExtension):
         if document is not None:
             error = unstorable_text_error(document, context.variables)
             if error is not None:
-                # Set before validation runs: strawberry then answers with these errors, executing nothing.
-                context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+                # This error alone, whatever validation (ValidationCache, before this extension) found:
+                # strawberry then answers with it, executing nothing.
+                context.pre_execution_errors = [error]
         yield
 
 

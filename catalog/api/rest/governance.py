@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
@@ -15,6 +15,7 @@ from catalog.api.rest.deps import PrincipalDep, ReadConn
 from catalog.api.rest.inputs import InputModel
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.findings import service as findings
+from catalog.findings.rules import RULE_NAMES
 from catalog.findings.subjects import display
 from catalog.policy import files as policy_files
 from catalog.policy import grants as grant_service
@@ -28,16 +29,10 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
 Namespace = Annotated[str, Path(description="Namespace name, URL-encoded."), AfterValidator(unquote)]
 Name = Annotated[str, Path(description="Dataset or job name, URL-encoded."), AfterValidator(unquote)]
-Rule = Literal[
-    "unencrypted-transfer",
-    "unlineaged-transfer",
-    "cross-product-access",
-    "shared-database",
-    "analytics-on-oltp",
-    "pii-unmasked",
-    "credentials-in-metadata",
-    "ownership-conflict",
-]
+if TYPE_CHECKING:
+    Rule = str
+else:
+    Rule = Literal[RULE_NAMES]  # the registry's rule names (catalog/findings/rules/)
 Severity = Literal["low", "medium", "high", "critical"]
 Status = Literal["open", "resolved", "waived"]
 Json = dict[str, Any]
@@ -346,7 +341,7 @@ async def _after_grant_change(request: Request, grantor: str) -> None:
     watcher = GrantWatcher(request.app.state.engine, request.app.state.enforcer)
     await watcher.refresh(force=True)
     async with raw_transaction(request.app.state.engine) as raw:
-        await reevaluate_flows_of(raw, product=grantor)
+        await reevaluate_flows_of(raw, request.app.state.policies, product=grantor)
 
 
 @router.get("/grants", summary="Grants given or received by a product", responses=ERRORS)
@@ -429,19 +424,20 @@ async def discover(
     responses=ERRORS,
 )
 async def reload_policy(request: Request, principal: PrincipalDep) -> Json:
-    enforcer = request.app.state.enforcer
+    enforcer, policies = request.app.state.enforcer, request.app.state.policies
     try:
-        enforcer.products.reload()
+        policies.products.reload()
         enforcer.rebuild()
         # The PII name rules the next ingest batch applies; columns already classified keep their
         # detections until they are seen again or the projection is rebuilt.
-        classification = policy_files.classification_file().reload()
+        classification = policies.classification.reload()
+        policies.rules.reload()
     except (OSError, ValueError) as exc:
         raise Problem("invalid-body", f"the policy files are invalid: {exc}", status=422) from None
     products = sorted(enforcer.products.current.products)
     async with request.app.state.engine.begin() as conn:
         await policy_files.record_policy_reload(
-            conn, enforcer.policies_dir, actor=principal.key_id, products=products
+            conn, policies.directory, actor=principal.key_id, products=products
         )
     return {"products": products, "routes": len(ROUTES), "classificationRules": len(classification.rules)}
 

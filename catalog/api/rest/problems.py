@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from catalog.api.text import path_segment_problem
 from catalog.db.errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -130,9 +131,6 @@ def install_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code in (404, 405):
             # No route took a path with a segment that is not storable text: say that, not "not found".
-            # (Imported here: catalog.api.text builds its answers on this module.)
-            from catalog.api.text import path_segment_problem
-
             found = path_segment_problem(request.scope, {})
             if found is not None:
                 return render(request, Problem("invalid-parameter", found[0], pointer=found[1]))

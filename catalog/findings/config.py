@@ -1,4 +1,5 @@
-"""The knobs of the governance rules (`policies/rules.yaml`) and the pure judgements built on them.
+"""The knobs of the governance rules (`policies/rules.yaml`) and the pure judgements built on them (the
+rules themselves are in catalog/findings/rules/).
 
 `judge_transport(uri)` says whether a connection URI can carry data in plaintext, following the design's
 rule table: http/ftp/redis and other plaintext schemes; Kafka PLAINTEXT/SASL_PLAINTEXT; PostgreSQL and
@@ -9,6 +10,9 @@ MySQL without a TLS requirement (sslmode absent or disable/allow/prefer); `jdbc:
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,16 +20,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-RULES = (
-    "unencrypted-transfer",
-    "unlineaged-transfer",
-    "cross-product-access",
-    "shared-database",
-    "analytics-on-oltp",
-    "pii-unmasked",
-    "credentials-in-metadata",
-    "ownership-conflict",
-)
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
@@ -63,7 +57,9 @@ class RulesConfig:
     _compiled: list[re.Pattern[str]] = field(default_factory=list, compare=False)
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> RulesConfig:
+    def parse(cls, data: dict[str, Any], rules: Sequence[str]) -> RulesConfig:
+        """The file's knobs; `rules` are the registry's rule names (catalog/findings/rules/), each of which
+        the severity table must name."""
         t = data.get("transport") or {}
 
         def words(key: str, upper: bool = False) -> frozenset[str]:
@@ -74,10 +70,12 @@ class RulesConfig:
         table = data.get("severity") or {}
         if not isinstance(table, dict):
             raise ValueError("rules.yaml: severity must be a mapping of rule to level")
-        unknown = sorted(set(map(str, table)) - set(RULES))
+        unknown = sorted(set(map(str, table)) - set(rules))
         if unknown:
-            raise ValueError(f"rules.yaml: severity names unknown rules {unknown}; the rules are {RULES}")
-        missing = [rule for rule in RULES if rule not in table]
+            raise ValueError(
+                f"rules.yaml: severity names unknown rules {unknown}; the rules are {tuple(rules)}"
+            )
+        missing = [rule for rule in rules if rule not in table]
         if missing:
             raise ValueError(f"rules.yaml: severity has no entry for {missing}")
         severity: dict[str, str] = {}
@@ -109,9 +107,13 @@ class RulesConfig:
         )
 
 
-def load_rules(path: Path) -> RulesConfig:
+def load_rules(path: Path, rules: Sequence[str]) -> RulesConfig:
     with path.open(encoding="utf-8") as handle:
-        return RulesConfig.parse(yaml.safe_load(handle) or {})
+        try:
+            data = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as exc:  # the reload endpoint answers 422 for a ValueError
+            raise ValueError(f"rules.yaml is not valid YAML: {exc}") from exc
+    return RulesConfig.parse(data, rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +191,42 @@ def is_analytics_job(config: RulesConfig, namespace: str, name: str, integration
     if not config._compiled and config.analytics_name_patterns:
         config._compiled.extend(re.compile(p, re.IGNORECASE) for p in config.analytics_name_patterns)
     return any(p.search(namespace) or p.search(name) for p in config._compiled)
+
+
+class ReloadingRulesConfig:
+    """rules.yaml, following its mtime (checked at most every `interval` seconds), as the product map and
+    the classification rules follow theirs."""
+
+    def __init__(self, path: Path, rules: Sequence[str], *, interval: float = 1.0) -> None:
+        self.path = path
+        self._names = tuple(rules)
+        self._interval = interval
+        self._lock = threading.Lock()
+        # A missing or broken file fails here, when the service starts, not in the first ingest batch.
+        self._mtime = path.stat().st_mtime_ns
+        self._config = load_rules(path, self._names)
+        self._checked = time.monotonic()
+
+    def reload(self) -> RulesConfig:
+        """Re-read the file now (POST /api/v1/policy/reload); raises, keeping the previous knobs, when the
+        file is unreadable or invalid."""
+        with self._lock:
+            mtime = self.path.stat().st_mtime_ns
+            self._config = load_rules(self.path, self._names)
+            self._mtime = mtime
+            self._checked = time.monotonic()
+            return self._config
+
+    @property
+    def current(self) -> RulesConfig:
+        now = time.monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            try:
+                if self.path.stat().st_mtime_ns != self._mtime:
+                    self.reload()
+            except (OSError, ValueError):
+                # A half-written edit must not stop ingestion: keep the last good knobs (the reload
+                # endpoint reports what is wrong with the file).
+                pass
+        return self._config

@@ -9,10 +9,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from catalog.config import DEFAULT_SERVICE_ROLE
-from catalog.db.base import import_all_models
 from catalog.db.engine import create_engine
+from catalog.migrations.metadata import ALL_TABLES
 
-target_metadata = import_all_models()
+target_metadata = ALL_TABLES
 
 
 def _run(connection: Connection) -> None:

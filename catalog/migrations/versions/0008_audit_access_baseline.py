@@ -32,7 +32,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-AUDIT_LOCK_KEY = 0x6175_6469_7400  # catalog/audit/service.py: the chain's append lock
+AUDIT_LOCK_KEY = 0x6175_6469_7400  # catalog/audit/append.py: the chain's append lock
 ACTOR = "migration:0008"
 GRANT_ACTIONS = {"create": "grant.created", "revoke": "grant.revoked"}
 WAIVER_ACTIONS = {"waive": "finding.waived", "unwaive": "finding.unwaived"}
