@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.runtime-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEV_STAMP := $(VENV)/.dev-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install install-dev run test check lint pytest pytest-system-pg openapi bench clean
+.PHONY: install install-dev run test check lint pytest pytest-system-pg openapi ui bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -53,6 +53,11 @@ pytest-system-pg: install-dev
 ## regenerate the committed OpenAPI document after changing the API
 openapi: install
 	$(BIN)/python -m catalog.api.openapi_dump > openapi/openapi.json
+
+## rebuild the committed web UI (catalog/web/static) from ui/ after changing it (needs Node 20+ and npm;
+## `make run` does not: the build is committed)
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
 
 bench: install-dev
 	$(BIN)/python bench/ingest.py

@@ -44,6 +44,7 @@ from catalog.policies_in_force import Policies, install
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
+from catalog.web import mount_web
 
 log = logging.getLogger("catalog.http")
 
@@ -182,6 +183,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             "Every endpoint except `/health` and `/ready` needs an API key: `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc on vendored assets: catalog/web
+        redoc_url=None,
         # Before any other dependency of a route (authentication included): path parameters that are
         # not storable text are a 400 naming the parameter (catalog/api/text_guard.py).
         # Then a read carrying `Catalog-Position` waits (bounded) for the projector (read-your-writes).
@@ -209,6 +212,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         lambda: getattr(app.state, "engine", None), findings_ttl=settings.metrics_cache_seconds
     )
     mount_graphql(app, settings)
+    mount_web(app)  # last: `/ui` and its SPA fallback, `/`, `/docs`, `/redoc`
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability (no credential)")
     async def health() -> JSONResponse:

@@ -1,8 +1,10 @@
 """The central route table: every HTTP route's (object, action) and where its product domain comes from.
 
-Keyed by (method, path template) exactly as the app declares them, so a new route without an entry is
-caught by the route-table test (tests/policy/test_matrix.py) — and, at run time, falls back to
-`route.unmapped`, which only admin may use (fail closed). Domain sources:
+Keyed by (method, path template) exactly as the app declares them. Each route declares the same need in
+its signature (`Requires(obj, act, domain)`, catalog/api/rest/requires.py), which is what runs; the
+route-table test (tests/policy/test_matrix.py) fails when a route has no entry, an entry no route, or a
+route's declaration differs from its entry — so this table is the one place to read who may call what.
+Domain sources (each a finder in requires.py reading the route's own parameters):
 
 - `global`: no product (catalog-wide lists; the role's ":other" form applies)
 - `namespace` / `dataset` / `job`: the product of the path's namespace / dataset / job
@@ -44,8 +46,6 @@ class RoutePolicy:
     act: str
     domain: DomainSource
 
-
-UNMAPPED = RoutePolicy("route.unmapped", "*", "global")
 
 V1 = "/api/v1"
 NS = f"{V1}/namespaces/{{namespace}}"
@@ -149,7 +149,3 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     # operations: Prometheus metrics (admin, auditor, CATALOG_METRICS_TOKEN's `monitor` role)
     ("GET", "/metrics"): RoutePolicy("metrics", "read", "global"),
 }
-
-
-def route_policy(method: str, path: str) -> RoutePolicy:
-    return ROUTES.get((method, path), UNMAPPED)

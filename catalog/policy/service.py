@@ -229,15 +229,6 @@ def event_products(products: ProductMap, event: OpenLineageEvent) -> set[str]:
     return found or {UNOWNED}
 
 
-def emitting_product(principal: Principal) -> str | None:
-    """The product an event sent with this key speaks for, stored with the event: its product; None for
-    an admin key, which acts for every product (as the operator's CLI does); "" for another key without
-    a product, which speaks for nobody's datasets."""
-    if principal.role == "admin":
-        return None
-    return principal.product or ""
-
-
 def _facet_owners(facets: dict[str, Any]) -> Iterable[str]:
     ownership = facets.get("ownership")
     if not isinstance(ownership, dict):

@@ -162,6 +162,12 @@ def test_catalog_serve_from_the_wheel_migrates_and_serves(
             headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
             assert httpx.get(f"{base}/api/v1/namespaces", headers=headers, timeout=10).status_code == 200
             assert httpx.get(f"{base}/api/v1/namespaces", timeout=10).status_code == 401
+            # the web UI's build and the docs' vendored assets are in the wheel too
+            ui = httpx.get(f"{base}/ui/", timeout=10)
+            assert ui.status_code == 200, ui.text
+            assert '<div id="root">' in ui.text
+            assert httpx.get(f"{base}/ui/assets/index.js", timeout=10).status_code == 200
+            assert httpx.get(f"{base}/static/vendor/swagger-ui-bundle.js", timeout=10).status_code == 200
         finally:
             process.terminate()
             process.wait(timeout=60)

@@ -1,4 +1,4 @@
-"""REST's many-product results apply GraphQL's per-dataset rule (catalog/api/rest/authz.py `internals_scope`):
+"""REST's many-product results apply GraphQL's per-dataset rule (catalog/policy/authoriser.py `internals_scope`):
 another product's columns, classifications and lineage internals are left out (or shown by the dataset's
 name only) unless granted, and a masked-columns-only grant redacts the columns holding unmasked PII.
 

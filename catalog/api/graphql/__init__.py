@@ -20,14 +20,16 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from strawberry.fastapi import GraphQLRouter
 
 from catalog.api.consistency import mark_read_only, requested_lsn
-from catalog.api.graphql.authz import Authorizer
 from catalog.api.graphql.context import GraphQLContext, Limits, RequestDatabase
 from catalog.api.graphql.loaders import Loaders
 from catalog.api.graphql.schema import build_schema
 from catalog.api.rest.deps import bearer, require_principal
 from catalog.api.rest.problems import Problem
+from catalog.api.rest.requires import LOOKUPS
 from catalog.config import Settings
 from catalog.db.replica import ReadRouter
+from catalog.policy.authoriser import Authoriser
+from catalog.policy.enforcer import GLOBAL
 
 PATH = "/graphql"
 STATIC_PATH = "/graphql/static"
@@ -69,6 +71,9 @@ def _graphiql_template() -> str:
     return (STATIC_DIR / "graphiql.html").read_text()
 
 
+PATH = "/graphql"  # what access_denials.path holds for a GraphQL denial
+
+
 def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext]]:
     """A FastAPI dependency giving each request its context, and closing its connection afterwards."""
 
@@ -85,14 +90,17 @@ def context_getter(limits: Limits) -> Callable[..., AsyncIterator[GraphQLContext
         db = RequestDatabase(await _reader(request), timeout_seconds=limits.timeout_seconds)
         try:
             loaders = Loaders(db)
-            authz = Authorizer(
+            authz = Authoriser(
                 principal=principal,
-                enforcer=getattr(request.app.state, "enforcer", None),
+                enforcer=request.app.state.enforcer,
                 engine=request.app.state.engine,
-                products=loaders.products,
-                pii_columns=loaders.pii_columns,
-                dataset_paths=loaders.dataset_paths,
+                path=PATH,
+                lookups=LOOKUPS,
+                loaders=loaders,
             )
+            if principal is not None:
+                # The endpoint admits catalog users (routes.py); each field then decides on its own.
+                await authz.require("graphql", "read", GLOBAL)
             yield GraphQLContext(principal=principal, db=db, loaders=loaders, limits=limits, authz=authz)
         finally:
             await db.close()

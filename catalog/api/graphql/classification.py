@@ -133,7 +133,7 @@ async def pii_inventory(
             product=product,
             tier=tier,
             as_of=as_of,
-            products=authz.product_map,
+            products=authz.products,
             limit=sys.maxsize,
             paths=False,
         )
@@ -142,7 +142,7 @@ async def pii_inventory(
     hidden = {key for key, ok in zip(datasets, verdicts, strict=True) if not ok}
     # Through a masked-columns-only grant the dataset's unmasked PII columns are redacted: left out.
     shown = [key for key in datasets if key not in hidden]
-    sets = await asyncio.gather(*(authz.redactions(ns, ds) for ns, ds in shown))
+    sets = await asyncio.gather(*(authz.redacted_columns(ns, ds) for ns, ds in shown))
     redacted = dict(zip(shown, sets, strict=True))
     readable = [
         i
@@ -251,7 +251,7 @@ def _hop(hop: Json) -> PiiFlowHop:
 
 async def pii_flow(info: Info, *, namespace: str, dataset: str, field: str, depth: int) -> PiiFlow | None:
     authz = info.context.authz
-    await authz.require("dataset", namespace, dataset)
+    await authz.require_read("dataset", namespace, dataset)
     async with info.context.db.use() as conn:
         flow = await service.pii_flow(
             await raw_connection(conn), namespace=namespace, dataset=dataset, field=field, max_depth=depth
@@ -263,7 +263,7 @@ async def pii_flow(info: Info, *, namespace: str, dataset: str, field: str, dept
     hidden = {key for key, ok in zip(ends, verdicts, strict=True) if not ok}
     # Through a masked-columns-only grant, hops into or out of redacted columns are left out too.
     readable = [key for key in ends if key not in hidden]
-    sets = await asyncio.gather(*(authz.redactions(ns, ds) for ns, ds in readable))
+    sets = await asyncio.gather(*(authz.redacted_columns(ns, ds) for ns, ds in readable))
     redacted = dict(zip(readable, sets, strict=True))
 
     def visible(ref: Json) -> bool:
@@ -275,7 +275,7 @@ async def pii_flow(info: Info, *, namespace: str, dataset: str, field: str, dept
     shown = [h for h in flow["hops"] if visible(h["from"]) and visible(h["to"])]
     # The classifications' propagation paths name columns further upstream: the same rule, per hop.
     origin, shown = await authz.columns_as_seen([flow["origin"], shown])
-    own = await authz.redactions(namespace, dataset)
+    own = await authz.redacted_columns(namespace, dataset)
     origin_hidden = is_redacted(field, own)
     return PiiFlow(
         origin=_column(origin),

@@ -29,9 +29,9 @@ from catalog.auth.service import Principal
 from catalog.config import Settings
 from catalog.db.engine import connection_lost
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
+from catalog.policy.authoriser import Authoriser
 
 if TYPE_CHECKING:
-    from catalog.api.graphql.authz import Authorizer
     from catalog.api.graphql.loaders import Loaders
 
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
@@ -122,7 +122,7 @@ class GraphQLContext(BaseContext):
         db: RequestDatabase,
         loaders: Loaders,
         limits: Limits,
-        authz: Authorizer,
+        authz: Authoriser,
     ) -> None:
         super().__init__()
         self.principal = principal

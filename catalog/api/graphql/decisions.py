@@ -2,8 +2,7 @@
 `POST /api/v1/classifications/decisions` and `DELETE …/decisions/{id}`.
 
 Authorisation is REST's: `classification` write in the product domain of the decision's dataset (a
-steward in their own product, an admin anywhere; grants give reads only), and only steward or admin keys
-decide. The request's GraphQL connection is read-only, so each mutation runs in its own transaction:
+steward in their own product, an admin anywhere; grants give reads only), decided by the enforcer. The request's GraphQL connection is read-only, so each mutation runs in its own transaction:
 the decision, the re-propagation it causes and its audit-log entry commit together, or not at all.
 """
 
@@ -25,10 +24,6 @@ OBJECT = "classification"
 
 class NotFound(UserError):
     code = "NOT_FOUND"
-
-
-class NotAllowed(UserError):
-    code = "FORBIDDEN"
 
 
 class InvalidArgument(UserError):
@@ -79,10 +74,10 @@ class ClassificationDecision:
 
 
 def _author(info: Info) -> str:
-    try:
-        return service.decision_author(info.context.principal)
-    except service.NotASteward as exc:
-        raise NotAllowed(str(exc)) from exc
+    # Mutations run only for an authenticated POST, which `require_write` has just authorised.
+    principal = info.context.principal
+    assert principal is not None
+    return service.decision_author(principal)
 
 
 async def decide(

@@ -28,7 +28,7 @@ from catalog.api.graphql import classification as pii_classification
 from catalog.api.graphql import decisions
 from catalog.api.graphql.classification import PiiFlow, PiiInventoryPage
 from catalog.api.graphql.context import Limits
-from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error
+from catalog.api.graphql.errors import QueryTimeout, UserError, is_user_error, user_error_extensions
 from catalog.api.graphql.execution import LeanExecutionContext
 from catalog.api.graphql.text import StorableText
 from catalog.api.graphql.types import (
@@ -169,7 +169,7 @@ class Query:
         }
         # Fields of datasets read through a masked-columns-only grant come redacted (masking.py).
         shown = [d for d in owners if d is not None and d.id not in hidden]
-        sets = await asyncio.gather(*(authz.redactions(d.namespace, d.name) for d in shown))
+        sets = await asyncio.gather(*(authz.redacted_columns(d.namespace, d.name) for d in shown))
         redacted = {d.id: s for d, s in zip(shown, sets, strict=True)}
         for row in found:
             if isinstance(row, batch.FieldRow) and row.dataset_id in hidden:
@@ -198,7 +198,7 @@ class Query:
         as_of: dt.datetime | None = None,
     ) -> LineageGraph | None:
         kind: Literal["dataset", "job"] = "dataset" if node.kind is NodeKind.DATASET else "job"
-        await info.context.authz.require(kind, node.namespace, node.name)
+        await info.context.authz.require_read(kind, node.namespace, node.name)
         async with info.context.db.use() as conn:
             graph = await lineage_service.lineage(
                 conn,
@@ -245,7 +245,7 @@ class Query:
         depth: int = 5,
         as_of: dt.datetime | None = None,
     ) -> ColumnLineageGraph | None:
-        await info.context.authz.require("dataset", namespace, dataset)
+        await info.context.authz.require_read("dataset", namespace, dataset)
         async with info.context.db.use() as conn:
             graph = await lineage_service.column_lineage(
                 conn,
@@ -340,7 +340,7 @@ async def readable_columns(info: Info, graph: ColumnGraph) -> ColumnGraph:
     # Datasets read through a masked-columns-only grant: their PII columns' hops are hidden (one batched
     # statement for all of them; catalog/policy/masking.py).
     readable = [key for key in datasets if key not in hidden]
-    redacted = await asyncio.gather(*(info.context.authz.redactions(ns, ds) for ns, ds in readable))
+    redacted = await asyncio.gather(*(info.context.authz.redacted_columns(ns, ds) for ns, ds in readable))
     if any(redacted):
         graph = hide_columns(graph, dict(zip(readable, redacted, strict=True)))
     return collapse_unreadable(graph, hidden)
@@ -438,8 +438,8 @@ def _add_error_codes(error: GraphQLError) -> bool:
         error.extensions = {**(error.extensions or {}), "code": DATABASE_UNAVAILABLE}
         return False  # CatalogSchema.execute turns it into a 503
     if is_user_error(error):
-        if isinstance(error.original_error, UserError):
-            error.extensions = {**(error.extensions or {}), **error.original_error.extensions()}
+        if error.original_error is not None:
+            error.extensions = {**(error.extensions or {}), **user_error_extensions(error.original_error)}
         return False
     return True
 

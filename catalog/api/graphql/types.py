@@ -47,7 +47,7 @@ def described_mutation(description: str) -> Callable[[F], F]:
 
 async def internals(info: Info, kind: str, row: DatasetRow | JobRow) -> None:
     """Raise Forbidden unless the caller may read this dataset's/job's internals (see authz.py)."""
-    await info.context.authz.require(kind, row.namespace, row.name)
+    await info.context.authz.require_read(kind, row.namespace, row.name)
 
 
 TERMINAL_RANK = 3  # runs.state_rank of COMPLETE/FAIL/ABORT (see catalog.metadata.models.Run)
@@ -294,13 +294,13 @@ class Dataset:
     )
     async def fields(self, info: Info, path: str | None = None) -> list[DatasetField] | None:
         await internals(info, "dataset", self.row)
-        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
+        redacted = await info.context.authz.redacted_columns(self.row.namespace, self.row.name)
         return _children(await info.context.loaders.fields.load(self.row.id), path, redacted)
 
     @described("One field by its dotted path. Internals (see `fields`).")
     async def field(self, info: Info, path: str) -> DatasetField | None:
         await internals(info, "dataset", self.row)
-        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
+        redacted = await info.context.authz.redacted_columns(self.row.namespace, self.row.name)
         found = [f for f in await info.context.loaders.fields.load(self.row.id) if f.path == path]
         return DatasetField(row=found[0], redacted=redacted) if found else None
 
@@ -311,7 +311,7 @@ class Dataset:
     @described("Schema versions, newest (current) first. Internals (see `fields`).")
     async def versions(self, info: Info, first: int = 10) -> list[DatasetVersion] | None:
         await internals(info, "dataset", self.row)
-        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
+        redacted = await info.context.authz.redacted_columns(self.row.namespace, self.row.name)
         rows = await info.context.loaders.versions.load((self.row.id, page_size(info, first)))
         return [DatasetVersion(row=v, redacted=redacted) for v in rows]
 
@@ -326,7 +326,7 @@ class Dataset:
     @described("The current facets by name (removed facets left out). Internals (see `fields`).")
     async def facets(self, info: Info) -> JSON | None:
         await internals(info, "dataset", self.row)
-        redacted = await info.context.authz.redactions(self.row.namespace, self.row.name)
+        redacted = await info.context.authz.redacted_columns(self.row.namespace, self.row.name)
         facets = await info.context.loaders.facets.load(("dataset", self.row.id))
         return JSON(redact_facets(facets, redacted) if redacted else facets)
 

@@ -16,17 +16,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
-from catalog.audit import service as audit
+from catalog.api.rest.requires import Requires
 from catalog.audit.signing import kek_from_settings, list_public_keys, public_pem
+from catalog.auth.service import Principal
 from catalog.export.bundle import ExportRequest, write_bundle
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
-
-EXPORT_ROLES = ("auditor", "admin")
 
 
 class SigningKeyOut(BaseModel):
@@ -48,7 +47,9 @@ class SigningKeysOut(BaseModel):
     summary="Public keys that sign exports and audit checkpoints (retired ones too, to verify old bundles)",
     responses=problem_responses(401, 503),
 )
-async def signing_keys(conn: ReadConn, _: PrincipalDep) -> SigningKeysOut:
+async def signing_keys(
+    conn: ReadConn, _: Annotated[Principal, Requires("catalog.discover", "read")]
+) -> SigningKeysOut:
     keys = await list_public_keys(conn)
     return SigningKeysOut(
         keys=[
@@ -96,7 +97,7 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
 )
 async def export_bundle(
     request: Request,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Requires("export", "read", "product")],
     as_of: Annotated[
         dt.datetime | None, Query(alias="asOf", description="The instant to reproduce (default: now).")
     ] = None,
@@ -107,17 +108,6 @@ async def export_bundle(
     product: Annotated[str | None, Query(description="Only this product's data.", max_length=200)] = None,
 ) -> StreamingResponse:
     engine = request.app.state.engine
-    if principal.role not in EXPORT_ROLES:
-        # A denied export is itself audit material.
-        async with engine.begin() as conn:
-            await audit.record(
-                conn,
-                action="export.denied",
-                actor=principal.key_id,
-                subject="export",
-                details={"role": principal.role, "product": principal.product},
-            )
-        raise Problem("forbidden", "exports are for the auditor and admin roles")
     export = ExportRequest(
         as_of=_instant(as_of, "asOf"),
         period_from=_instant(period_from, "from"),

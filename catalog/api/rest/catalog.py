@@ -11,9 +11,9 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.authz import hidden_jobs, internals_scope, masked_read, reads_internals_everywhere
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
 from catalog.metadata import service
 from catalog.policy.enforcer import UNOWNED
@@ -43,13 +43,22 @@ def _not_found(what: str) -> Problem:
 
 
 @router.get("/namespaces", summary="List namespaces", responses=ERRORS)
-async def list_namespaces(conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0) -> Json:
+async def list_namespaces(
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Json:
     rows, total = await service.list_namespaces(conn, limit=limit, offset=offset)
     return {"namespaces": rows, "totalCount": total}
 
 
 @router.get("/namespaces/{namespace}", summary="Get a namespace", responses=ERRORS)
-async def get_namespace(namespace: Namespace, conn: ReadConn, _: PrincipalDep) -> Json:
+async def get_namespace(
+    namespace: Namespace,
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("catalog.discover", "read", "namespace")],
+) -> Json:
     row = await service.get_namespace(conn, namespace)
     if row is None:
         raise _not_found(f"namespace {namespace!r}")
@@ -61,18 +70,18 @@ async def list_datasets(
     namespace: Namespace,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "namespace")],
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
     page = await service.list_datasets(
-        conn, namespace=namespace, limit=limit, offset=offset, masked=masked_read(request)
+        conn, namespace=namespace, limit=limit, offset=offset, masked=authoriser_of(request).masked_route
     )
     if page is None:
         raise _not_found(f"namespace {namespace!r}")
     # The namespace's product admitted the request; a dataset of it owned by another product (by name
     # or ownership facet) shows by name only unless granted, masked-granted ones come redacted.
-    scope = await internals_scope(request, conn, [(d["namespace"], d["name"]) for d in page[0]])
+    scope = await authoriser_of(request).internals_scope(conn, [(d["namespace"], d["name"]) for d in page[0]])
     datasets = [
         redact_dataset(d, scope.sensitive(key)) if scope.shows(key) else discoverable_dataset(d)
         for d, key in ((d, (d["namespace"], d["name"])) for d in page[0])
@@ -82,9 +91,15 @@ async def list_datasets(
 
 @router.get("/namespaces/{namespace}/datasets/{dataset:path}", summary="Get a dataset", responses=ERRORS)
 async def get_dataset(
-    namespace: Namespace, dataset: DatasetName, request: Request, conn: ReadConn, _: PrincipalDep
+    namespace: Namespace,
+    dataset: DatasetName,
+    request: Request,
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "dataset")],
 ) -> Json:
-    row = await service.get_dataset(conn, namespace=namespace, name=dataset, masked=masked_read(request))
+    row = await service.get_dataset(
+        conn, namespace=namespace, name=dataset, masked=authoriser_of(request).masked_route
+    )
     if row is None:
         raise _not_found(f"dataset {dataset!r} in namespace {namespace!r}")
     return row
@@ -94,7 +109,7 @@ async def _discoverable_jobs(request: Request, conn: AsyncConnection, jobs: list
     """Jobs are discoverable (name, dates, description, inputs and outputs); the facets, SQL, source
     location and latest run of a job of a product whose internals the caller may not read are emptied
     (GraphQL's `Job.facets`/`runs` rule)."""
-    hidden = await hidden_jobs(request, conn, [(j["namespace"], j["name"]) for j in jobs])
+    hidden = await authoriser_of(request).hidden_jobs(conn, [(j["namespace"], j["name"]) for j in jobs])
     return [discoverable_job(j) if (j["namespace"], j["name"]) in hidden else j for j in jobs]
 
 
@@ -103,7 +118,7 @@ async def list_jobs(
     namespace: Namespace,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read", "namespace")],
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
@@ -120,7 +135,7 @@ async def list_runs(
     namespace: Namespace,
     job: JobName,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "job")],
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
@@ -132,7 +147,11 @@ async def list_runs(
 
 @router.get("/namespaces/{namespace}/jobs/{job:path}", summary="Get a job", responses=ERRORS)
 async def get_job(
-    namespace: Namespace, job: JobName, request: Request, conn: ReadConn, _: PrincipalDep
+    namespace: Namespace,
+    job: JobName,
+    request: Request,
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("catalog.discover", "read", "job")],
 ) -> Json:
     row = await service.get_job(conn, namespace=namespace, name=job)
     if row is None:
@@ -141,7 +160,9 @@ async def get_job(
 
 
 @router.get("/jobs/runs/{run_id}", summary="Get a run by its OpenLineage run id", responses=ERRORS)
-async def get_run(run_id: uuid.UUID, conn: ReadConn, _: PrincipalDep) -> Json:
+async def get_run(
+    run_id: uuid.UUID, conn: ReadConn, _: Annotated[Principal, Requires("catalog.internals", "read", "run")]
+) -> Json:
     row = await service.get_run(conn, run_id=run_id)
     if row is None:
         raise _not_found(f"run {run_id}")
@@ -161,7 +182,7 @@ async def get_run(run_id: uuid.UUID, conn: ReadConn, _: PrincipalDep) -> Json:
 async def list_events(
     request: Request,
     conn: ReadConn,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Requires("events", "read")],
     before: Annotated[
         dt.datetime | None, Query(description="Only events strictly before this instant.")
     ] = None,
@@ -202,7 +223,7 @@ async def events_page(
             raise Problem(
                 "invalid-parameter", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)", pointer=name
             )
-    everything = reads_internals_everywhere(request)
+    everything = authoriser_of(request).allowed_everywhere()
     job_products, unowned = (None, False) if everything else readable_job_products(request, principal)
     rows, total = await service.list_events(
         conn,
@@ -217,8 +238,8 @@ async def events_page(
     )
     if not everything:
         # Every dataset of the page decided at once, as a lineage graph decides its nodes.
-        scope = await internals_scope(
-            request, conn, [(d["namespace"], d["name"]) for e in rows for d in event_datasets(e)]
+        scope = await authoriser_of(request).internals_scope(
+            conn, [(d["namespace"], d["name"]) for e in rows for d in event_datasets(e)]
         )
         rows = [event_as_seen(e, scope.shows, scope.sensitive) for e in rows]
     return {"events": rows, "totalCount": total}

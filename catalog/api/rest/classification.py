@@ -19,19 +19,14 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
-from catalog.api.rest.authz import (
-    InternalsScope,
-    columns_view,
-    internals_scope,
-    masked_read,
-    reads_internals_everywhere,
-)
-from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.inputs import InputModel, StoredText
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires, authoriser_of
+from catalog.auth.service import Principal
 from catalog.classification import service
 from catalog.db.engine import raw_transaction
 from catalog.lineage import service as lineage_service
+from catalog.policy.authoriser import InternalsScope
 from catalog.policy.masking import is_redacted, redact_classifications
 
 router = APIRouter(prefix="/api/v1", tags=["classification"])
@@ -78,12 +73,12 @@ class DecisionIn(InputModel):
 async def list_classifications(
     request: Request,
     conn: Tx,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "query-dataset")],
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
     field: Annotated[Name | None, Query()] = None,
 ) -> Json:
-    masked = masked_read(request)
+    masked = authoriser_of(request).masked_route
     # Through a masked-columns-only grant the PII columns' rows are left out (catalog/policy/masking.py);
     # which columns those are is read off the dataset's own rows (no further statement).
     rows = await service.list_classifications(
@@ -101,8 +96,8 @@ async def list_classifications(
 async def _paths_as_seen(request: Request, rows: list[Json]) -> list[Json]:
     """Propagation paths cross datasets: a hop through a column the caller may not see (another
     product's, unless granted; one a masked-columns-only grant redacts) shows as its dataset only —
-    the rule of the lineage reads (catalog/api/rest/authz.py `ColumnsView`)."""
-    view = await columns_view(request, None, [r.get("path") for r in rows])
+    the rule of the lineage reads (catalog/policy/authoriser.py `ColumnsView`)."""
+    view = await authoriser_of(request).columns_view(None, [r.get("path") for r in rows])
     return [{**r, "path": view(r["path"])} if r.get("path") else r for r in rows]
 
 
@@ -118,14 +113,14 @@ async def _paths_as_seen(request: Request, rows: list[Json]) -> list[Json]:
 async def list_decisions(
     request: Request,
     conn: Tx,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "query-dataset")],
     namespace: Annotated[Name | None, Query()] = None,
     dataset: Annotated[Name | None, Query()] = None,
     include_retired: Annotated[bool, Query(alias="includeRetired")] = False,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
-    if reads_internals_everywhere(request):
+    if authoriser_of(request).allowed_everywhere():
         rows, total = await service.list_decisions(
             conn,
             namespace=namespace,
@@ -140,7 +135,9 @@ async def list_decisions(
     everything, _count = await service.list_decisions(
         conn, namespace=namespace, dataset=dataset, include_retired=include_retired, limit=sys.maxsize
     )
-    scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in everything])
+    scope = await authoriser_of(request).internals_scope(
+        None, [(r["namespace"], r["dataset"]) for r in everything]
+    )
     shown = [r for r in everything if _visible(r, scope)]
     return {"decisions": shown[offset : offset + limit], "totalCount": len(shown)}
 
@@ -151,7 +148,11 @@ async def list_decisions(
     summary="Add, confirm or reject a classification (re-propagates downstream)",
     responses=ERRORS,
 )
-async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -> Json:
+async def record_decision(
+    body: DecisionIn,
+    conn: Tx,
+    principal: Annotated[Principal, Requires("classification", "write", "body-dataset", body=DecisionIn)],
+) -> Json:
     try:
         return await service.record_decision(
             conn,
@@ -161,7 +162,7 @@ async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -
             tag=body.tag,
             action=body.action,
             reason=body.reason,
-            author=_author(principal),
+            author=service.decision_author(principal),
         )
     except (service.DatasetNotFound, service.FieldNotFound) as exc:
         raise Problem("not-found", str(exc)) from exc
@@ -174,9 +175,15 @@ async def record_decision(body: DecisionIn, conn: Tx, principal: PrincipalDep) -
     summary="Withdraw a decision (kept for audit; re-propagates downstream)",
     responses=ERRORS,
 )
-async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -> Json:
+async def retire_decision(
+    decision_id: int,
+    conn: Tx,
+    principal: Annotated[Principal, Requires("classification", "write", "decision")],
+) -> Json:
     try:
-        return await service.retire_decision(conn, decision_id=decision_id, author=_author(principal))
+        return await service.retire_decision(
+            conn, decision_id=decision_id, author=service.decision_author(principal)
+        )
     except service.DecisionNotFound as exc:
         raise Problem("not-found", str(exc)) from exc
 
@@ -193,7 +200,7 @@ async def retire_decision(decision_id: int, conn: Tx, principal: PrincipalDep) -
 async def pii_inventory(
     request: Request,
     conn: Tx,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "product")],
     namespace: Annotated[Name | None, Query()] = None,
     product: Annotated[
         Name | None,
@@ -212,15 +219,15 @@ async def pii_inventory(
 ) -> Json:
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
-    enforcer = getattr(request.app.state, "enforcer", None)
-    everywhere = reads_internals_everywhere(request)
+    authoriser = authoriser_of(request)
+    everywhere = authoriser.allowed_everywhere()
     rows, total = await service.pii_inventory(
         conn,
         namespace=namespace,
         product=product,
         tier=tier,
         as_of=as_of,
-        products=enforcer.products.current if enforcer is not None else None,
+        products=authoriser.products,
         limit=limit if everywhere else sys.maxsize,
         offset=offset if everywhere else 0,
         paths=everywhere,
@@ -228,7 +235,7 @@ async def pii_inventory(
     if everywhere:
         return {"fields": rows, "totalCount": total}
     # Fields of datasets the caller may not read are left out (GraphQL piiInventory's rule).
-    scope = await internals_scope(request, None, [(r["namespace"], r["dataset"]) for r in rows])
+    scope = await authoriser.internals_scope(None, [(r["namespace"], r["dataset"]) for r in rows])
     shown = [r for r in rows if _visible(r, scope)]
     return {
         "fields": await _paths_as_seen(
@@ -259,7 +266,7 @@ def _visible(column: Json, scope: InternalsScope) -> bool:
 async def pii_flow(
     request: Request,
     conn: Tx,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "query-dataset")],
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
     field: Annotated[Name, Query(min_length=1)],
@@ -272,18 +279,11 @@ async def pii_flow(
         raise Problem("not-found", f"field {field!r} of {namespace!r}/{dataset!r} not found")
     hops: list[Json] = flow["hops"]
     ends = {(h[end]["namespace"], h[end]["dataset"]) for h in hops for end in ("from", "to")}
-    scope = await internals_scope(request, None, ends | {(namespace, dataset)})
+    scope = await authoriser_of(request).internals_scope(None, ends | {(namespace, dataset)})
     shown = [h for h in hops if _visible(h["from"], scope) and _visible(h["to"], scope)]
     origin = flow["origin"]
     if not _visible(origin, scope):
         origin = {**origin, "classifications": []}
     # The classifications' propagation paths name columns further upstream: the same rule, per hop.
-    view = await columns_view(request, None, [origin, shown])
+    view = await authoriser_of(request).columns_view(None, [origin, shown])
     return {"origin": view(origin), "hops": view(shown), "omittedHops": len(hops) - len(shown)}
-
-
-def _author(principal: Any) -> str:
-    try:
-        return service.decision_author(principal)
-    except service.NotASteward as exc:
-        raise Problem("forbidden", str(exc)) from exc

@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.api.consistency import READ_METHODS, requested_lsn
-from catalog.api.rest.authz import authorize_route
 from catalog.api.rest.problems import Problem
 from catalog.auth.service import Authenticator, Principal
 from catalog.db.engine import lost_connection_guard
@@ -24,7 +23,8 @@ UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="catalog"'}
 async def require_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
-    """Every endpoint but /health depends on this: no valid key, no answer."""
+    """Authentication: no valid key, no answer. Routes depend on it through what they declare they
+    need (`Requires`, catalog/api/rest/requires.py), which then authorises."""
     if credentials is None or not credentials.credentials:
         raise Problem(
             "unauthenticated",
@@ -39,7 +39,6 @@ async def require_principal(
             "unauthenticated", "the API key is unknown, revoked or expired", headers=UNAUTHENTICATED
         )
     request.state.principal = principal
-    await authorize_route(request, principal)  # the enforcer decides every route (catalog/policy)
     return principal
 
 
@@ -63,6 +62,5 @@ async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
         await conn.close()
 
 
-PrincipalDep = Annotated[Principal, Depends(require_principal)]
 # scope="function": the connection goes back to the pool before the response is sent.
 ReadConn = Annotated[AsyncConnection, Depends(read_connection, scope="function")]

@@ -10,16 +10,18 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from catalog.api.casing import camel_keys
-from catalog.api.rest.authz import ColumnsView, authorize, columns_view
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.inputs import InputModel
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires, authoriser_of
+from catalog.auth.service import Principal
 from catalog.findings import service as findings
 from catalog.findings.rules import RULE_NAMES
 from catalog.findings.subjects import display
 from catalog.policy import files as policy_files
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
+from catalog.policy.authoriser import ColumnsView
 from catalog.policy.routes import ROUTES
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
@@ -84,13 +86,16 @@ class FindingsSummaryOut(BaseModel):
     products: list[ProductFindingsSummary]
 
 
-def _product_filter(request: Request, product: str | None) -> str | None:
-    """Callers with a product see their own product's findings unless they name another (which the
-    enforcer has already judged); auditors and admins see every product by default."""
-    principal = request.state.principal
+def _product_filter(request: Request, product: str | None, obj: str = "findings") -> str | None:
+    """Callers see their own product's `obj` (findings, grants) unless they name another (which the
+    enforcer has already judged); callers the policy lets read `obj` in every product (auditors,
+    admins) see every product by default."""
     if product is not None:
         return product
-    return principal.product if principal.role not in ("auditor", "admin") else None
+    authoriser = authoriser_of(request)
+    if authoriser.allowed_everywhere(obj):
+        return None
+    return authoriser.principal.product if authoriser.principal else None
 
 
 def finding_as_seen(finding: Json, view: ColumnsView) -> Json:
@@ -111,7 +116,9 @@ async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
     API's camelCase (the visibility rule reads the stored keys, so the keys change after it)."""
     if not rows:
         return rows
-    view = await columns_view(request, conn, [[r.get("evidence"), r.get("subject")] for r in rows])
+    view = await authoriser_of(request).columns_view(
+        conn, [[r.get("evidence"), r.get("subject")] for r in rows]
+    )
     return [camel_keys(finding_as_seen(r, view)) for r in rows]
 
 
@@ -124,7 +131,7 @@ async def _as_seen(request: Request, conn: Any, rows: list[Json]) -> list[Json]:
 async def list_findings(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("findings", "read", "product")],
     product: str | None = None,
     rule: Rule | None = None,
     severity: Severity | None = None,
@@ -146,7 +153,10 @@ async def list_findings(
     response_model=FindingsSummaryOut,
 )
 async def findings_summary(
-    request: Request, conn: ReadConn, _: PrincipalDep, product: str | None = None
+    request: Request,
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("findings", "read", "product")],
+    product: str | None = None,
 ) -> Json:
     return {"products": camel_keys(await findings.summary(conn, product=_product_filter(request, product)))}
 
@@ -157,7 +167,12 @@ async def findings_summary(
     responses=ERRORS,
     response_model=FindingOut,
 )
-async def get_finding(finding_id: int, request: Request, conn: ReadConn, _: PrincipalDep) -> Json:
+async def get_finding(
+    finding_id: int,
+    request: Request,
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("findings", "read", "finding")],
+) -> Json:
     found = await findings.get_finding(conn, finding_id)
     if found is None:
         raise Problem("not-found", f"finding {finding_id} not found")
@@ -191,7 +206,7 @@ async def dataset_findings(
     dataset: Name,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("findings", "read", "dataset")],
     status: Status | None = None,
 ) -> Json:
     dataset_id = await _subject_id(conn, "datasets", namespace, dataset)
@@ -212,7 +227,7 @@ async def job_findings(
     job: Name,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("findings", "read", "job")],
     status: Status | None = None,
 ) -> Json:
     job_id = await _subject_id(conn, "jobs", namespace, job)
@@ -237,7 +252,12 @@ class UnwaiveIn(InputModel):
     responses=ERRORS,
     response_model=FindingOut,
 )
-async def waive_finding(finding_id: int, body: WaiverIn, request: Request, principal: PrincipalDep) -> Json:
+async def waive_finding(
+    finding_id: int,
+    body: WaiverIn,
+    request: Request,
+    principal: Annotated[Principal, Requires("finding", "waive", "finding")],
+) -> Json:
     if body.until is not None and body.until.tzinfo is None:
         raise Problem("invalid-parameter", "until needs a time zone", pointer="until")
     if body.until is not None and body.until <= dt.datetime.now(dt.UTC):
@@ -258,7 +278,10 @@ async def waive_finding(finding_id: int, body: WaiverIn, request: Request, princ
     "/findings/{finding_id}/unwaive", summary="Lift a waiver", responses=ERRORS, response_model=FindingOut
 )
 async def unwaive_finding(
-    finding_id: int, body: UnwaiveIn, request: Request, principal: PrincipalDep
+    finding_id: int,
+    body: UnwaiveIn,
+    request: Request,
+    principal: Annotated[Principal, Requires("finding", "waive", "finding")],
 ) -> Json:
     async with request.app.state.engine.begin() as conn:
         try:
@@ -295,13 +318,15 @@ class GrantIn(InputModel):
 
 
 @router.post("/grants", status_code=201, summary="Grant another product read access", responses=ERRORS)
-async def create_grant(body: GrantIn, request: Request, principal: PrincipalDep) -> Json:
+async def create_grant(
+    body: GrantIn, request: Request, principal: Annotated[Principal, Requires("grants", "write", "own")]
+) -> Json:
     grantor = body.grantor_product or principal.product
     if grantor is None:
         raise Problem("invalid-parameter", "grantorProduct is required for a key without a product")
     if body.expires_at is not None and body.expires_at.tzinfo is None:
         raise Problem("invalid-parameter", "expiresAt needs a time zone", pointer="expiresAt")
-    await authorize(request, principal, "grants", "write", grantor)
+    await authoriser_of(request).require("grants", "write", grantor)
     new = grant_service.NewGrant(
         grantor_product=grantor,
         grantee_product=body.grantee_product,
@@ -322,7 +347,9 @@ async def create_grant(body: GrantIn, request: Request, principal: PrincipalDep)
 
 
 @router.delete("/grants/{grant_id}", summary="Revoke a grant", responses=ERRORS)
-async def revoke_grant(grant_id: int, request: Request, principal: PrincipalDep) -> Json:
+async def revoke_grant(
+    grant_id: int, request: Request, principal: Annotated[Principal, Requires("grants", "write", "grant")]
+) -> Json:
     async with request.app.state.engine.begin() as conn:
         revoked = await grant_service.revoke_grant(conn, grant_id=grant_id, actor=principal.key_id)
     if revoked is None:
@@ -348,12 +375,12 @@ async def _after_grant_change(request: Request, grantor: str) -> None:
 async def list_grants(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("grants", "read", "product")],
     product: str | None = None,
     include_revoked: Annotated[bool, Query(alias="includeRevoked")] = False,
 ) -> Json:
     rows = await grant_service.list_grants(
-        conn, product=_product_filter(request, product), include_revoked=include_revoked
+        conn, product=_product_filter(request, product, "grants"), include_revoked=include_revoked
     )
     return {"grants": camel_keys(rows)}
 
@@ -363,7 +390,7 @@ async def list_grants(
 )
 async def products(
     request: Request,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("policy.products", "read")],
     namespace: str | None = None,
     name: str | None = None,
     kind: Literal["dataset", "job"] = "dataset",
@@ -389,7 +416,7 @@ async def products(
 )
 async def discover(
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read", "product")],
     product: str | None = None,
     q: Annotated[str | None, Query(max_length=200, description="Substring of the dataset name.")] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,
@@ -423,7 +450,9 @@ async def discover(
     summary="Re-read products.yaml, policy.csv and classification.yaml now (admin)",
     responses=ERRORS,
 )
-async def reload_policy(request: Request, principal: PrincipalDep) -> Json:
+async def reload_policy(
+    request: Request, principal: Annotated[Principal, Requires("policy", "write")]
+) -> Json:
     enforcer, policies = request.app.state.enforcer, request.app.state.policies
     try:
         policies.products.reload()
@@ -445,5 +474,10 @@ async def reload_policy(request: Request, principal: PrincipalDep) -> Json:
 @router.get(
     "/policy/denials", summary="Recorded access denials, newest first (auditor, admin)", responses=ERRORS
 )
-async def denials(conn: ReadConn, _: PrincipalDep, limit: Limit = 100, offset: Offset = 0) -> Json:
+async def denials(
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("policy.denials", "read")],
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Json:
     return {"denials": await policy_service.list_denials(conn, limit=limit, offset=offset)}

@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from catalog.api.consistency import PROJECTED_LSN, READ_METHODS
-from catalog.api.rest.authz import authorize_events
-from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import Problem, problem_responses, unavailable
+from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
 from catalog.db.engine import raw_connection
 from catalog.db.errors import DatabaseUnavailable
@@ -33,7 +32,8 @@ from catalog.metrics import count_events
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
-from catalog.policy.service import emitting_product
+from catalog.policy.authoriser import Authoriser
+from catalog.policy.service import AccessDenied
 
 PREFIX = "/api/v1"
 router = APIRouter(prefix=PREFIX, tags=["ingest"])
@@ -120,10 +120,11 @@ async def _decoded(request: Request, limit: int) -> bytes:
         raise _problem(exc) from exc
 
 
-def sent_by(principal: Principal, event: OpenLineageEvent) -> OpenLineageEvent:
+def sent_by(authoriser: Authoriser, event: OpenLineageEvent) -> OpenLineageEvent:
     """The event marked with the product of the key that sent it (stored with it): whose view of a
     dataset its facets are is judged by it (catalog/ingest/extract.py)."""
-    return replace(event, emitter=emitting_product(principal), emitter_key=principal.key_id)
+    assert authoriser.principal is not None
+    return replace(event, emitter=authoriser.emitting_product(), emitter_key=authoriser.principal.key_id)
 
 
 async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> Accepted:
@@ -151,7 +152,11 @@ async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> Accep
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     },
 )
-async def ingest_event(request: Request, principal: PrincipalDep, wait: WaitQuery = None) -> JSONResponse:
+async def ingest_event(
+    request: Request,
+    principal: Annotated[Principal, Requires("lineage.event", "write", "own")],
+    wait: WaitQuery = None,
+) -> JSONResponse:
     settings = request.app.state.settings
     try:
         body = await _decoded(request, settings.max_body_bytes)
@@ -159,8 +164,11 @@ async def ingest_event(request: Request, principal: PrincipalDep, wait: WaitQuer
             event = parse_event(load_json(body))
         except EventRejected as exc:
             raise _problem(exc) from exc
-        await authorize_events(request, principal, [event])
-        accepted = await _submit(request.app.state.writer, [sent_by(principal, event)])
+        await authoriser_of(request).require_events([event])
+        accepted = await _submit(request.app.state.writer, [sent_by(authoriser_of(request), event)])
+    except AccessDenied:
+        count_events(rejected=1)
+        raise
     except Problem as refused:
         if refused.status < 500:  # a 503 is "try again", not a verdict on the event
             count_events(rejected=1)
@@ -206,7 +214,10 @@ async def _await_projection(request: Request, wait: WaitFor | None, position: in
     },
 )
 async def ingest_batch(
-    request: Request, principal: PrincipalDep, response: Response, wait: WaitQuery = None
+    request: Request,
+    principal: Annotated[Principal, Requires("lineage.event", "write", "own")],
+    response: Response,
+    wait: WaitQuery = None,
 ) -> BatchResult:
     settings = request.app.state.settings
     body = await _decoded(request, settings.max_batch_bytes)
@@ -229,11 +240,16 @@ async def ingest_batch(
             failed.append(FailedEvent(index=index, reason=exc.detail, retriable=False, pointer=exc.pointer))
     accepted = Accepted(0, 0, 0)
     try:
-        await authorize_events(request, principal, events)
+        await authoriser_of(request).require_events(events)
         if events:
-            accepted = await _submit(request.app.state.writer, [sent_by(principal, e) for e in events])
+            accepted = await _submit(
+                request.app.state.writer, [sent_by(authoriser_of(request), e) for e in events]
+            )
+    except AccessDenied:  # one denied event refuses the batch: all its events are rejected
+        count_events(rejected=len(items))
+        raise
     except Problem as refused:
-        if refused.status < 500:  # one denied event refuses the batch: all its events are rejected
+        if refused.status < 500:
             count_events(rejected=len(items))
         raise
     ok = len(events)
@@ -276,7 +292,9 @@ class IngestStatus(BaseModel):
     summary="How far the projection is behind the event log",
     responses=problem_responses(401, 403, 503),
 )
-async def ingest_status(request: Request, principal: PrincipalDep) -> IngestStatus:
+async def ingest_status(
+    request: Request, principal: Annotated[Principal, Requires("catalog.discover", "read", "global")]
+) -> IngestStatus:
     async with request.app.state.engine.connect() as conn:
         state = await projector.status(await raw_connection(conn))
     request.app.state.watermark.advance(state.position)

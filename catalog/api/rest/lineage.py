@@ -19,9 +19,9 @@ from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.api.rest.authz import EVERYTHING, hidden_jobs, internals_scope, redactions
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.api.text import text_defect
 from catalog.auth.service import Principal
 from catalog.db.engine import lost_connection_guard
@@ -39,6 +39,7 @@ from catalog.metadata.service import (
     iso,
     version_uuid,
 )
+from catalog.policy.authoriser import EVERYTHING
 from catalog.policy.masking import (
     collapse_unreadable,
     discoverable_dataset,
@@ -99,7 +100,7 @@ async def _resolve(conn: AsyncConnection, node_id: str) -> NodeRef:
 async def get_lineage(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "node")],
     node_id: NodeIdParam,
     depth: Depth = 20,
     as_of: AsOf = None,
@@ -131,7 +132,9 @@ async def _lineage_nodes(
     datasets = [(n.namespace, n.name) for n in graph.nodes if n.kind == "dataset"]
     # Another product's dataset shows by name only (its columns, facets, tags are internals) unless
     # granted; through a masked-columns-only grant its PII columns come redacted.
-    scope = await internals_scope(request, conn, datasets) if request is not None else EVERYTHING
+    scope = (
+        await authoriser_of(request).internals_scope(conn, datasets) if request is not None else EVERYTHING
+    )
     jobs = [(n.namespace, n.name) for n in graph.nodes if n.kind == "job"]
     keys = {"ns": [k[0] for k in datasets], "names": [k[1] for k in datasets]}
     data: dict[str, Json] = {}
@@ -165,7 +168,7 @@ async def _lineage_nodes(
                 {"ns": [k[0] for k in jobs], "names": [k[1] for k in jobs]},
             )
         ).all()
-        hidden = await hidden_jobs(request, conn, jobs) if request is not None else frozenset()
+        hidden = await authoriser_of(request).hidden_jobs(conn, jobs) if request is not None else frozenset()
         for body in await _jobs_page(conn, rows):
             if (body["namespace"], body["name"]) in hidden:
                 body = discoverable_job(body)
@@ -197,7 +200,7 @@ async def _lineage_nodes(
 async def get_column_lineage(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "node")],
     node_id: NodeIdParam,
     depth: Depth = 20,
     with_downstream: Annotated[bool, Query(alias="withDownstream"), BeforeValidator(_boolean)] = False,
@@ -240,7 +243,9 @@ async def get_column_lineage(
     # GraphQL columnLineage's rule: columns of datasets the caller may not read show only as their
     # dataset, and the edges those datasets declare are left out; through a masked-columns-only grant
     # the PII columns' hops are hidden (catalog/policy/masking.py).
-    scope = await internals_scope(request, conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes})
+    scope = await authoriser_of(request).internals_scope(
+        conn, {(n.namespace, n.dataset) for g in graphs for n in g.nodes}
+    )
     if scope.redacted:
         graphs = [hide_columns(g, scope.redacted) for g in graphs]
     if scope.hidden:
@@ -328,7 +333,7 @@ LIMIT :limit
 )
 async def search(
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
     q: Annotated[str, Query(min_length=1, max_length=500)],
     filter: Annotated[
         Literal["DATASET", "JOB"] | None,
@@ -394,7 +399,9 @@ async def _versions(
     if dataset is None:
         return None
     # Through a masked-columns-only grant the PII columns are redacted (catalog/policy/masking.py).
-    sensitive = (await redactions(request, conn, [(namespace, name)])).get((namespace, name), frozenset())
+    sensitive = (await authoriser_of(request).route_redactions(conn, [(namespace, name)])).get(
+        (namespace, name), frozenset()
+    )
     rows = (
         await conn.execute(
             text(VERSIONS),
@@ -428,7 +435,7 @@ async def list_dataset_versions(
     dataset: DatasetName,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "dataset")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
@@ -449,7 +456,7 @@ async def get_dataset_version(
     version: str,
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "dataset")],
 ) -> Json:
     try:
         prefix = uuid.UUID(version).bytes
@@ -462,13 +469,6 @@ async def get_dataset_version(
 
 
 # -- tags -----------------------------------------------------------------------------------------------
-
-TAGGERS = frozenset({"steward", "admin"})
-
-
-def _may_tag(principal: Principal) -> None:
-    if principal.role not in TAGGERS:
-        raise Problem("forbidden", f"tagging needs the steward or admin role, not {principal.role!r}")
 
 
 @asynccontextmanager
@@ -498,7 +498,7 @@ async def _dataset_body(conn: AsyncConnection, namespace: str, name: str) -> Jso
 @router.get("/tags", summary="List tags", responses=ERRORS)
 async def list_tags(
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Json:
@@ -509,10 +509,9 @@ async def list_tags(
 async def put_tag(
     tag: TagName,
     request: Request,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Requires("tags", "write")],
     body: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> Json:
-    _may_tag(principal)
     description = (body or {}).get("description")
     if description is not None and not isinstance(description, str):
         raise Problem("invalid-parameter", "description must be a string", pointer="description")
@@ -548,9 +547,12 @@ async def _change_tag(
     "/namespaces/{namespace}/datasets/{dataset}/tags/{tag}", summary="Tag a dataset", responses=ERRORS
 )
 async def tag_dataset(
-    namespace: Namespace, dataset: DatasetName, tag: TagName, request: Request, principal: PrincipalDep
+    namespace: Namespace,
+    dataset: DatasetName,
+    tag: TagName,
+    request: Request,
+    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
 ) -> Json:
-    _may_tag(principal)
     return await _change_tag(request, namespace, dataset, tag, None, add=True)
 
 
@@ -558,9 +560,12 @@ async def tag_dataset(
     "/namespaces/{namespace}/datasets/{dataset}/tags/{tag}", summary="Untag a dataset", responses=ERRORS
 )
 async def untag_dataset(
-    namespace: Namespace, dataset: DatasetName, tag: TagName, request: Request, principal: PrincipalDep
+    namespace: Namespace,
+    dataset: DatasetName,
+    tag: TagName,
+    request: Request,
+    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
 ) -> Json:
-    _may_tag(principal)
     return await _change_tag(request, namespace, dataset, tag, None, add=False)
 
 
@@ -575,9 +580,8 @@ async def tag_field(
     field: FieldName,
     tag: TagName,
     request: Request,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
 ) -> Json:
-    _may_tag(principal)
     return await _change_tag(request, namespace, dataset, tag, field, add=True)
 
 
@@ -592,7 +596,6 @@ async def untag_field(
     field: FieldName,
     tag: TagName,
     request: Request,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
 ) -> Json:
-    _may_tag(principal)
     return await _change_tag(request, namespace, dataset, tag, field, add=False)

@@ -15,10 +15,10 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator
 
-from catalog.api.rest.authz import reads_internals_everywhere
 from catalog.api.rest.catalog import _discoverable_jobs, events_page, readable_job_products
-from catalog.api.rest.deps import PrincipalDep, ReadConn
+from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
+from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
 from catalog.metadata import marquez as service
 
@@ -56,7 +56,7 @@ Timezone = Annotated[
 async def list_all_jobs(
     request: Request,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
     limit: Limit = 100,
     offset: Offset = 0,
     last_run_states: Annotated[
@@ -89,7 +89,7 @@ async def list_all_jobs(
 async def get_run_facets(
     run_id: uuid.UUID,
     conn: ReadConn,
-    _: PrincipalDep,
+    _: Annotated[Principal, Requires("catalog.internals", "read", "run")],
     type: Annotated[
         Literal["run", "job"], Query(), BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
     ] = "run",
@@ -110,7 +110,11 @@ async def get_run_facets(
     responses=ERRORS,
 )
 async def list_events(
-    request: Request, conn: ReadConn, principal: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    request: Request,
+    conn: ReadConn,
+    principal: Annotated[Principal, Requires("events", "read")],
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Json:
     return await events_page(
         request, conn, principal, before=None, after=None, ascending=False, limit=limit, offset=offset
@@ -128,7 +132,7 @@ async def list_namespace_events(
     namespace: Namespace,
     request: Request,
     conn: ReadConn,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Requires("events", "read")],
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
@@ -156,7 +160,7 @@ SOURCES_NOTE = (
 
 def _readable(request: Request, principal: Principal) -> service.Readable | None:
     """What the caller may read the internals of, by product; None: every product's (auditor, admin)."""
-    if reads_internals_everywhere(request):
+    if authoriser_of(request).allowed_everywhere():
         return None
     products, unowned = readable_job_products(request, principal)
     return service.Readable(products, unowned)
@@ -164,7 +168,11 @@ def _readable(request: Request, principal: Principal) -> service.Readable | None
 
 @router.get("/sources", summary="List data sources", description=SOURCES_NOTE, responses=ERRORS)
 async def list_sources(
-    request: Request, conn: ReadConn, principal: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    request: Request,
+    conn: ReadConn,
+    principal: Annotated[Principal, Requires("catalog.discover", "read")],
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Json:
     rows, total = await service.list_sources(
         conn, limit=limit, offset=offset, readable=_readable(request, principal)
@@ -173,7 +181,12 @@ async def list_sources(
 
 
 @router.get("/sources/{source}", summary="Get a data source", description=SOURCES_NOTE, responses=ERRORS)
-async def get_source(source: Name, request: Request, conn: ReadConn, principal: PrincipalDep) -> Json:
+async def get_source(
+    source: Name,
+    request: Request,
+    conn: ReadConn,
+    principal: Annotated[Principal, Requires("catalog.discover", "read")],
+) -> Json:
     row = await service.get_source(conn, source, readable=_readable(request, principal))
     if row is None:
         raise Problem("not-found", f"source {source!r} not found")
@@ -199,7 +212,11 @@ def _zone(timezone: str | None) -> str:
     responses=ERRORS,
 )
 async def lineage_event_stats(
-    request: Request, conn: ReadConn, principal: PrincipalDep, period: PeriodParam, timezone: Timezone = None
+    request: Request,
+    conn: ReadConn,
+    principal: Annotated[Principal, Requires("events", "read")],
+    period: PeriodParam,
+    timezone: Timezone = None,
 ) -> list[Json]:
     return await service.lineage_event_stats(
         conn, period=period, tz=_zone(timezone), readable=_readable(request, principal)
@@ -211,14 +228,20 @@ GROWTH = "How many {0} existed at the end of each hour (DAY) or day (WEEK)"
 
 @router.get("/stats/jobs", summary=GROWTH.format("jobs"), responses=ERRORS)
 async def job_stats(
-    conn: ReadConn, _: PrincipalDep, period: PeriodParam, timezone: Timezone = None
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
+    period: PeriodParam,
+    timezone: Timezone = None,
 ) -> list[Json]:
     return await service.growth_stats(conn, entity="jobs", period=period, tz=_zone(timezone))
 
 
 @router.get("/stats/datasets", summary=GROWTH.format("datasets"), responses=ERRORS)
 async def dataset_stats(
-    conn: ReadConn, _: PrincipalDep, period: PeriodParam, timezone: Timezone = None
+    conn: ReadConn,
+    _: Annotated[Principal, Requires("catalog.discover", "read")],
+    period: PeriodParam,
+    timezone: Timezone = None,
 ) -> list[Json]:
     return await service.growth_stats(conn, entity="datasets", period=period, tz=_zone(timezone))
 
@@ -230,7 +253,11 @@ async def dataset_stats(
     responses=ERRORS,
 )
 async def source_stats(
-    request: Request, conn: ReadConn, principal: PrincipalDep, period: PeriodParam, timezone: Timezone = None
+    request: Request,
+    conn: ReadConn,
+    principal: Annotated[Principal, Requires("catalog.discover", "read")],
+    period: PeriodParam,
+    timezone: Timezone = None,
 ) -> list[Json]:
     return await service.growth_stats(
         conn, entity="sources", period=period, tz=_zone(timezone), readable=_readable(request, principal)
@@ -255,7 +282,9 @@ def _refuse(what: str, allow: str = "GET") -> NoReturn:
     responses=REFUSED,
     deprecated=True,
 )
-async def put_namespace(namespace: Namespace, _: PrincipalDep) -> None:
+async def put_namespace(
+    namespace: Namespace, _: Annotated[Principal, Requires("lineage.event", "write", "namespace")]
+) -> None:
     _refuse("a namespace")
 
 
@@ -265,14 +294,16 @@ async def put_namespace(namespace: Namespace, _: PrincipalDep) -> None:
     responses=REFUSED,
     deprecated=True,
 )
-async def delete_namespace(namespace: Namespace, _: PrincipalDep) -> None:
+async def delete_namespace(
+    namespace: Namespace, _: Annotated[Principal, Requires("lineage.event", "write", "namespace")]
+) -> None:
     _refuse("a namespace")
 
 
 @router.put(
     "/sources/{source}", summary="Not supported: send OpenLineage events", responses=REFUSED, deprecated=True
 )
-async def put_source(source: Name, _: PrincipalDep) -> None:
+async def put_source(source: Name, _: Annotated[Principal, Requires("lineage.event", "write")]) -> None:
     _refuse("a source (a dataset's `dataSource` facet)")
 
 
@@ -282,7 +313,11 @@ async def put_source(source: Name, _: PrincipalDep) -> None:
     responses=REFUSED,
     deprecated=True,
 )
-async def put_dataset(namespace: Namespace, dataset: Name, _: PrincipalDep) -> None:
+async def put_dataset(
+    namespace: Namespace,
+    dataset: Name,
+    _: Annotated[Principal, Requires("lineage.event", "write", "dataset")],
+) -> None:
     _refuse("a dataset")
 
 
@@ -292,7 +327,11 @@ async def put_dataset(namespace: Namespace, dataset: Name, _: PrincipalDep) -> N
     responses=REFUSED,
     deprecated=True,
 )
-async def delete_dataset(namespace: Namespace, dataset: Name, _: PrincipalDep) -> None:
+async def delete_dataset(
+    namespace: Namespace,
+    dataset: Name,
+    _: Annotated[Principal, Requires("lineage.event", "write", "dataset")],
+) -> None:
     _refuse("a dataset (a `lifecycleStateChange: DROP` facet marks it dropped)")
 
 
@@ -302,7 +341,9 @@ async def delete_dataset(namespace: Namespace, dataset: Name, _: PrincipalDep) -
     responses=REFUSED,
     deprecated=True,
 )
-async def put_job(namespace: Namespace, job: Name, _: PrincipalDep) -> None:
+async def put_job(
+    namespace: Namespace, job: Name, _: Annotated[Principal, Requires("lineage.event", "write", "job")]
+) -> None:
     _refuse("a job")
 
 
@@ -312,7 +353,9 @@ async def put_job(namespace: Namespace, job: Name, _: PrincipalDep) -> None:
     responses=REFUSED,
     deprecated=True,
 )
-async def delete_job(namespace: Namespace, job: Name, _: PrincipalDep) -> None:
+async def delete_job(
+    namespace: Namespace, job: Name, _: Annotated[Principal, Requires("lineage.event", "write", "job")]
+) -> None:
     _refuse("a job")
 
 
@@ -322,7 +365,9 @@ async def delete_job(namespace: Namespace, job: Name, _: PrincipalDep) -> None:
     responses=REFUSED,
     deprecated=True,
 )
-async def create_run(namespace: Namespace, job: Name, _: PrincipalDep) -> None:
+async def create_run(
+    namespace: Namespace, job: Name, _: Annotated[Principal, Requires("lineage.event", "write", "job")]
+) -> None:
     _refuse("a run (a START event creates it)")
 
 
@@ -335,7 +380,9 @@ RunAction = Literal["start", "complete", "fail", "abort"]
     responses=REFUSED,
     deprecated=True,
 )
-async def mark_run(run_id: uuid.UUID, action: RunAction, _: PrincipalDep) -> None:
+async def mark_run(
+    run_id: uuid.UUID, action: RunAction, _: Annotated[Principal, Requires("lineage.event", "write", "run")]
+) -> None:
     event = {"start": "START", "complete": "COMPLETE", "fail": "FAIL", "abort": "ABORT"}[action]
     _refuse(f"a run's state (send a {event} event for the run)", allow="")
 
@@ -346,15 +393,30 @@ JOB_TAGS_REFUSED = "a job's tags (send the job's `tags` facet in an event)"
 
 
 @router.post(JOB_TAG, summary=JOB_TAG_SUMMARY, responses=REFUSED, deprecated=True)
-async def tag_job(namespace: Namespace, job: Name, tag: Name, _: PrincipalDep) -> None:
+async def tag_job(
+    namespace: Namespace,
+    job: Name,
+    tag: Name,
+    _: Annotated[Principal, Requires("lineage.event", "write", "job")],
+) -> None:
     _refuse(JOB_TAGS_REFUSED, allow="")
 
 
 @router.patch(JOB_TAG, summary=JOB_TAG_SUMMARY, responses=REFUSED, deprecated=True)
-async def patch_job_tag(namespace: Namespace, job: Name, tag: Name, _: PrincipalDep) -> None:
+async def patch_job_tag(
+    namespace: Namespace,
+    job: Name,
+    tag: Name,
+    _: Annotated[Principal, Requires("lineage.event", "write", "job")],
+) -> None:
     _refuse(JOB_TAGS_REFUSED, allow="")
 
 
 @router.delete(JOB_TAG, summary=JOB_TAG_SUMMARY, responses=REFUSED, deprecated=True)
-async def untag_job(namespace: Namespace, job: Name, tag: Name, _: PrincipalDep) -> None:
+async def untag_job(
+    namespace: Namespace,
+    job: Name,
+    tag: Name,
+    _: Annotated[Principal, Requires("lineage.event", "write", "job")],
+) -> None:
     _refuse(JOB_TAGS_REFUSED, allow="")

@@ -5,6 +5,7 @@ answers and its schema is at the revision this code expects."""
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,8 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from catalog import __version__
-from catalog.api.rest.deps import PrincipalDep
 from catalog.api.rest.problems import problem_responses
+from catalog.api.rest.requires import Requires
+from catalog.auth.service import Principal
 from catalog.metrics import CatalogMetrics
 
 router = APIRouter(tags=["operations"])
@@ -37,7 +39,7 @@ READY_PATH = "/ready"
         **problem_responses(401, 403),
     },
 )
-async def metrics(request: Request, principal: PrincipalDep) -> Response:
+async def metrics(request: Request, principal: Annotated[Principal, Requires("metrics", "read")]) -> Response:
     registry: CatalogMetrics = request.app.state.metrics
     return Response(await registry.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog.api.text import path_segment_problem
 from catalog.db.errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, is_unavailable
+from catalog.policy.enforcer import Decision
+from catalog.policy.service import AccessDenied
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +116,29 @@ def render(request: Request, problem: Problem) -> JSONResponse:
     )
 
 
+def forbidden(decision: Decision, detail: str | None = None) -> Problem:
+    """A denial as 403 problem+json naming the rule, the domain, the object and the action."""
+    return Problem(
+        "forbidden",
+        detail or decision.describe(),
+        extra={
+            "rule": decision.rule,
+            "domain": decision.domain,
+            "object": decision.obj,
+            "action": decision.act,
+        },
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
         return render(request, exc)
+
+    async def on_denied(request: Request, exc: Exception) -> JSONResponse:
+        # Raised by the request's Authoriser (catalog/policy/authoriser.py), which recorded the denial.
+        assert isinstance(exc, AccessDenied)
+        return render(request, forbidden(exc.decision, exc.detail))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -159,6 +180,7 @@ def install_handlers(app: FastAPI) -> None:
         return render(request, Problem("internal-error", "an internal error occurred; quote the requestId"))
 
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(AccessDenied, on_denied)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     # The classes a database error can come as get the same handler in Starlette's ExceptionMiddleware
