@@ -58,7 +58,8 @@ from catalog.classification.propagate import propagate_from  # noqa: E402
 from catalog.db import migrate  # noqa: E402
 from catalog.db.embedded import EmbeddedPostgres  # noqa: E402
 from catalog.db.engine import create_engine, libpq_dsn, raw_connection  # noqa: E402
-from catalog.ingest.service import PartitionCache, append_and_project  # noqa: E402
+from catalog.ingest.projector import append_and_project  # noqa: E402
+from catalog.ingest.service import PartitionCache  # noqa: E402
 from catalog.openlineage.events import Limits  # noqa: E402
 from catalog.openlineage.validation import parse_event  # noqa: E402
 

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Ingest throughput against the raw-PostgreSQL baseline, measured in the same run on the same server.
 
-    python bench/ingest.py [--events 20000] [--datasets 5000] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/ingest.py [--events 20000] [--single 8000] [--datasets 5000] [--peer]
+                           [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
 
 Runs, each on a fresh database:
   raw          ../shared/bench/raw_baseline.py: COPY in batches, INSERT+COMMIT on 16 connections
-  http_single  `catalog serve` (uvicorn, one process) + 32 concurrent keep-alive clients, one event a POST
-  http_batch   POST /api/v1/lineage/batch, 1000 events a request, 2 concurrent clients
-  http_batch_rules_off   the same with the governance rules off (CATALOG_FINDINGS_INCREMENTAL=false)
-and prints events/s and the ratios the design targets (single >= 25% of INSERT x16, batch >= 40% of COPY,
-the rules costing at most 20% of batch throughput).
+  http_single  acceptance: `catalog serve` (uvicorn, one process, its projector running behind) + 32
+               concurrent keep-alive clients, one event a POST, answered once durably in the log
+  http_batch   acceptance: POST /api/v1/lineage/batch, 1000 events a request, 2 concurrent clients
+  projector    the projector alone (classification, ownership audit and findings on) folding the whole
+               stream appended beforehand, in this process (`catch_up`, what `catalog projector run` does)
+  freshness    single events sent at half the projector's rate (then 1.5x, then nothing), the projection
+               lag sampled from GET /api/v1/ingest/status: p95 at half rate, and the curve
+  peer         with --peer: Data.Rentgen 0.7.2 on the same events (../shared/bench/peer_data_rentgen.sh)
+and prints events/s and the ratios the issue targets (acceptance single >= 0.5 x INSERTx16, batch >= 0.6 x
+COPY, projector >= 0.15 x COPY and >= 4 x Data.Rentgen, lag p95 <= 1 s at half the projector's rate).
 The load generator is a minimal asyncio HTTP/1.1 client so that it steals as little CPU as possible
 from the server on this 2-core machine.
 """
@@ -99,19 +105,156 @@ async def http_load(port: int, token: str, bodies: list[bytes], path: str, concu
     return elapsed
 
 
-def serve(dsn: str, port: int, token: str, *, rules: bool = True) -> subprocess.Popen[bytes]:
+async def paced_load(port: int, token: str, bodies: list[bytes], rate: float, concurrency: int = 32) -> float:
+    """Send body i at `i / rate` seconds (open loop, over `concurrency` keep-alive connections); returns
+    the elapsed seconds (longer than planned when the service cannot accept that fast)."""
+    started = time.perf_counter()
+    order = iter(range(len(bodies)))
+    head = (
+        f"POST /api/v1/lineage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in order:
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                writer.write(head + str(len(bodies[i])).encode() + b"\r\n\r\n" + bodies[i])
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                if b" 201" not in status_line:
+                    raise RuntimeError(status_line.decode())
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+Sample = tuple[float, float, int]  # seconds since start, lag seconds, lag events
+
+
+async def sample_lag(
+    port: int, token: str, stop: asyncio.Event, samples: list[Sample], every: float = 0.1
+) -> None:
+    """Append GET /api/v1/ingest/status's lag to `samples` until `stop`."""
+    import urllib.request
+
+    started = time.perf_counter()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/ingest/status", headers={"Authorization": f"Bearer {token}"}
+    )
+    while not stop.is_set():
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: ASYNC210 - a tiny GET, 10/s
+            state = json.loads(response.read())
+        samples.append((round(time.perf_counter() - started, 2), state["lagSeconds"], state["lagEvents"]))
+        await asyncio.sleep(every)
+
+
+async def freshness(port: int, token: str, lines: list[bytes], rate: float, seconds: float) -> dict[str, Any]:
+    """Half the projector's rate for `seconds`, then 1.5x for `seconds`, then drain: the lag curve."""
+    stop = asyncio.Event()
+    curve: list[Sample] = []
+    sampler = asyncio.create_task(sample_lag(port, token, stop, curve))
+    half = int(rate * 0.5 * seconds)
+    over = int(rate * 1.5 * seconds)
+    bodies = lines[: half + over]
+    half_elapsed = await paced_load(port, token, bodies[:half], rate * 0.5)
+    over_elapsed = await paced_load(port, token, bodies[half:], rate * 1.5)
+    drained = None
+    drain_started = time.perf_counter()
+    while time.perf_counter() - drain_started < 120:
+        await asyncio.sleep(0.2)
+        if curve and curve[-1][2] == 0:  # the backlog is gone
+            drained = round(time.perf_counter() - drain_started, 1)
+            break
+    stop.set()
+    await sampler
+    first_phase = [lag for t, lag, _ in curve if t <= half_elapsed]
+    ordered = sorted(first_phase) or [0.0]
+    return {
+        "half_rate_events_per_s": round(rate * 0.5),
+        "half_rate_accepted_per_s": round(half / half_elapsed),
+        "lag_p95_s_at_half_rate": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "overload_rate_events_per_s": round(rate * 1.5),
+        "overload_accepted_per_s": round(over / over_elapsed),
+        "drained_after_s": drained,
+        "half_phase_ended_at_s": round(half_elapsed, 1),
+        "curve_every_second": [(t, lag, n) for t, lag, n in curve if abs(t - round(t)) < 0.05],
+    }
+
+
+async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
+    """Append the stream through the accepting path's code, then time the projector folding it."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python" / "src")]
+    from catalog.db.engine import create_engine, raw_transaction
+    from catalog.ingest.projector import catch_up
+    from catalog.ingest.service import PartitionCache, append
+    from catalog.openlineage.events import Limits
+    from catalog.openlineage.validation import parse_event
+
+    limits = Limits(latest_skew=dt.timedelta(days=3650))
+    engine = create_engine(dsn, pool_size=2)
+    try:
+        partitions = PartitionCache()
+        for i in range(0, len(lines), 1000):
+            events = [parse_event(json.loads(line), limits=limits) for line in lines[i : i + 1000]]
+            await partitions.ensure(engine, [e.event_time for e in events])
+            async with raw_transaction(engine) as raw:
+                await append(raw, events)
+        started = time.perf_counter()
+        await catch_up(engine, batch_size=1000)
+        elapsed = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    return {"events_per_s": round(len(lines) / elapsed), "seconds": round(elapsed, 2)}
+
+
+def peer(lines: list[bytes], n: int, admin_dsn: str) -> dict[str, Any]:
+    """Data.Rentgen on the same events: its script prints the raw baseline, then its own events/s."""
+    sample = Path(f"/tmp/bench-peer-{os.getpid()}.jsonl")
+    sample.write_bytes(b"\n".join(lines[:n]) + b"\n")
+    try:
+        done = subprocess.run(
+            ["bash", str(SHARED_BENCH / "peer_data_rentgen.sh"), str(sample), str(n), admin_dsn],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
+        )
+    finally:
+        sample.unlink(missing_ok=True)
+    outputs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {"raw": outputs[0], "peer": outputs[-1]}
+
+
+def serve(
+    dsn: str, port: int, token: str, *, rules: bool = True, projector_apart: bool = False
+) -> subprocess.Popen[bytes]:
+    """`catalog serve` (its projector on a thread), or with `projector_apart` an accepting-only process
+    beside a `catalog projector run --follow` process (scale by processes: one core each here)."""
     env = dict(
         os.environ,
         CATALOG_DATABASE_URL=dsn,
         CATALOG_ADMIN_TOKEN=token,
         CATALOG_LOG_LEVEL="WARNING",
         CATALOG_FINDINGS_INCREMENTAL="true" if rules else "false",
+        CATALOG_INGEST_DEFAULT_WAIT="logged",  # acceptance: answered once durably in the log
+        CATALOG_PROJECTOR_ENABLED="false" if projector_apart else "true",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe nobody reads: a full pipe would block the server's logging (and the server).
+        stderr=open(LOGS / f"serve-{port}.log", "wb"),  # noqa: SIM115 - the process owns it
     )
     deadline = time.monotonic() + 60
     import urllib.request
@@ -120,16 +263,27 @@ def serve(dsn: str, port: int, token: str, *, rules: bool = True) -> subprocess.
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
                 if response.status == 200:
+                    if projector_apart:  # after serve migrated the database
+                        APART[process.pid] = subprocess.Popen(
+                            [sys.executable, "-m", "catalog.cli", "projector", "run", "--follow"],
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
                     return process
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(
-        "catalog serve did not come up: " + (process.stderr.read() if process.stderr else b"").decode()
-    )
+    raise RuntimeError("catalog serve did not come up: " + (LOGS / f"serve-{port}.log").read_text()[-2000:])
+
+
+LOGS = Path(os.environ.get("CATALOG_BENCH_LOGS", "/tmp"))  # the servers' stderr, serve-<port>.log
+APART: dict[int, subprocess.Popen[bytes]] = {}  # serve's pid -> its projector process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    if (projector := APART.pop(process.pid, None)) is not None:
+        stop(projector)
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -152,6 +306,9 @@ def main() -> None:
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--port", type=int, default=5077)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--freshness-seconds", type=float, default=15.0, help="per phase (half rate, 1.5x)")
+    parser.add_argument("--peer", action="store_true", help="also run Data.Rentgen on the same events")
+    parser.add_argument("--peer-events", type=int, default=5000)
     args = parser.parse_args()
 
     generator = load_module("gen_events", SHARED_BENCH / "gen_events.py")
@@ -172,36 +329,69 @@ def main() -> None:
         file=sys.stderr,
     )
 
-    raw_dsn = fresh_database(args.dsn, "bench_raw")
+    tag = f"_{os.getpid()}"  # other benchmarks may run on the same server
+    raw_dsn = fresh_database(args.dsn, "bench_raw" + tag)
     try:
         results["raw"] = asyncio.run(baseline.run(raw_dsn, lines, args.single))
     finally:
-        drop_database(args.dsn, "bench_raw")
+        drop_database(args.dsn, "bench_raw" + tag)
     print(f"raw baseline: {results['raw']}", file=sys.stderr)
 
-    for index, mode in enumerate(("http_single", "http_batch", "http_batch_rules_off")):
-        dsn = fresh_database(args.dsn, f"bench_{mode}")
+    modes = ("http_single", "http_batch", "http_single_projector_apart", "http_batch_projector_apart")
+    for index, mode in enumerate(modes):
+        dsn = fresh_database(args.dsn, f"bench_{mode}{tag}")
         # a port per run: a server that is slow to exit must not answer the next run's requests
-        port = args.port + index
-        process = serve(dsn, port, token, rules=mode != "http_batch_rules_off")
+        port = args.port + 10 + index
+        process = serve(dsn, port, token, projector_apart=mode.endswith("_apart"))
         try:
-            if mode == "http_single":
+            if mode.startswith("http_single"):
                 bodies = lines[: args.single]
                 elapsed = asyncio.run(http_load(port, token, bodies, "/api/v1/lineage", 32))
             else:
                 bodies = [b"[" + b",".join(lines[i : i + 1000]) + b"]" for i in range(0, len(lines), 1000)]
                 elapsed = asyncio.run(http_load(port, token, bodies, "/api/v1/lineage/batch", 2))
-            sent = args.single if mode == "http_single" else len(lines)
+            sent = args.single if mode.startswith("http_single") else len(lines)
             stored = count_events(dsn)
             results[mode] = {
                 "events_per_s": round(sent / elapsed),
                 "seconds": round(elapsed, 2),
                 "stored": stored,
             }
-            print(f"{mode}: {results[mode]}", file=sys.stderr)
+            print(f"{mode} (acceptance): {results[mode]}", file=sys.stderr)
         finally:
             stop(process)
-            drop_database(args.dsn, f"bench_{mode}")
+            drop_database(args.dsn, f"bench_{mode}{tag}")
+
+    dsn = fresh_database(args.dsn, "bench_projector" + tag)
+    try:
+        process = serve(dsn, args.port + 2, token)  # migrates the database; its projector is stopped next
+        stop(process)
+        results["projector"] = asyncio.run(project_backlog(dsn, lines))
+        print(f"projector: {results['projector']}", file=sys.stderr)
+    finally:
+        drop_database(args.dsn, "bench_projector" + tag)
+
+    dsn = fresh_database(args.dsn, "bench_freshness" + tag)
+    port = args.port + 3
+    process = serve(dsn, port, token)
+    try:
+        results["freshness"] = asyncio.run(
+            freshness(port, token, lines, results["projector"]["events_per_s"], args.freshness_seconds)
+        )
+        print(
+            f"freshness: { {k: v for k, v in results['freshness'].items() if k != 'curve_every_second'} }",
+            file=sys.stderr,
+        )
+    finally:
+        stop(process)
+        drop_database(args.dsn, "bench_freshness" + tag)
+
+    if args.peer:
+        results["peer"] = peer(lines, args.peer_events, args.dsn)
+        print(f"peer: {results['peer']}", file=sys.stderr)
+        results["ratio_projector_vs_peer"] = round(
+            results["projector"]["events_per_s"] / results["peer"]["peer"]["events_per_s"], 2
+        )
 
     results["ratio_single_vs_insert16"] = round(
         results["http_single"]["events_per_s"] / results["raw"]["insert_16conn"], 3
@@ -209,10 +399,22 @@ def main() -> None:
     results["ratio_batch_vs_copy"] = round(
         results["http_batch"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )
-    results["rules_cost_batch"] = round(
-        1 - results["http_batch"]["events_per_s"] / results["http_batch_rules_off"]["events_per_s"], 3
+    results["ratio_single_vs_insert16_projector_apart"] = round(
+        results["http_single_projector_apart"]["events_per_s"] / results["raw"]["insert_16conn"], 3
     )
-    results["targets"] = {"single": 0.25, "batch": 0.40, "rules_cost_at_most": 0.20}
+    results["ratio_batch_vs_copy_projector_apart"] = round(
+        results["http_batch_projector_apart"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
+    )
+    results["ratio_projector_vs_copy"] = round(
+        results["projector"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
+    )
+    results["targets"] = {
+        "single_vs_insert16": 0.5,
+        "batch_vs_copy": 0.6,
+        "projector_vs_copy": 0.15,
+        "projector_vs_peer": 4,
+        "lag_p95_s_at_half_rate": 1.0,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest-latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

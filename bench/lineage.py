@@ -56,7 +56,8 @@ from catalog.app import create_app  # noqa: E402
 from catalog.config import Settings  # noqa: E402
 from catalog.db import migrate  # noqa: E402
 from catalog.db.engine import create_engine, raw_transaction  # noqa: E402
-from catalog.ingest.service import PartitionCache, append_and_project  # noqa: E402
+from catalog.ingest.projector import append_and_project  # noqa: E402
+from catalog.ingest.service import PartitionCache  # noqa: E402
 from catalog.ingest.statistics import GrowthAnalyzer  # noqa: E402
 from catalog.lineage import service as lineage_service  # noqa: E402
 from catalog.openlineage.events import Limits  # noqa: E402

@@ -38,6 +38,7 @@ from catalog.config import Settings
 from catalog.db.engine import create_engine
 from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
+from catalog.ingest.projector import ProjectorThread, Watermark
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
 from catalog.policies_in_force import Policies, install
@@ -127,12 +128,26 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=settings.pool_size)
-        writer = IngestWriter(engine, max_group=settings.ingest_group_max)
+        # Every process accepts (the writer appends to the log); one of them projects (catalog/ingest).
+        watermark = Watermark(engine)
+        projector = ProjectorThread(
+            database_url,
+            watermark,
+            batch_size=settings.projector_batch_size,
+            standby_poll=settings.projector_standby_seconds,
+        )
+        writer = IngestWriter(
+            engine,
+            max_group=settings.ingest_group_max,
+            appended=projector.wake if settings.projector_enabled else None,
+        )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.state.engine = engine
         # Plain reads may go to a streaming replica; access decisions never do (catalog/db/replica.py).
         app.state.read = _read_router(settings, engine)
         app.state.writer = writer
+        app.state.watermark = watermark
+        app.state.projector = projector
         app.state.authenticator = Authenticator(
             engine,
             admin_token=admin,
@@ -144,6 +159,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             engine, lambda: kek_from_settings(settings), interval=settings.audit_checkpoint_seconds
         )
         await writer.start()
+        if settings.projector_enabled:
+            await projector.start()
         await grant_watcher.start()  # runtime grants follow the database (catalog/policy/grants.py)
         policy_watcher = PolicyFileWatcher(engine, app.state.policies.directory)
         await checkpointer.start()  # the chain's unanchored tail stays short (catalog/audit/checkpointer.py)
@@ -155,6 +172,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             await checkpointer.stop()
             await grant_watcher.stop()
             await writer.stop()
+            await projector.stop()
             await app.state.read.dispose()
             await engine.dispose()
 
@@ -170,7 +188,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         redoc_url=None,
         # Before any other dependency of a route (authentication included): path parameters that are
         # not storable text are a 400 naming the parameter (catalog/api/text_guard.py).
-        dependencies=[Depends(reject_marked_path_parameters)],
+        # Then a read carrying `Catalog-Position` waits (bounded) for the projector (read-your-writes).
+        dependencies=[
+            Depends(reject_marked_path_parameters),
+            Depends(ingest_routes.await_requested_position),
+        ],
     )
     app.state.settings = settings
     # Built once from the settings and passed down (catalog/policies_in_force.py); installed for the ingest path.

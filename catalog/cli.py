@@ -16,6 +16,7 @@ from rich.table import Column, Table
 from catalog import __version__
 from catalog.audit.cli import audit_app, signing_app
 from catalog.cli_support import DbOpt, HomeOpt, cli_actor, console, fail, out, settings_from, with_db
+from catalog.config import Settings
 from catalog.export.cli import export_app
 from catalog.findings.cli import scan
 
@@ -27,6 +28,11 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+projector_app = typer.Typer(
+    help="The projector, which folds the event log into the catalog: run it, see its lag, retry set-aside events.",
+    no_args_is_help=True,
+)
+app.add_typer(projector_app, name="projector")
 app.add_typer(audit_app, name="audit")
 app.add_typer(signing_app, name="signing")
 app.add_typer(export_app, name="export")
@@ -172,26 +178,29 @@ def ingest(
 
 
 async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, int]:
+    """Append through the accepting path's code, then fold through the projector's (this process is the
+    projector unless a running service is; then it waits for that one)."""
     from catalog.db.engine import create_engine, raw_transaction
-    from catalog.ingest.service import PartitionCache, append_and_project
-    from catalog.ingest.statistics import GrowthAnalyzer
+    from catalog.ingest.projector import catch_up
+    from catalog.ingest.service import PartitionCache, append
 
     engine = create_engine(url, pool_size=2)
     partitions = PartitionCache()
-    analyzer = GrowthAnalyzer(engine)
     stored = duplicates = 0
     try:
         with _progress() as progress:
-            task = progress.add_task("ingesting", total=len(events))
+            task = progress.add_task("appending", total=len(events))
             for start in range(0, len(events), batch_size):
                 batch = events[start : start + batch_size]
                 await partitions.ensure(engine, [e.event_time for e in batch])
                 async with raw_transaction(engine) as raw:
-                    outcome = await append_and_project(raw, batch)
+                    outcome = await append(raw, batch)
                 stored += outcome.stored
                 duplicates += outcome.duplicates
-                await analyzer.maybe_analyze(outcome.stored)
                 progress.advance(task, len(batch))
+            folding = progress.add_task("projecting", total=None)
+            await catch_up(engine, batch_size=batch_size)
+            progress.update(folding, total=1, completed=1)
     finally:
         await engine.dispose()
     return stored, duplicates
@@ -206,6 +215,105 @@ def _progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+# -- projector ----------------------------------------------------------------------------------------
+
+
+@projector_app.command("run")
+def projector_run(
+    follow: Annotated[
+        bool, typer.Option(help="Keep projecting as events arrive (and take over when the active one dies).")
+    ] = False,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Fold the log up to its head (or wait for the active projector to), or with --follow run the same
+    projector every `catalog serve` runs, until interrupted."""
+    from catalog.db.resolve import migrated
+    from catalog.policies_in_force import Policies, install
+
+    settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # what the projection assigns, classifies and judges by
+    with migrated(settings) as db:
+        position = asyncio.run(_project(db.service_url, settings, follow))
+    console.print(f"projected up to log position {position}")
+
+
+async def _project(url: str, settings: Settings, follow: bool) -> int:
+    from catalog.db.engine import create_engine
+    from catalog.ingest.projector import Projector, Watermark, catch_up
+
+    engine = create_engine(url, pool_size=2)
+    try:
+        if not follow:
+            return await catch_up(engine, batch_size=settings.projector_batch_size)
+        watermark = Watermark(engine)
+        projector = Projector(
+            engine,
+            watermark.advance,
+            batch_size=settings.projector_batch_size,
+            standby_poll=settings.projector_standby_seconds,
+        )
+        await projector.start()
+        try:
+            await asyncio.Event().wait()  # until SIGINT/SIGTERM
+        finally:
+            await projector.stop()
+        return watermark.position
+    finally:
+        await engine.dispose()
+
+
+@projector_app.command("status")
+def projector_status(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Position, lag (events and seconds), set-aside events and their errors."""
+    from catalog.db.engine import raw_connection
+    from catalog.ingest import projector
+
+    async def run(conn: Any) -> Any:
+        raw = await raw_connection(conn)
+        state = await projector.status(raw)
+        aside = await raw.fetch(
+            "SELECT event_id, event_time, error, attempts FROM projection_set_aside ORDER BY event_id LIMIT 50"
+        )
+        return state, aside
+
+    state, aside = with_db(home, database_url, run)
+    table = Table(title="projector", show_header=False)
+    table.add_row("position", f"{state.position} of {state.head}")
+    table.add_row("lag", f"{state.lag_events} events, {state.lag_seconds:.1f} s")
+    table.add_row("set aside", str(state.set_aside))
+    table.add_row("last error", state.last_error or "-")
+    console.print(table)
+    for row in aside:
+        console.print(
+            f"  [red]set aside[/] event {row['event_id']} ({row['attempts']} tries): {row['error']}"
+        )
+
+
+@projector_app.command("retry")
+def projector_retry(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Fold the set-aside events again (after a fix); those that still fail stay set aside."""
+    from catalog.db.engine import create_engine
+    from catalog.db.resolve import migrated
+    from catalog.ingest.projector import retry_set_aside
+    from catalog.policies_in_force import Policies, install
+
+    async def run(url: str) -> tuple[int, int]:
+        engine = create_engine(url, pool_size=2)
+        try:
+            return await retry_set_aside(engine)
+        finally:
+            await engine.dispose()
+
+    settings = settings_from(home, database_url)
+    install(Policies.from_settings(settings))  # what the projection assigns, classifies and judges by
+    with migrated(settings) as db:
+        folded, failing = asyncio.run(run(db.service_url))
+    console.print(f"folded {folded} set-aside events; {failing} still fail")
+    if failing:
+        raise typer.Exit(1)
 
 
 # -- rebuild ------------------------------------------------------------------------------------------

@@ -76,6 +76,31 @@ class Settings(BaseSettings):
     # Concurrent single-event POSTs are coalesced into one transaction of at most this many events
     # (group commit): one writer per process, no row-lock convoys on hot namespace/dataset rows.
     ingest_group_max: int = 256
+    # Accept on durable append, project behind (catalog/ingest/projector.py).
+    ingest_default_wait: Literal["logged", "projected"] = Field(
+        "logged",
+        description="What an ingest answer waits for when the request does not say (`?wait=`): `logged` "
+        "(durably in the event log; projected moments later) or `projected` (also folded into the catalog, "
+        "bounded by ingest_wait_seconds).",
+    )
+    ingest_wait_seconds: float = Field(
+        10.0, ge=0, description="The longest an ingest with `?wait=projected` waits for the projector."
+    )
+    read_wait_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="The longest a request carrying `Catalog-Position` waits for the projector to pass it "
+        "(then it is served anyway, with `Catalog-Projected` telling how far the projection is).",
+    )
+    projector_batch_size: int = Field(1000, gt=0, description="Events the projector folds per transaction.")
+    projector_enabled: bool = Field(
+        True,
+        description="Whether this service process may become the projector (one of them is, with failover). "
+        "Off: it only accepts, e.g. beside a `catalog projector run --follow` process of its own.",
+    )
+    projector_standby_seconds: float = Field(
+        1.0, gt=0, description="How often a process that is not the projector tries to become it (failover)."
+    )
     auth_cache_seconds: float = 2.0
     policies_dir: Path | None = Field(
         None, description="products.yaml, rules.yaml, classification.yaml, model.conf, policy.csv."

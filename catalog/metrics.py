@@ -1,6 +1,7 @@
 """Prometheus metrics of one service process: HTTP requests by route template and status
 (prometheus-fastapi-instrumentator), and the catalog's own — events accepted / duplicate / rejected,
-authorisation denials, open findings by rule and severity, the database connection pool.
+authorisation denials, open findings by rule and severity, the projection's lag behind the event log,
+the database connection pool.
 
 Counters are per process (as Prometheus expects: each process is scraped as its own target). The
 findings gauge comes from the database, so every process reports the same catalog-wide numbers; it is
@@ -114,6 +115,58 @@ class OpenFindings:
         yield family
 
 
+class ProjectionLag:
+    """`catalog_projection_*`: how far the projector is behind the log (position, lag in events and seconds,
+    set-aside events), from `projector_state` at most every `ttl` seconds: the same in every process."""
+
+    def __init__(self, engine: Callable[[], AsyncEngine], ttl: float) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self.values: dict[str, float] = {}
+        self._fresh_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> dict[str, float]:
+        if time.monotonic() < self._fresh_until:
+            return self.values
+        async with self._lock:
+            if time.monotonic() < self._fresh_until:
+                return self.values
+            from catalog.db.engine import raw_connection
+            from catalog.ingest.projector import status
+
+            try:
+                async with self._engine().connect() as conn:
+                    state = await status(await raw_connection(conn))
+            except Exception:
+                log.warning(
+                    "the projection lag could not be read; the last values are exported", exc_info=True
+                )
+                return self.values
+            self.values = {
+                "position": float(state.position),
+                "head": float(state.head),
+                "lag_events": float(state.lag_events),
+                "lag_seconds": state.lag_seconds,
+                "set_aside": float(state.set_aside),
+            }
+            self._fresh_until = time.monotonic() + self._ttl
+        return self.values
+
+    def collect(self) -> Iterable[Metric]:
+        described = {
+            "position": "The last event-log position the projector folded into the catalog.",
+            "head": "The last position in the event log.",
+            "lag_events": "Events logged (acknowledged) and not yet projected.",
+            "lag_seconds": "How long the oldest event not yet projected has waited (0: none).",
+            "set_aside": "Events the projector could not fold, set aside with their error.",
+        }
+        for name, value in self.values.items():
+            family = GaugeMetricFamily(f"catalog_projection_{name}", described[name])
+            family.add_metric([], value)
+            yield family
+
+
 class PoolUse:
     """`catalog_db_pool_*`: the SQLAlchemy pool of this process's engine, read at scrape time."""
 
@@ -158,10 +211,13 @@ class CatalogMetrics:
 
         self.findings = OpenFindings(required, findings_ttl)
         self.registry.register(self._as_collector(self.findings))
+        # A second at most: the lag is what operators watch for freshness.
+        self.projection = ProjectionLag(required, min(findings_ttl, 1.0))
+        self.registry.register(self._as_collector(self.projection))
         self.registry.register(self._as_collector(PoolUse(engine)))
 
     @staticmethod
-    def _as_collector(source: OpenFindings | PoolUse) -> Collector:
+    def _as_collector(source: OpenFindings | ProjectionLag | PoolUse) -> Collector:
         class _Adapter(Collector):
             def collect(self) -> Iterable[Metric]:
                 return source.collect()
@@ -205,4 +261,5 @@ class CatalogMetrics:
     async def render(self) -> bytes:
         """The exposition text, database-derived gauges refreshed first (within their cache)."""
         await self.findings.refresh()
+        await self.projection.refresh()
         return generate_latest(self.registry)

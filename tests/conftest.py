@@ -31,6 +31,12 @@ from catalog.db.engine import create_engine, libpq_dsn
 
 ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
 
+# The service acknowledges an ingest once it is in the event log and projects it moments later. Most tests
+# ingest and then read what the projection made of it: their services answer an ingest only once it is
+# projected (what `?wait=projected` asks for), in-process apps and `catalog serve` subprocesses alike (they
+# inherit the environment). Tests of the asynchronous path itself ask for `logged` explicitly.
+os.environ.setdefault("CATALOG_INGEST_DEFAULT_WAIT", "projected")
+
 
 SERVICE_ROLE = DEFAULT_SERVICE_ROLE
 # For an external server only (the embedded one generates its own): the service role is cluster-wide and

@@ -24,10 +24,22 @@ def mark_read_only(request: Request) -> None:
     setattr(request.state, READ_ONLY_FLAG, True)
 
 
+# Set by the wait for the projector (catalog/api/rest/ingest.py): the primary's WAL position once the
+# projection passed the request's Catalog-Position, so a replica serves no older than that projection.
+PROJECTED_LSN = "catalog_projected_lsn"
+
+
 def requested_lsn(request: Request) -> str | None:
     """The request's read-your-writes token; a malformed one is a 400 naming the header."""
+    given = _checked(request.headers.get(LSN_HEADER))
+    projected: str | None = getattr(request.state, PROJECTED_LSN, None)
+    # Read on the primary after every write the header stands for: at or past them.
+    return projected if projected is not None else given
+
+
+def _checked(value: str | None) -> str | None:
     try:
-        return parse_lsn(request.headers.get(LSN_HEADER))
+        return parse_lsn(value)
     except InvalidLsn as exc:
         raise Problem("invalid-parameter", str(exc), status=400, pointer=LSN_HEADER) from None
 

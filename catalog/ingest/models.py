@@ -6,8 +6,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Identity, Index, LargeBinary, Text, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import BigInteger, Identity, Index, Integer, LargeBinary, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db.base import Base
@@ -25,6 +25,7 @@ class EventLogEntry(Base):
         UniqueConstraint("event_time", "digest"),
         Index("ix_event_log_run_uuid", "run_uuid"),
         Index("ix_event_log_received_at", "received_at"),
+        Index("ix_event_log_id", "id"),  # the projector reads "after position N, in id order"
         {"postgresql_partition_by": "RANGE (event_time)"},
     )
 
@@ -43,3 +44,32 @@ class EventLogEntry(Base):
     # or an event logged before emitters were recorded. The projection judges dataset facets by it, so a
     # rebuild reads it beside the payload (catalog/ingest/extract.py).
     emitter_product: Mapped[str | None] = mapped_column(Text)
+    # JSON pointers of the values redacted before storing (the projector's credentials rule reads them).
+    redactions: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    # The id of the key that sent it (the projector's ownership-claim audit rows name it).
+    emitter_key: Mapped[str | None] = mapped_column(Text)
+
+
+class ProjectorState(Base):
+    """How far the projector has folded the log (an `event_log.id`), advanced in the same transaction as
+    the projection it stands for (catalog/ingest/projector.py)."""
+
+    __tablename__ = "projector_state"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class SetAsideEvent(Base):
+    """A logged event the projector could not fold, with its error; the log went on without it."""
+
+    __tablename__ = "projection_set_aside"
+
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_time: Mapped[dt.datetime] = mapped_column()
+    error: Mapped[str] = mapped_column(Text)
+    set_aside_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))

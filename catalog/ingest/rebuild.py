@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit.service import record_raw
 from catalog.db.engine import raw_connection, raw_transaction
-from catalog.ingest.extract import EventKey
-from catalog.ingest.service import project_only
+from catalog.ingest.projector import STATE, fold_logged, read_after
 from catalog.ingest.statistics import analyze_catalog
-from catalog.openlineage.events import Limits, OpenLineageEvent
-from catalog.openlineage.validation import parse_event
 
 # Children first, so TRUNCATE order never matters to foreign keys (they are truncated together anyway).
 PROJECTION_TABLES = (
@@ -34,9 +29,6 @@ PROJECTION_TABLES = (
     "datasets",
     "namespaces",
 )
-
-# Stored events were validated on the way in; re-parsing them must not reject one because "now" moved.
-REPLAY_LIMITS = Limits(latest_skew=dt.timedelta(days=365 * 1000))
 
 # Each projection table as text rows keyed by natural keys only (surrogate ids differ after a rebuild).
 _DS = "(SELECT n.name || '/' || d.name FROM datasets d JOIN namespaces n ON n.id = d.namespace_id WHERE d.id = {})"
@@ -99,39 +91,35 @@ async def projection_fingerprint(conn: AsyncConnection) -> dict[str, tuple[int, 
 async def rebuild_projection(
     engine: AsyncEngine, *, batch_size: int = 1000, progress: Callable[[int, int], Any] | None = None
 ) -> int:
-    """Empty the projection and replay the log in arrival order, in one transaction; returns events replayed.
+    """Empty the projection and fold the log again up to the projector's position, with the projector's
+    own reader and fold (catalog/ingest/projector.py; findings and audit rows are history and kept), in
+    one transaction; returns events replayed.
 
-    The log is locked in SHARE mode meanwhile: ingestion waits rather than racing the replay.
+    The projector's position row is locked meanwhile: its next step waits, appends go on (what lies past
+    the position is the projector's, after the rebuild). Events it set aside stay set aside.
     """
     async with raw_transaction(engine) as raw:
-        await raw.execute("LOCK TABLE event_log IN SHARE MODE")
+        upto = await raw.fetchval("SELECT position FROM projector_state WHERE name = $1 FOR UPDATE", STATE)
         await raw.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)} RESTART IDENTITY")
-        total = await raw.fetchval("SELECT count(*) FROM event_log")
-        done = 0
+        total = await raw.fetchval(
+            "SELECT count(*) FROM event_log WHERE id <= $1 "
+            "AND id NOT IN (SELECT event_id FROM projection_set_aside)",
+            upto,
+        )
+        done = position = 0
         analyze_at = 1000  # the replay starts from empty tables: refresh statistics as they grow
-        batch: list[OpenLineageEvent] = []
-        log_ids: dict[EventKey, int] = {}
-        async for record in raw.cursor(
-            "SELECT id, payload, emitter_product FROM event_log ORDER BY id", prefetch=batch_size
-        ):
-            # Who sent it decides whose view its dataset facets are (catalog/ingest/extract.py).
-            event = replace(
-                parse_event(_json(record["payload"]), limits=REPLAY_LIMITS), emitter=record["emitter_product"]
-            )
-            batch.append(event)
-            log_ids[(event.event_time, event.digest)] = record["id"]
-            if len(batch) >= batch_size:
-                await project_only(raw, batch, log_ids)
-                done += len(batch)
-                batch, log_ids = [], {}
-                if done >= analyze_at:
-                    await analyze_catalog(raw)
-                    analyze_at = 2 * done
-                if progress:
-                    progress(done, total)
-        if batch:
-            await project_only(raw, batch, log_ids)
+        while True:
+            batch = await read_after(raw, position, batch_size, upto=upto, skip_set_aside=True)
+            if not batch:
+                break
+            if any(logged.event is None for logged in batch):
+                raise RuntimeError("a logged event no longer parses; it was projected before: not rebuilding")
+            await fold_logged(raw, batch, governance=False)
             done += len(batch)
+            position = batch[-1].id
+            if done >= analyze_at:
+                await analyze_catalog(raw)
+                analyze_at = 2 * done
             if progress:
                 progress(done, total)
         # In the same transaction: a rebuild that rolls back leaves no audit row claiming it happened.
@@ -139,9 +127,3 @@ async def rebuild_projection(
             raw, action="projection.rebuilt", actor=None, subject="projection", details={"events": done}
         )
         return done
-
-
-def _json(value: Any) -> Any:
-    import orjson
-
-    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -1,4 +1,17 @@
-"""Ingest validated events: append them to the event log and project them, in the caller's transaction."""
+"""The two halves of ingestion: `append` (the accepting path: the event log, nothing else) and `fold`
+(the projector's step: projection, PII classification, ownership-claim audit, findings).
+
+Why appends take one lock: the projector reads "every event after position N" (catalog/ingest/projector.py).
+Ids come from a sequence when the INSERT runs, but transactions commit in any order, so under concurrent
+appenders id 11 can be visible while id 10 is still uncommitted; a reader that moved past 11 would never
+come back for 10. `append` therefore takes a transaction-scoped advisory lock BEFORE its INSERT draws ids
+and holds it until COMMIT (PostgreSQL releases transaction locks after the commit is visible). An
+appender that draws id 11 has waited for the one that drew 10 to commit or roll back, so what any
+snapshot sees of the log is always a prefix of ids (with holes only for ids never to commit): "after N"
+cannot skip a late row. It is cheap because appends are group-committed (one short INSERT per group of
+requests, catalog/ingest/writer.py), and it needs the sequence's CACHE at 1 (the default; a per-backend
+cache would hand out ids out of order) — tests/ingest/test_log_order.py checks both.
+"""
 
 from __future__ import annotations
 
@@ -23,16 +36,28 @@ from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy import files
 from catalog.policy.products import ANY_EMITTER, Claim
 
+# One fixed key (an arbitrary constant no other module uses): see the module docstring.
+APPEND_LOCK_KEY = 0x0C47A106
+# NOTIFYed on every append that stored something: the projector LISTENs (delivered at COMMIT).
+APPENDED_CHANNEL = "catalog_event_log"
+
 # Duplicates (same event time and digest) are skipped by the unique constraint; RETURNING tells which
-# rows were new, and only those are projected.
+# rows were new.
 APPEND_EVENTS = """
 INSERT INTO event_log (event_time, digest, kind, event_type, run_uuid, job_namespace, job_name, producer, payload,
-                       emitter_product)
-SELECT t, d, k, e, r, jn, j, p, x::jsonb, m
+                       emitter_product, redactions, emitter_key)
+SELECT t, d, k, e, r, jn, j, p, x::jsonb, m, CASE WHEN rd = '' THEN NULL ELSE string_to_array(rd, E'\\n') END, ek
 FROM unnest($1::timestamptz[], $2::bytea[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[]) AS u(t, d, k, e, r, jn, j, p, x, m)
+            $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) AS u(t, d, k, e, r, jn, j, p, x, m, rd, ek)
 ON CONFLICT (event_time, digest) DO NOTHING
 RETURNING id, event_time, digest
+"""
+
+# The log positions of events already stored (a retry): their answer carries where they are.
+LOGGED_IDS = """
+SELECT e.event_time, e.digest, e.id
+FROM unnest($1::timestamptz[], $2::bytea[]) AS k(t, d)
+JOIN event_log e ON e.event_time = k.t AND e.digest = k.d
 """
 
 # Every ownership claim stored for the batch's datasets that products.yaml does not place: the fold
@@ -48,8 +73,9 @@ JOIN ownership_claims c ON c.dataset_id = d.id
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
-    fresh: frozenset[EventKey]  # events appended and projected by this call
+    fresh: frozenset[EventKey]  # events appended by this call
     received: int
+    positions: dict[EventKey, int]  # the log position of every event received (new or a duplicate)
 
     @property
     def stored(self) -> int:
@@ -96,28 +122,41 @@ def dedupe(events: Sequence[OpenLineageEvent]) -> list[OpenLineageEvent]:
     return unique
 
 
-async def append_and_project(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent]
-) -> IngestOutcome:
-    """Append events to the log and project the new ones, inside the caller's transaction."""
+async def append(raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent]) -> IngestOutcome:
+    """Append events to the log inside the caller's transaction, which holds the append lock from here
+    to its COMMIT (see the module docstring). Nothing is projected here."""
     unique = dedupe(events)
     if not unique:
-        return IngestOutcome(frozenset(), len(events))
+        return IngestOutcome(frozenset(), len(events), {})
+    await raw.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
     inserted = await raw.fetch(APPEND_EVENTS, *_log_columns(unique))
-    log_ids = {(r["event_time"], bytes(r["digest"])): r["id"] for r in inserted}
-    fresh = [e for e in unique if (e.event_time, e.digest) in log_ids]
+    positions: dict[EventKey, int] = {(r["event_time"], bytes(r["digest"])): r["id"] for r in inserted}
+    fresh = frozenset(positions)
+    if len(positions) < len(unique):
+        known = [e for e in unique if (e.event_time, e.digest) not in positions]
+        for r in await raw.fetch(LOGGED_IDS, [e.event_time for e in known], [e.digest for e in known]):
+            positions[(r["event_time"], bytes(r["digest"]))] = r["id"]
+    if fresh:
+        await raw.execute(f"NOTIFY {APPENDED_CHANNEL}")
+    return IngestOutcome(fresh, len(events), positions)
+
+
+async def fold(
+    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], log_ids: dict[EventKey, int]
+) -> None:
+    """The projector's work for logged events (in log order; `log_ids` their ids): projection and PII
+    classification, then the audit of new ownership claims and the governance findings."""
     # PII classification (in project_only) before the rules, which judge flows by it.
-    rows, projected = await project_only(raw, fresh, log_ids)
+    rows, projected = await project_only(raw, events, log_ids)
     await audit_claims(raw, rows, projected)
-    await evaluate_batch(raw, fresh)  # governance findings for what the batch touched (catalog/findings)
-    return IngestOutcome(frozenset(log_ids), len(events))
+    await evaluate_batch(raw, events)  # governance findings for what the batch touched (catalog/findings)
 
 
 async def project_only(
     raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], log_ids: dict[EventKey, int]
 ) -> tuple[Rows, Projected]:
-    """Project events that are in the log (new ones, or all of them on a rebuild; in log order, `log_ids`
-    their ids) and classify what they touched (catalog/classification)."""
+    """Project events that are in the log (in log order, `log_ids` their ids) and classify what they
+    touched (catalog/classification). A rebuild does only this: findings and audit rows are history."""
     ownership = await _ownership(raw, events, log_ids)
     rows = extract(events, ownership)
     projected = await project(raw, rows)
@@ -168,7 +207,7 @@ async def _ownership(
 
 
 async def audit_claims(raw: asyncpg.Connection[Any], rows: Rows, projected: Projected) -> None:
-    """Audit-log, in the ingest transaction, every ownership claim made for the first time that placed
+    """Audit-log, in the projector's transaction, every ownership claim made for the first time that placed
     a dataset (`ownership.placed`) or that conflicts with its product (`ownership.conflict`). Rare: one
     row each."""
     for key in sorted(projected.new_claims):
@@ -206,4 +245,7 @@ def _log_columns(events: Sequence[OpenLineageEvent]) -> list[list[Any]]:
         [e.producer for e in events],
         [orjson.dumps(e.payload).decode() for e in events],
         [e.emitter for e in events],
+        # one text per event (unnest cannot take ragged arrays); a JSON pointer holds no newline
+        ["\n".join(e.redactions) for e in events],
+        [e.emitter_key for e in events],
     ]

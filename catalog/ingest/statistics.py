@@ -65,6 +65,10 @@ class GrowthAnalyzer:
         self._since = 0  # events stored since the last ANALYZE by this process
         self._baseline = 0  # events stored in total when it ran
 
+    def start_from(self, events: int) -> None:
+        """The catalog already holds about `events` events: ANALYZE only once it has grown from there."""
+        self._baseline = max(self._baseline, events)
+
     def due(self, stored: int) -> bool:
         self._since += stored
         return self._since >= max(self._minimum, self._growth * self._baseline)

@@ -1,15 +1,12 @@
-"""Group commit for the HTTP ingest path: concurrent requests share one transaction.
+"""Group commit for the accepting path: concurrent requests share one append transaction.
 
 Each request hands its validated events to the writer and waits. The writer takes everything queued
-(up to a bound), appends and projects it in ONE transaction, and answers every waiter. Under load this
-turns 32 clients x 1 event into a few transactions of dozens of events: far fewer commits and no row
-lock convoys on the hot namespace/dataset rows. A request is never half-stored: if a shared
-transaction fails, its requests are retried one by one so only the faulty one fails.
-
-One writer per process: running two group transactions at once measured no gain on 2 cores (1,000
-single events, 32 clients: 132-158/s with one, 120-134/s with two). Concurrent transactions from other
-service processes lock projection rows in the same sorted order; a deadlock or serialization failure that still happens (e.g. in
-the governance steps) rolls the whole transaction back and is retried.
+(up to a bound), appends it to the event log in ONE transaction (catalog/ingest/service.py `append`:
+nothing is projected here) and answers every waiter with its events' log position. Under load this
+turns 32 clients x 1 event into a few transactions of dozens of events: far fewer commits, and the
+append lock (which keeps log ids committing in order) is taken once per group, not per request. A
+request is never half-stored: if a shared transaction fails, its requests are retried one by one so only
+the faulty one fails. Every service process runs one writer; the projector folds the log behind them.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -25,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import raw_transaction
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
-from catalog.ingest.service import PartitionCache, append_and_project
-from catalog.ingest.statistics import GrowthAnalyzer
+from catalog.ingest.service import PartitionCache, append
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 
 log = logging.getLogger(__name__)
@@ -38,12 +34,20 @@ RECONNECT_PAUSE = 0.05
 DATA_EXCEPTION_CLASS = "22"
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One request's answer: events stored, already stored (duplicates), and the log position to wait
+    for (the furthest of its events; 0 when it had none)."""
+
+    stored: int
+    duplicates: int
+    position: int
+
+
 @dataclass(slots=True)
 class _Request:
     events: Sequence[OpenLineageEvent]
-    done: asyncio.Future[tuple[int, int]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    done: asyncio.Future[Accepted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 def _retry_later(exc: BaseException) -> DatabaseUnavailable:
@@ -68,14 +72,17 @@ def _failure(exc: Exception) -> Exception:
 
 
 class IngestWriter:
-    """One per process; `submit` returns (stored, duplicates) once the events are committed."""
+    """One per process; `submit` answers once the events are committed to the log. `appended` is called
+    after each commit that stored something (the process's projector wakes at once)."""
 
-    def __init__(self, engine: AsyncEngine, *, max_group: int = 256) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, max_group: int = 256, appended: Callable[[], None] | None = None
+    ) -> None:
         self._engine = engine
+        self._appended = appended
         self._max_group = max_group
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._partitions = PartitionCache()
-        self._analyzer = GrowthAnalyzer(engine)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -93,7 +100,7 @@ class IngestWriter:
             if not request.done.done():
                 request.done.set_exception(DatabaseUnavailable("the service is shutting down"))
 
-    async def submit(self, events: Sequence[OpenLineageEvent]) -> tuple[int, int]:
+    async def submit(self, events: Sequence[OpenLineageEvent]) -> Accepted:
         request = _Request(events)
         await self._queue.put(request)
         return await request.done
@@ -138,13 +145,11 @@ class IngestWriter:
             return
         for request, result in zip(group, counts, strict=True):
             request.done.set_result(result)
-        try:
-            await self._analyzer.maybe_analyze(sum(stored for stored, _ in counts))
-        except Exception as exc:  # statistics are an optimisation: never fail ingest for them
-            log.warning("ANALYZE after ingest failed: %s", exc)
+        if self._appended is not None and any(result.stored for result in counts):
+            self._appended()
 
-    async def _commit(self, batches: list[Sequence[OpenLineageEvent]]) -> list[tuple[int, int]]:
-        """Commit several requests' events in one transaction; (stored, duplicates) per request."""
+    async def _commit(self, batches: list[Sequence[OpenLineageEvent]]) -> list[Accepted]:
+        """Commit several requests' events in one transaction; what each request stored."""
         everything = [e for batch in batches for e in batch]
         await self._partitions.ensure(self._engine, [e.event_time for e in everything])
         reconnects = 0
@@ -152,7 +157,7 @@ class IngestWriter:
         while True:
             try:
                 async with raw_transaction(self._engine) as raw:
-                    outcome = await append_and_project(raw, everything)
+                    outcome = await append(raw, everything)
                 break
             except asyncpg.exceptions.TransactionRollbackError as exc:
                 # deadlock_detected / serialization_failure: nothing of it was stored; try again.
@@ -181,5 +186,6 @@ class IngestWriter:
                 if key in unclaimed:
                     unclaimed.discard(key)
                     stored += 1
-            results.append((stored, len(batch) - stored))
+            position = max((outcome.positions.get((e.event_time, e.digest), 0) for e in batch), default=0)
+            results.append(Accepted(stored, len(batch) - stored, position))
         return results

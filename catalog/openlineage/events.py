@@ -49,7 +49,7 @@ class OpenLineageEvent:
     # with the event); None: a key acting for every product (admin, the operator's CLI). Not part of the
     # digest: the same event is the same event whoever retries it.
     emitter: str | None = None
-    emitter_key: str | None = None  # the id of that key (for the audit log; not stored with the event)
+    emitter_key: str | None = None  # the id of that key (for the audit log; stored beside the event)
 
 
 class EventRejected(Exception):

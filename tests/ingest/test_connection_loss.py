@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import libpq_dsn
+from catalog.ingest.service import APPEND_LOCK_KEY
 from tests.conftest import ADMIN_TOKEN, LiveServer
 from tests.factories import at, dataset, run_event, schema
 
@@ -174,7 +175,8 @@ async def test_a_flush_whose_connection_dies_answers_503_to_every_waiting_reques
     assert (await client.post("/api/v1/lineage", content=orjson.dumps(_event(0, 0)))).status_code == 201
     events = [_event(1, i) for i in range(3)]
     with psycopg.connect(libpq_dsn(database_url)) as blocker:
-        blocker.execute("LOCK TABLE namespaces IN ACCESS EXCLUSIVE MODE")
+        # The accepting path's append lock (catalog/ingest/service.py): appends wait on it.
+        blocker.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
         sends = [asyncio.create_task(client.post("/api/v1/lineage", content=orjson.dumps(e))) for e in events]
         killed = 0
         with psycopg.connect(libpq_dsn(database_url), autocommit=True) as killer:
@@ -199,8 +201,7 @@ async def test_a_flush_whose_connection_dies_answers_503_to_every_waiting_reques
         ).scalar_one() == 1  # nothing half-stored
     # The client retries: now stored, once each.
     for event in events:
-        assert (await client.post("/api/v1/lineage", content=orjson.dumps(event))).json() == {
-            "status": "created"
-        }
+        answer = await client.post("/api/v1/lineage", content=orjson.dumps(event))
+        assert answer.json()["status"] == "created"
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM event_log"))).scalar_one() == 4

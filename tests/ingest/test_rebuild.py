@@ -7,8 +7,9 @@ import random
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from catalog.ingest.projector import append_and_project
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
-from catalog.ingest.service import PartitionCache, append_and_project
+from catalog.ingest.service import PartitionCache
 from catalog.openlineage.validation import parse_event
 from tests.conftest import PgServer
 from tests.corpus import event_files

@@ -355,6 +355,7 @@ async def _tagged(p: str, w: World, field: str = "") -> Call:
 REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", f"{V1}/lineage"): lambda p, w: Call("POST", f"{V1}/lineage", json=side_event(p)),
     ("POST", f"{V1}/lineage/batch"): lambda p, w: Call("POST", f"{V1}/lineage/batch", json=[side_event(p)]),
+    ("GET", f"{V1}/ingest/status"): lambda p, w: Call("GET", f"{V1}/ingest/status"),
     ("GET", f"{V1}/namespaces"): lambda p, w: Call("GET", f"{V1}/namespaces"),
     ("GET", f"{V1}/namespaces/{{namespace}}"): lambda p, w: Call(
         "GET", f"{V1}/namespaces/{enc(SIDES[p]['ns'])}"

@@ -14,6 +14,8 @@ anyway. The connection is opened lazily, so GraphiQL's schema introspection touc
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from catalog.config import Settings
 from catalog.db.engine import begin_snapshot, connection_lost
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.policy.authoriser import Authoriser
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from catalog.api.graphql.loaders import Loaders
@@ -100,10 +104,28 @@ class RequestDatabase:
                 raise
 
     async def close(self) -> None:
-        """Give the connection back to the pool (the read-only transaction is rolled back)."""
+        """Give the connection back to the pool (the read-only transaction is rolled back).
+
+        FastAPI runs this after the answer has started, so it must not raise: a statement still in
+        flight (a resolver outliving the answer) is waited for, bounded by the query's timeout, and a
+        connection a killed backend left unusable ("another operation is in progress", "connection is
+        closed") is dropped from the pool instead of returned to it."""
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                await self._lock.acquire()
+        except TimeoutError:
+            pass  # the in-flight statement is abandoned; invalidating below ends it
+        else:
+            self._lock.release()
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        try:
             await conn.close()
+        except Exception as exc:
+            log.info("dropping a GraphQL request's unusable connection (%s)", type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
 
 
 class GraphQLContext(BaseContext):

@@ -1,19 +1,33 @@
-"""POST /api/v1/lineage (what OpenLineage's HTTP transport sends) and the spec's batch endpoint."""
+"""POST /api/v1/lineage (what OpenLineage's HTTP transport sends), the spec's batch endpoint, the ingest
+status, and the wait for freshness.
+
+An ingest is answered once its events are durably in the event log (201): the projector folds them into
+the catalog moments later (catalog/ingest/projector.py). The answer carries the log position
+(`Catalog-Position` header, `position` member); a request that sends `Catalog-Position` back is served
+once the projector has passed it (bounded by `read_wait_seconds`), so a client reads its own writes;
+`?wait=projected` makes the ingest answer itself wait for its events to be projected."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
+from catalog.api.consistency import PROJECTED_LSN, READ_METHODS
 from catalog.api.rest.problems import Problem, problem_responses, unavailable
 from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
+from catalog.db.engine import raw_connection
 from catalog.db.errors import DatabaseUnavailable
-from catalog.ingest.writer import IngestWriter
+from catalog.db.replica import ReadRouter, current_lsn
+from catalog.ingest import projector
+from catalog.ingest.projector import Watermark
+from catalog.ingest.writer import Accepted, IngestWriter
 from catalog.metrics import count_events
 from catalog.openlineage.body import decode_body, load_json, split_batch
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
@@ -25,10 +39,25 @@ PREFIX = "/api/v1"
 router = APIRouter(prefix=PREFIX, tags=["ingest"])
 SINGLE_PATH = f"{PREFIX}/lineage"
 BATCH_PATH = f"{PREFIX}/lineage/batch"
+POSITION_HEADER = "Catalog-Position"  # a log position: on ingest answers; sent back by readers to wait
+PROJECTED_HEADER = "Catalog-Projected"  # how far the projection was when a waiting request was served
+
+WaitFor = Literal["logged", "projected"]
+WaitQuery = Annotated[
+    WaitFor | None,
+    Query(
+        description="`logged` (the default unless the service is configured otherwise): answer once the "
+        "events are durably in the event log. `projected`: also wait (bounded) until the projector has "
+        "folded them into the catalog, so findings and classifications are there; `projected` in the "
+        "answer says whether it happened in time."
+    ),
+]
 
 
 class IngestResult(BaseModel):
     status: Literal["created", "duplicate"]
+    position: int  # the event's place in the log; send it back as `Catalog-Position` to read it
+    projected: bool | None = None  # with ?wait=projected: whether it was projected within the wait
 
 
 class BatchSummary(BaseModel):
@@ -53,6 +82,8 @@ class BatchResult(BaseModel):
     summary: BatchSummary
     failed_events: list[FailedEvent]
     duplicates: int
+    position: int  # the furthest log position of the batch's events (0: none stored or known)
+    projected: bool | None = None  # with ?wait=projected: whether they were projected within the wait
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -96,7 +127,7 @@ def sent_by(authoriser: Authoriser, event: OpenLineageEvent) -> OpenLineageEvent
     return replace(event, emitter=authoriser.emitting_product(), emitter_key=authoriser.principal.key_id)
 
 
-async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple[int, int]:
+async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> Accepted:
     """Stored once committed: the answer is sent only after the events are durable."""
     try:
         return await writer.submit(events)
@@ -122,7 +153,9 @@ async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> tuple
     },
 )
 async def ingest_event(
-    request: Request, principal: Annotated[Principal, Requires("lineage.event", "write", "own")]
+    request: Request,
+    principal: Annotated[Principal, Requires("lineage.event", "write", "own")],
+    wait: WaitQuery = None,
 ) -> JSONResponse:
     settings = request.app.state.settings
     try:
@@ -132,7 +165,7 @@ async def ingest_event(
         except EventRejected as exc:
             raise _problem(exc) from exc
         await authoriser_of(request).require_events([event])
-        stored, _ = await _submit(request.app.state.writer, [sent_by(authoriser_of(request), event)])
+        accepted = await _submit(request.app.state.writer, [sent_by(authoriser_of(request), event)])
     except AccessDenied:
         count_events(rejected=1)
         raise
@@ -140,8 +173,24 @@ async def ingest_event(
         if refused.status < 500:  # a 503 is "try again", not a verdict on the event
             count_events(rejected=1)
         raise
-    count_events(accepted=stored, duplicate=1 - stored)
-    return JSONResponse({"status": "created" if stored else "duplicate"}, status_code=201)
+    count_events(accepted=accepted.stored, duplicate=accepted.duplicates)
+    answer: dict[str, Any] = {
+        "status": "created" if accepted.stored else "duplicate",
+        "position": accepted.position,
+    }
+    projected = await _await_projection(request, wait, accepted.position)
+    if projected is not None:
+        answer["projected"] = projected
+    return JSONResponse(answer, status_code=201, headers={POSITION_HEADER: str(accepted.position)})
+
+
+async def _await_projection(request: Request, wait: WaitFor | None, position: int) -> bool | None:
+    """With `?wait=projected` (or that default): whether the projector passed `position` in time."""
+    settings = request.app.state.settings
+    if (wait or settings.ingest_default_wait) != "projected":
+        return None
+    watermark: Watermark = request.app.state.watermark
+    return await watermark.wait_for(position, settings.ingest_wait_seconds)
 
 
 @router.post(
@@ -165,7 +214,10 @@ async def ingest_event(
     },
 )
 async def ingest_batch(
-    request: Request, principal: Annotated[Principal, Requires("lineage.event", "write", "own")]
+    request: Request,
+    principal: Annotated[Principal, Requires("lineage.event", "write", "own")],
+    response: Response,
+    wait: WaitQuery = None,
 ) -> BatchResult:
     settings = request.app.state.settings
     body = await _decoded(request, settings.max_batch_bytes)
@@ -186,11 +238,11 @@ async def ingest_batch(
             events.append(parse_event(item))
         except EventRejected as exc:
             failed.append(FailedEvent(index=index, reason=exc.detail, retriable=False, pointer=exc.pointer))
-    stored = duplicates = 0
+    accepted = Accepted(0, 0, 0)
     try:
         await authoriser_of(request).require_events(events)
         if events:
-            stored, duplicates = await _submit(
+            accepted = await _submit(
                 request.app.state.writer, [sent_by(authoriser_of(request), e) for e in events]
             )
     except AccessDenied:  # one denied event refuses the batch: all its events are rejected
@@ -201,7 +253,9 @@ async def ingest_batch(
             count_events(rejected=len(items))
         raise
     ok = len(events)
-    count_events(accepted=stored, duplicate=duplicates, rejected=len(failed))
+    count_events(accepted=accepted.stored, duplicate=accepted.duplicates, rejected=len(failed))
+    projected = await _await_projection(request, wait, accepted.position)
+    response.headers[POSITION_HEADER] = str(accepted.position)
     status: Any = "success" if not failed else ("partial_success" if ok else "failure")
     return BatchResult(
         status=status,
@@ -209,5 +263,76 @@ async def ingest_batch(
             received=len(items), successful=ok, failed=len(failed), retriable=0, non_retriable=len(failed)
         ),
         failed_events=failed,
-        duplicates=duplicates,
+        duplicates=accepted.duplicates,
+        position=accepted.position,
+        projected=projected,
     )
+
+
+class IngestStatus(BaseModel):
+    """How far the projector has folded the event log into the catalog."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    position: int  # the last log position folded (or set aside)
+    head: int  # the last position in the log
+    lag_events: int  # events logged and not yet folded
+    lag_seconds: float  # how long the oldest of them has waited (0: none)
+    set_aside: int  # events that failed to fold, kept aside with their error (`catalog projector retry`)
+    last_error: str | None  # the latest error that set an event aside (admin and auditor keys only)
+    last_error_at: dt.datetime | None
+    updated_at: dt.datetime  # when the position last moved
+    projector_here: bool  # whether this service process is the active projector
+
+
+@router.get(
+    "/ingest/status",
+    response_model=IngestStatus,
+    response_model_by_alias=True,
+    summary="How far the projection is behind the event log",
+    responses=problem_responses(401, 403, 503),
+)
+async def ingest_status(
+    request: Request, principal: Annotated[Principal, Requires("catalog.discover", "read", "global")]
+) -> IngestStatus:
+    async with request.app.state.engine.connect() as conn:
+        state = await projector.status(await raw_connection(conn))
+    request.app.state.watermark.advance(state.position)
+    # An error text may quote an event's values: only roles that read every product see it.
+    sees_errors = principal.role in ("admin", "auditor")
+    return IngestStatus(
+        position=state.position,
+        head=state.head,
+        lag_events=state.lag_events,
+        lag_seconds=round(state.lag_seconds, 3),
+        set_aside=state.set_aside,
+        last_error=state.last_error if sees_errors else None,
+        last_error_at=state.last_error_at,
+        updated_at=state.updated_at,
+        projector_here=request.app.state.projector.leading,
+    )
+
+
+async def await_requested_position(request: Request, response: Response) -> None:
+    """An app-wide dependency: a request carrying `Catalog-Position` (the client's last ingest answer) is
+    served once the projector has passed it, or after `read_wait_seconds` anyway; `Catalog-Projected`
+    on the answer tells how far the projection was."""
+    given = request.headers.get(POSITION_HEADER)
+    if given is None or request.url.path in (SINGLE_PATH, BATCH_PATH):
+        return
+    if not given.strip().isdigit() or len(given.strip()) > 19:
+        raise Problem(
+            "invalid-parameter",
+            f"{POSITION_HEADER} must be a log position (a non-negative integer); got {given[:40]!r}",
+            status=400,
+            pointer=POSITION_HEADER,
+        )
+    watermark: Watermark | None = getattr(request.app.state, "watermark", None)
+    if watermark is None:
+        return
+    await watermark.wait_for(int(given), request.app.state.settings.read_wait_seconds)
+    response.headers[PROJECTED_HEADER] = str(watermark.position)
+    router: ReadRouter | None = getattr(request.app.state, "read", None)
+    if router is not None and router.has_replica and request.method in READ_METHODS:
+        # The replica must have replayed the projection too, not only the ingest (Catalog-LSN).
+        setattr(request.state, PROJECTED_LSN, await current_lsn(router.primary))

@@ -67,12 +67,22 @@ async def ready(request: Request) -> JSONResponse:
                 f"database schema at revision {at}; this version needs {', '.join(sorted(expected))} "
                 "(run `catalog migrate`)"
             )
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if not reasons else "not ready",
         "version": __version__,
         "migrations": {"current": sorted(current), "expected": sorted(expected)},
         "reasons": reasons,
     }
+    if not reasons:
+        # Freshness, not readiness: a lagging projector does not stop this process accepting events.
+        lag = await request.app.state.metrics.projection.refresh()
+        if lag:
+            body["projection"] = {
+                "position": int(lag["position"]),
+                "lagEvents": int(lag["lag_events"]),
+                "lagSeconds": round(lag["lag_seconds"], 3),
+                "setAside": int(lag["set_aside"]),
+            }
     if reasons:
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
     return JSONResponse(body)

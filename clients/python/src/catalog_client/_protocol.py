@@ -256,7 +256,13 @@ REVOKE_GRANT = _ep("revoke_grant", "DELETE", "/api/v1/grants/{grant_id}", respon
 # The service stores an event once (keyed by event time and a digest of its content): a POST sent again
 # answers `duplicate`, so retrying one whose answer was lost is safe.
 INGEST = _ep(
-    "ingest", "POST", "/api/v1/lineage", response=m.IngestResult, schema="IngestResult", idempotent=True
+    "ingest",
+    "POST",
+    "/api/v1/lineage",
+    query=("wait",),
+    response=m.IngestResult,
+    schema="IngestResult",
+    idempotent=True,
 )
 SIGNING_KEYS = _ep(
     "signing_keys", "GET", "/api/v1/signing-keys", response=m.SigningKeys, schema="SigningKeysOut"
@@ -518,6 +524,9 @@ NO_RETRY = RetryPolicy(retries=0)
 
 # -- read-your-writes -----------------------------------------------------------------------------------
 LSN_HEADER = "Catalog-LSN"
+# A log position: ingest answers carry it; a request sending it back is served once the catalog's
+# projector has folded the log that far (bounded by the service), so the client reads its own events.
+POSITION_HEADER = "Catalog-Position"
 
 
 def _lsn_value(lsn: str) -> int | None:
@@ -530,16 +539,20 @@ def _lsn_value(lsn: str) -> int | None:
 
 
 class WritePosition:
-    """The furthest `Catalog-LSN` this client's writes were answered with, sent back on every request.
+    """The furthest `Catalog-LSN` and `Catalog-Position` this client's writes were answered with, both sent
+    back on every request (read-your-writes, on by default).
 
-    A service with read replicas serves a request carrying it no older than that write (waiting a
-    bounded time for the replica, else reading the primary): the client reads its own writes whichever
-    service process or replica answers. Without replicas the service sends no header and this is idle.
+    `Catalog-Position`: an ingest is answered once the event is in the event log and projected moments
+    later; a request carrying the position is served once the projection has passed it. `Catalog-LSN`: a
+    service with read replicas serves a request carrying it no older than that write (waiting a bounded
+    time for the replica, else reading the primary). Either way the client reads its own writes whichever
+    service process or replica answers.
     """
 
     def __init__(self) -> None:
         self._lsn: str | None = None
         self._value = -1
+        self.position = 0  # the furthest log position of this client's ingests (0: none yet)
 
     @property
     def lsn(self) -> str | None:
@@ -550,6 +563,12 @@ class WritePosition:
         value = _lsn_value(lsn) if lsn else None
         if lsn and value is not None and value > self._value:
             self._lsn, self._value = lsn.strip(), value
+        position = (headers.get(POSITION_HEADER) or "").strip()
+        if position.isdigit() and int(position) > self.position:
+            self.position = int(position)
 
     def headers(self) -> dict[str, str]:
-        return {LSN_HEADER: self._lsn} if self._lsn else {}
+        sent = {LSN_HEADER: self._lsn} if self._lsn else {}
+        if self.position:
+            sent[POSITION_HEADER] = str(self.position)
+        return sent

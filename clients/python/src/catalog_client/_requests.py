@@ -242,8 +242,8 @@ class Requests:
         return p.build(p.REVOKE_GRANT, p.model(m.Grant), path={"grant_id": str(grant_id)})
 
     # -- ingestion and audit -------------------------------------------------------------------------
-    def ingest(self, event: dict[str, Any]) -> p.Call[m.IngestResult]:
-        return p.build(p.INGEST, p.model(m.IngestResult), json=event)
+    def ingest(self, event: dict[str, Any], *, wait: str | None = None) -> p.Call[m.IngestResult]:
+        return p.build(p.INGEST, p.model(m.IngestResult), json=event, params={"wait": wait})
 
     def signing_keys(self) -> p.Call[m.SigningKeys]:
         return p.build(p.SIGNING_KEYS, p.model(m.SigningKeys))

@@ -68,7 +68,8 @@ class _Base:
             **self.settings.headers(),
             **(headers or {}),
         }
-        # Read-your-writes across read replicas: the latest Catalog-LSN goes back on every request.
+        # Read-your-writes: the latest Catalog-Position (projection) and Catalog-LSN (replicas) go back on
+        # every request.
         self.write_position = p.WritePosition()
 
     def _send_position(self, request: httpx.Request) -> None:
@@ -311,9 +312,13 @@ class CatalogClient(_Base):
         return self.send(self.requests.revoke_grant(grant_id))
 
     # -- ingestion and audit ---------------------------------------------------------------------------
-    def ingest(self, event: dict[str, Any]) -> m.IngestResult:
-        """POST one OpenLineage event as JSON (pipelines normally use `catalog_client.pipelines`)."""
-        return self.send(self.requests.ingest(event))
+    def ingest(
+        self, event: dict[str, Any], *, wait: Literal["logged", "projected"] | None = None
+    ) -> m.IngestResult:
+        """POST one OpenLineage event as JSON (pipelines normally use `catalog_client.pipelines`). The
+        answer comes once it is in the event log; this client's next reads wait until it is projected
+        (read-your-writes). `wait="projected"` makes the answer itself wait (bounded) for the projection."""
+        return self.send(self.requests.ingest(event, wait=wait))
 
     def signing_keys(self) -> m.SigningKeys:
         return self.send(self.requests.signing_keys())
@@ -588,8 +593,10 @@ class AsyncCatalogClient(_Base):
         return await self.send(self.requests.revoke_grant(grant_id))
 
     # -- ingestion and audit ---------------------------------------------------------------------------
-    async def ingest(self, event: dict[str, Any]) -> m.IngestResult:
-        return await self.send(self.requests.ingest(event))
+    async def ingest(
+        self, event: dict[str, Any], *, wait: Literal["logged", "projected"] | None = None
+    ) -> m.IngestResult:
+        return await self.send(self.requests.ingest(event, wait=wait))
 
     async def signing_keys(self) -> m.SigningKeys:
         return await self.send(self.requests.signing_keys())

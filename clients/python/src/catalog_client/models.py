@@ -391,6 +391,8 @@ class UnwaiveIn(Model):
 
 class IngestResult(Model):
     status: Literal["created", "duplicate"]
+    position: int | None = None  # its place in the event log (the client sends it back: read-your-writes)
+    projected: bool | None = None  # asked to wait for projection: whether it happened in time
 
 
 class SigningKey(CamelModel):

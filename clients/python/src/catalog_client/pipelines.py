@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
@@ -36,7 +36,11 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport, TokenProvider
 
+from catalog_client._protocol import WritePosition
 from catalog_client.config import DEFAULT_TIMEOUT, resolve
+
+if TYPE_CHECKING:
+    from catalog_client.client import AsyncCatalogClient, CatalogClient
 
 PRODUCER = "https://github.com/lineage-catalog/clients/python"
 log = logging.getLogger(__name__)
@@ -232,8 +236,26 @@ EMITTER_RETRY: dict[str, Any] = {
 }
 
 
+class _PositionTransport(HttpTransport):
+    """openlineage-python's HTTP transport, noting each answer's `Catalog-Position` (the OpenLineage client
+    drops the answer): reads that send it back wait until the event is projected."""
+
+    def __init__(self, config: HttpConfig, position: WritePosition) -> None:
+        super().__init__(config)
+        self.position = position
+
+    def emit(self, event: Any) -> Any:
+        response = super().emit(event)
+        if response is not None:
+            self.position.observe(response.headers)
+        return response
+
+
 class Emitter:
     """Sends run events with openlineage-python's HTTP transport to the catalog's `/api/v1/lineage`.
+
+    Read-your-writes by default: the log position of every event it sent is kept in `write_position`;
+    pass `reads=` a CatalogClient (sync or async) and that client's reads wait until they are projected.
 
     Configured like the OpenLineage client: `url`/`api_key`, else CATALOG_URL/CATALOG_API_KEY, else
     OPENLINEAGE_URL/OPENLINEAGE_API_KEY. Pass `client=` to reuse an already configured OpenLineageClient.
@@ -250,9 +272,12 @@ class Emitter:
         timeout: float = DEFAULT_TIMEOUT,
         client: OpenLineageClient | None = None,
         retry: Mapping[str, Any] | None = None,
+        reads: CatalogClient | AsyncCatalogClient | None = None,
     ) -> None:
         self.namespace = namespace
         self.producer = producer
+        # Shared with `reads` (a CatalogClient), so its requests carry this emitter's last position too.
+        self.write_position: WritePosition = reads.write_position if reads is not None else WritePosition()
         if client is None:
             settings = resolve(url, api_key)
             auth = (
@@ -261,7 +286,7 @@ class Emitter:
             config = HttpConfig(
                 url=settings.url, auth=auth, timeout=timeout, retry={**EMITTER_RETRY, **(retry or {})}
             )
-            client = OpenLineageClient(transport=HttpTransport(config))
+            client = OpenLineageClient(transport=_PositionTransport(config, self.write_position))
         self.client = client
 
     def emit(self, event: RunEvent) -> None:

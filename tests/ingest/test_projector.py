@@ -1,0 +1,263 @@
+"""The projector behind the accepting path: a failing event is set aside and the rest goes on; a lost
+connection, a kill -9 mid-batch and the death of the projecting service process lose nothing and apply
+nothing twice (the projection's fingerprint equals a rebuild's)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalog.config import Settings
+from catalog.db.engine import libpq_dsn
+from catalog.ingest.projector import catch_up, retry_set_aside
+from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
+from tests.conftest import ADMIN_TOKEN, free_port
+from tests.factories import at, dataset, run_event
+from tests.ingest.projector_helpers import append_backlog, projector_backend, projector_status, stream
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Ingest answers once logged (the asynchronous path itself), and quick failover."""
+    return Settings(
+        home=tmp_path / "home",
+        admin_token=ADMIN_TOKEN,
+        log_format="console",
+        ingest_default_wait="logged",
+        projector_standby_seconds=0.2,
+    )
+
+
+async def _rebuild_matches(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        live = await projection_fingerprint(conn)
+    await rebuild_projection(engine, batch_size=200)
+    async with engine.connect() as conn:
+        rebuilt = await projection_fingerprint(conn)
+    assert {t for t in live if live[t] != rebuilt[t]} == set()
+    assert live["column_edges"][0] > 0
+    assert live["classifications"][0] > 0
+
+
+async def _no_audit_row_twice(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        doubled = await conn.execute(
+            text(
+                "SELECT action, subject, details ->> 'owner' FROM audit_log WHERE action LIKE 'ownership.%' "
+                "GROUP BY 1, 2, 3 HAVING count(*) > 1"
+            )
+        )
+        assert doubled.all() == []
+
+
+async def test_a_failing_event_is_set_aside_visible_and_retried_after_a_fix(
+    client: httpx.AsyncClient, database_url: str, engine: AsyncEngine
+) -> None:
+    # A constraint the projection breaks for one job only (standing in for a bug or a bad row).
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE jobs ADD CONSTRAINT ck_test_no_explode CHECK (name <> 'explode')")
+    events = [
+        run_event(
+            when=at(2, 1, i),
+            job=("airflow", "explode" if i == 2 else f"fine_{i}"),
+            outputs=[dataset("bigquery", f"mart.t{i}")],
+        )
+        for i in range(5)
+    ]
+    answer = await client.post("/api/v1/lineage/batch?wait=projected", content=orjson.dumps(events))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["projected"] is True  # the projector went past it: nothing stalled
+    for i in (0, 1, 3, 4):
+        assert (await client.get(f"/api/v1/namespaces/airflow/jobs/fine_{i}")).status_code == 200
+    assert (await client.get("/api/v1/namespaces/airflow/jobs/explode")).status_code == 404
+    state = (await client.get("/api/v1/ingest/status")).json()
+    assert state["setAside"] == 1
+    assert "ck_test_no_explode" in state["lastError"]
+    assert state["lagEvents"] == 0
+    assert state["position"] == state["head"] == answer.json()["position"]
+
+    # Still failing: it stays aside, its attempts counted.
+    assert await retry_set_aside(engine) == (0, 1)
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE jobs DROP CONSTRAINT ck_test_no_explode")  # the fix
+    assert await retry_set_aside(engine) == (1, 0)
+    assert (await client.get("/api/v1/namespaces/airflow/jobs/explode")).status_code == 200
+    assert (await client.get("/api/v1/ingest/status")).json()["setAside"] == 0
+
+
+async def test_the_status_needs_a_key(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/api/v1/ingest/status", headers={"Authorization": ""})
+    assert answer.status_code == 401
+
+
+async def test_a_connection_lost_mid_step_rolls_back_and_the_projector_comes_back(
+    client: httpx.AsyncClient, database_url: str, engine: AsyncEngine
+) -> None:
+    answer = await client.post("/api/v1/lineage/batch", content=orjson.dumps(stream(60)))
+    head = answer.json()["position"]
+    with psycopg.connect(libpq_dsn(database_url)) as blocker:
+        # Hold the position row: the projector's next step waits inside its transaction.
+        blocker.execute("SELECT position FROM projector_state FOR UPDATE")
+        killed = 0
+        for _ in range(3):  # the projector's own connection, each time it comes back
+            deadline = time.monotonic() + 15
+            while (backend := projector_backend(database_url)) is None or not backend["in_transaction"]:
+                assert time.monotonic() < deadline, "the projector did not start a step"
+                await asyncio.sleep(0.05)
+            with psycopg.connect(libpq_dsn(database_url), autocommit=True) as killer:
+                killer.execute("SELECT pg_terminate_backend(%s)", (backend["pid"],))
+            killed += 1
+        blocker.rollback()
+    assert killed == 3
+    # Read-your-writes by position: served once the projector (back on a new connection) passed it.
+    read = await client.get("/api/v1/namespaces/bigquery/datasets", headers={"Catalog-Position": str(head)})
+    assert read.status_code == 200
+    assert int(read.headers["Catalog-Projected"]) >= head
+    state = await projector_status(engine)
+    assert state.position == head
+    assert state.set_aside == 0
+    await _no_audit_row_twice(engine)
+    await _rebuild_matches(engine)
+
+
+def _env(database_url: str, service_url: str, home: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        CATALOG_DATABASE_URL=service_url,
+        CATALOG_MIGRATION_DATABASE_URL=database_url,
+        CATALOG_HOME=str(home),
+        CATALOG_LOG_LEVEL="WARNING",
+        CATALOG_ADMIN_TOKEN=ADMIN_TOKEN,
+        CATALOG_PROJECTOR_STANDBY_SECONDS="0.2",
+        CATALOG_INGEST_DEFAULT_WAIT="logged",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "clients/python/src")]),
+    )
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "catalog.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=20)
+
+
+async def test_kill_9_of_the_projector_mid_batch_loses_nothing_and_applies_nothing_twice(
+    database_url: str,
+    service_database_url: str,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    head = await append_backlog(engine, stream(2400))
+    env = _env(database_url, service_database_url, tmp_path) | {"CATALOG_PROJECTOR_BATCH_SIZE": "300"}
+    projector = _spawn(["projector", "run", "--follow"], env)
+    processes.append(projector)
+    deadline = time.monotonic() + 90
+    while True:  # one batch committed, the next one in flight
+        assert projector.poll() is None, "the projector exited"
+        assert time.monotonic() < deadline, "the projector made no progress"
+        backend = projector_backend(database_url)
+        in_flight = backend is not None and backend["in_transaction"] and backend["state"] == "active"
+        if in_flight and (await projector_status(engine)).position > 0:
+            break
+        await asyncio.sleep(0.02)
+    projector.send_signal(signal.SIGKILL)
+    projector.wait(timeout=10)
+    stopped_at = (await projector_status(engine)).position
+    assert 0 < stopped_at < head  # it died mid-way, its batch in flight rolled back
+
+    assert await catch_up(engine, batch_size=500) == head  # restarted: resumes from the stored position
+    await _no_audit_row_twice(engine)
+    await _rebuild_matches(engine)
+
+
+async def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "catalog serve exited"
+            try:
+                if (await http.get("/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "catalog serve did not come up"
+            await asyncio.sleep(0.1)
+
+
+async def _leaders(ports: list[int]) -> list[int]:
+    found = []
+    for port in ports:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+        ) as http:
+            answer = await http.get("/api/v1/ingest/status")
+            assert answer.status_code == 200, answer.text
+            if answer.json()["projectorHere"]:
+                found.append(port)
+    return found
+
+
+async def test_two_service_processes_one_projector_and_the_other_takes_over_when_it_dies(
+    database_url: str, service_database_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    env = _env(database_url, service_database_url, tmp_path)
+    ports = [free_port(), free_port()]
+    for port in ports:
+        processes.append(_spawn(["serve", "--port", str(port)], env))
+    for port, process in zip(ports, processes, strict=True):
+        await _wait_ready(port, process)
+    deadline = time.monotonic() + 10
+    while len(leaders := await _leaders(ports)) != 1:
+        assert len(leaders) < 2, "two projectors at once"
+        assert time.monotonic() < deadline, "no projector"
+        await asyncio.sleep(0.1)
+    (leader,) = leaders
+    (survivor,) = [p for p in ports if p != leader]
+    processes[ports.index(leader)].send_signal(signal.SIGKILL)
+    processes[ports.index(leader)].wait(timeout=10)
+
+    killed_at = time.monotonic()
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{survivor}",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=15,
+    ) as http:
+        event = run_event(
+            when=at(3), job=("airflow", "after_failover"), outputs=[dataset("bigquery", "mart.f")]
+        )
+        answer = await http.post("/api/v1/lineage?wait=projected", content=orjson.dumps(event))
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["projected"] is True  # the survivor took over and folded it
+        assert time.monotonic() - killed_at < 5
+        assert (await http.get("/api/v1/namespaces/airflow/jobs/after_failover")).status_code == 200
+    assert await _leaders([survivor]) == [survivor]
