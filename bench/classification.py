@@ -50,10 +50,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import catalog.classification.service as classification_service  # noqa: E402
+import catalog.classification.decisions as classification_decisions  # noqa: E402
+import catalog.classification.ingest_hook as classification_hook  # noqa: E402
 import catalog.ingest.service as ingest_service  # noqa: E402
+from catalog.classification.ingest_hook import classify_batch  # noqa: E402
 from catalog.classification.propagate import propagate_from  # noqa: E402
-from catalog.classification.service import classify_batch  # noqa: E402
 from catalog.db import migrate  # noqa: E402
 from catalog.db.embedded import EmbeddedPostgres  # noqa: E402
 from catalog.db.engine import create_engine, libpq_dsn, raw_connection  # noqa: E402
@@ -156,7 +157,7 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
     limits = Limits(latest_skew=dt.timedelta(days=3650))
     parsed = [parse_event(e, limits=limits) for e in new_events(n_events, n_datasets, seed)]
     engine = create_engine(url, pool_size=2)
-    # Patched by name where they are looked up at call time (the ingest service, the classification service).
+    # Patched by name where they are looked up at call time (ingest's service, classification's hook and decisions).
     classify = Stopwatch(classify_batch)
     propagate = Stopwatch(propagate_from)
     full: list[float] = []
@@ -168,7 +169,8 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
     decision_rows: list[int] = []
     try:
         await PartitionCache().ensure(engine, [e.event_time for e in parsed])
-        patch(classification_service, "propagate_from", propagate)
+        patch(classification_hook, "propagate_from", propagate)
+        patch(classification_decisions, "propagate_from", propagate)
         for i, event in enumerate(parsed):
             # Alternate which variant goes first so caches warmed by one do not favour the other.
             variants: Iterable[bool] = (True, False) if i % 2 == 0 else (False, True)
@@ -201,10 +203,10 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
             )
         rnd = random.Random(seed + 2)
         for row in rnd.sample(list(feeders), min(n_decisions, len(feeders))):
-            async with rolled_back(engine) as raw:
+            async with engine.connect() as conn, conn.begin() as tx:
                 started = time.perf_counter()
-                await classification_service.record_decision(
-                    raw,
+                await classification_decisions.record_decision(
+                    conn,
                     namespace=row["namespace"],
                     dataset=row["dataset"],
                     field=row["path"],
@@ -214,10 +216,12 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
                     author="bench",
                 )
                 decision_s.append(time.perf_counter() - started)
+                await tx.rollback()  # every sample starts from the same graph
             decision_rows.append(int(propagate.take()[1] or 0))
     finally:
         patch(ingest_service, "classify_batch", classify_batch)
-        patch(classification_service, "propagate_from", propagate_from)
+        patch(classification_hook, "propagate_from", propagate_from)
+        patch(classification_decisions, "propagate_from", propagate_from)
         await engine.dispose()
 
     overhead = [f - b for f, b in zip(full, bare, strict=True)]

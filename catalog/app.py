@@ -28,6 +28,7 @@ from catalog.api.rest import ingest as ingest_routes
 from catalog.api.rest import lineage as lineage_routes
 from catalog.api.rest import marquez as marquez_routes
 from catalog.api.rest import operations as operations_routes
+from catalog.api.rest import tags as tags_routes
 from catalog.api.rest.problems import install_handlers
 from catalog.api.text_guard import ParameterTextMiddleware, reject_marked_path_parameters
 from catalog.audit.checkpointer import AuditCheckpointer
@@ -200,6 +201,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     install_handlers(app)
     app.include_router(ingest_routes.router)
     app.include_router(lineage_routes.router)  # first: catalog's `{dataset:path}` would swallow `/versions`
+    app.include_router(tags_routes.router)  # and `/tags/{tag}`
     app.include_router(catalog_routes.router)
     # after catalog's: `/events/lineage` is matched before `/events/{namespace}`
     app.include_router(marquez_routes.router)

@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.metadata.service import JOB_SELECT, READABLE_EVENT, _facets, _jobs_page, iso
+from catalog.metadata import queries
+from catalog.metadata.queries import READABLE_EVENT
+from catalog.metadata.service import iso, job_bodies
 from catalog.openlineage.redaction import redact_uri
 
 Json = dict[str, Any]
@@ -40,41 +42,17 @@ class UnknownTimezone(ValueError):
 
 # -- every job ----------------------------------------------------------------------------------------
 
-LATEST_STATE = (
-    "(SELECT r.state FROM runs r WHERE r.job_id = j.id ORDER BY r.first_seen DESC, r.id DESC LIMIT 1)"
-)
-
 
 async def list_all_jobs(
     conn: AsyncConnection, *, limit: int, offset: int, last_run_states: Sequence[str] = ()
 ) -> tuple[list[Json], int]:
     """Jobs of every namespace by (namespace, name), optionally only those whose latest run is in one of
     Marquez's `last_run_states` (NEW = never run)."""
-    where = ""
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    if last_run_states:
-        stored = sorted({t for s in last_run_states for t in RUN_STATES[s]})
-        params["states"] = stored
-        params["never"] = "NEW" in last_run_states
-        where = (
-            f" WHERE ({LATEST_STATE} = ANY(CAST(:states AS text[])) "
-            "OR (:never AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job_id = j.id)))"
-        )
-    rows = (
-        await conn.execute(
-            text(
-                JOB_SELECT + where + " ORDER BY n.name, j.name LIMIT :limit OFFSET :offset",
-            ),
-            params,
-        )
-    ).all()
-    total = (
-        await conn.execute(
-            text("SELECT count(*) FROM jobs j" + where),
-            {k: v for k, v in params.items() if k not in ("limit", "offset")},
-        )
-    ).scalar_one()
-    return await _jobs_page(conn, rows), total
+    stored = sorted({t for s in last_run_states for t in RUN_STATES[s]}) if last_run_states else None
+    rows, total = await queries.all_jobs(
+        conn, limit=limit, offset=offset, latest_states=stored, never_run="NEW" in last_run_states
+    )
+    return await job_bodies(conn, rows), total
 
 
 # -- a run's facets -----------------------------------------------------------------------------------
@@ -83,19 +61,11 @@ async def list_all_jobs(
 async def run_facets(conn: AsyncConnection, *, run_id: uuid.UUID, kind: Literal["run", "job"]) -> Json | None:
     """Marquez's `{runId, facets}`: the run's facets, or (`job`) those of its job. A run id reused under
     several jobs is the most recently seen one, as GET /jobs/runs/{id} answers."""
-    row = (
-        await conn.execute(
-            text(
-                "SELECT r.id, r.job_id FROM runs r WHERE r.run_uuid = :id ORDER BY r.last_seen DESC, r.id DESC "
-                "LIMIT 1"
-            ),
-            {"id": run_id},
-        )
-    ).first()
-    if row is None:
+    runs = await queries.runs_by_uuid(conn, run_id)
+    if not runs:
         return None
-    subject = row.id if kind == "run" else row.job_id
-    facets = await _facets(conn, kind, [subject])
+    subject = runs[0].id if kind == "run" else runs[0].job_id
+    facets = await queries.facets_by_id(conn, kind, [subject])
     return {"runId": str(run_id), "facets": facets.get(subject, {})}
 
 

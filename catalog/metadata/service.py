@@ -1,23 +1,24 @@
-"""Read the projected catalog in Marquez-compatible shapes: namespaces, datasets, jobs, runs, events.
+"""Marquez's shapes of the projected catalog: namespaces, datasets, jobs, runs, events.
 
-Pages are fetched with a fixed number of statements whatever their size (the page, then its facets,
-versions and edges in bulk by id), never one query per row.
+Everything is read through the read model (catalog/metadata/queries.py); this module only shapes its
+rows as Marquez's API answers them. Pages are fetched with a fixed number of statements whatever their
+size (the page, then its facets, versions and edges in bulk by id), never one query per row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.classification.service import pii_tags_by_dataset
+from catalog.classification.reads import pii_tags_by_dataset
+from catalog.metadata import queries
+from catalog.metadata.queries import DatasetHead, JobRow, NamespaceRow, RunHead, SchemaVersion
 from catalog.policy.masking import redact_dataset
+from catalog.tags import service as tags_service
 
 Json = dict[str, Any]
 
@@ -34,49 +35,10 @@ def version_uuid(digest: bytes | None) -> str | None:
     return str(uuid.UUID(bytes=bytes(digest[:16]))) if digest else None
 
 
-async def _facets(conn: AsyncConnection, kind: str, ids: Sequence[int]) -> dict[int, Json]:
-    if not ids:
-        return {}
-    rows = await conn.execute(
-        text(
-            "SELECT subject_id, name, value FROM facets "
-            "WHERE subject_kind = :kind AND subject_id = ANY(:ids) AND value IS NOT NULL"
-        ).bindparams(bindparam("ids", type_=ARRAY(BIGINT))),
-        {"kind": kind, "ids": list(ids)},
-    )
-    out: dict[int, Json] = defaultdict(dict)
-    for subject_id, name, value in rows:
-        out[subject_id][name] = value
-    return out
-
-
-async def _namespace_page(
-    conn: AsyncConnection, namespace: str, select: str, alias: str, table: str, *, limit: int, offset: int
-) -> tuple[Sequence[Any], int] | None:
-    """One page of a namespace's datasets or jobs (by name) and their total; None if no such namespace."""
-    ns = (await conn.execute(text("SELECT id FROM namespaces WHERE name = :n"), {"n": namespace})).scalar()
-    if ns is None:
-        return None
-    rows = (
-        await conn.execute(
-            text(
-                f"{select} WHERE {alias}.namespace_id = :ns ORDER BY {alias}.name LIMIT :limit OFFSET :offset"
-            ),
-            {"ns": ns, "limit": limit, "offset": offset},
-        )
-    ).all()
-    total = (
-        await conn.execute(text(f"SELECT count(*) FROM {table} WHERE namespace_id = :ns"), {"ns": ns})
-    ).scalar_one()
-    return rows, total
-
-
 # -- namespaces ---------------------------------------------------------------------------------------
 
-NAMESPACE_COLUMNS = "n.id, n.name, n.first_seen, n.last_seen"
 
-
-def _namespace(row: Any) -> Json:
+def _namespace(row: NamespaceRow) -> Json:
     return {
         "name": row.name,
         "createdAt": iso(row.first_seen),
@@ -88,40 +50,22 @@ def _namespace(row: Any) -> Json:
 
 
 async def list_namespaces(conn: AsyncConnection, *, limit: int, offset: int) -> tuple[list[Json], int]:
-    rows = await conn.execute(
-        text(f"SELECT {NAMESPACE_COLUMNS} FROM namespaces n ORDER BY n.name LIMIT :limit OFFSET :offset"),
-        {"limit": limit, "offset": offset},
-    )
-    total = (await conn.execute(text("SELECT count(*) FROM namespaces"))).scalar_one()
+    rows, total = await queries.namespaces_at(conn, limit=limit, offset=offset)
     return [_namespace(r) for r in rows], total
 
 
 async def get_namespace(conn: AsyncConnection, name: str) -> Json | None:
-    row = (
-        await conn.execute(
-            text(f"SELECT {NAMESPACE_COLUMNS} FROM namespaces n WHERE n.name = :name"), {"name": name}
-        )
-    ).first()
+    row = await queries.namespace_by_name(conn, name)
     return _namespace(row) if row else None
 
 
 # -- datasets -----------------------------------------------------------------------------------------
 
-DATASET_SELECT = """
-SELECT d.id, n.name AS namespace, d.name, d.first_seen, d.last_seen,
-       v.schema_digest, v.fields AS version_fields, v.last_seen AS version_time
-FROM datasets d
-JOIN namespaces n ON n.id = d.namespace_id
-LEFT JOIN LATERAL (
-    SELECT schema_digest, fields, last_seen FROM dataset_versions dv
-    WHERE dv.dataset_id = d.id ORDER BY dv.last_seen DESC, dv.id DESC LIMIT 1
-) v ON true
-"""
 
-
-def _field_list(
+def field_list(
     fields: list[Json] | None, prefix: str = "", pii: dict[str | None, list[str]] | None = None
 ) -> list[Json]:
+    """A schema's fields as Marquez lists them: nested ones after their parent, as dotted names."""
     out: list[Json] = []
     for f in fields or []:
         out.append(
@@ -133,11 +77,11 @@ def _field_list(
             }
         )
         if f.get("fields"):
-            out.extend(_field_list(f["fields"], prefix + f["name"] + ".", pii))
+            out.extend(field_list(f["fields"], prefix + f["name"] + ".", pii))
     return out
 
 
-def _dataset(row: Any, facets: Json, pii: dict[str | None, list[str]] | None = None) -> Json:
+def dataset_body(row: DatasetHead, facets: Json, pii: dict[str | None, list[str]] | None = None) -> Json:
     """`pii`: effective PII tags by field path (None = the dataset itself), see catalog/classification."""
     source = facets.get("dataSource") or {}
     lifecycle = (facets.get("lifecycleStateChange") or {}).get("lifecycleStateChange")
@@ -156,7 +100,7 @@ def _dataset(row: Any, facets: Json, pii: dict[str | None, list[str]] | None = N
         "namespace": row.namespace,
         "sourceName": source.get("name") if isinstance(source, dict) else None,
         "sourceUri": source.get("uri") if isinstance(source, dict) else None,
-        "fields": _field_list(row.version_fields, pii=pii),
+        "fields": field_list(row.version_fields, pii=pii),
         "tags": (pii or {}).get(None, []),
         "lastModifiedAt": iso(row.version_time),
         "lastLifecycleState": lifecycle,
@@ -176,13 +120,13 @@ def _masked(body: Json, pii: dict[str | None, list[str]] | None) -> Json:
 async def list_datasets(
     conn: AsyncConnection, *, namespace: str, limit: int, offset: int, masked: bool = False
 ) -> tuple[list[Json], int] | None:
-    page = await _namespace_page(conn, namespace, DATASET_SELECT, "d", "datasets", limit=limit, offset=offset)
+    page = await queries.dataset_heads_in(conn, namespace, limit=limit, offset=offset)
     if page is None:
         return None
     rows, total = page
-    facets = await _facets(conn, "dataset", [r.id for r in rows])
+    facets = await queries.facets_by_id(conn, "dataset", [r.id for r in rows])
     pii = await pii_tags_by_dataset(conn, [r.id for r in rows])
-    bodies = [_dataset(r, facets.get(r.id, {}), pii.get(r.id)) for r in rows]
+    bodies = [dataset_body(r, facets.get(r.id, {}), pii.get(r.id)) for r in rows]
     if masked:
         bodies = [_masked(b, pii.get(r.id)) for r, b in zip(rows, bodies, strict=True)]
     return bodies, total
@@ -192,35 +136,72 @@ async def get_dataset(
     conn: AsyncConnection, *, namespace: str, name: str, masked: bool = False
 ) -> Json | None:
     """One dataset; `masked`: read through a masked-columns-only grant (PII columns redacted)."""
-    row = (
-        await conn.execute(
-            text(DATASET_SELECT + " WHERE n.name = :ns AND d.name = :name"), {"ns": namespace, "name": name}
-        )
-    ).first()
+    row = await queries.dataset_head(conn, namespace, name)
     if row is None:
         return None
-    facets = await _facets(conn, "dataset", [row.id])
+    facets = await queries.facets_by_id(conn, "dataset", [row.id])
     pii = await pii_tags_by_dataset(conn, [row.id])
-    body = _dataset(row, facets.get(row.id, {}), pii.get(row.id))
+    body = dataset_body(row, facets.get(row.id, {}), pii.get(row.id))
     return _masked(body, pii.get(row.id)) if masked else body
+
+
+async def tagged_datasets(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Json]:
+    """The datasets of (namespace, name) keys that exist, with the tags stewards put on them (rather
+    than their PII tags): what lineage nodes, schema versions and the tag endpoints answer."""
+    rows = await queries.dataset_heads_by_name(conn, keys)
+    facets = await queries.facets_by_id(conn, "dataset", [r.id for r in rows])
+    tags = await tags_service.tags_of(conn, [(r.namespace, r.name) for r in rows])
+    return {
+        (r.namespace, r.name): tags_service.apply_tags(
+            dataset_body(r, facets.get(r.id, {})), tags.get((r.namespace, r.name))
+        )
+        for r in rows
+    }
+
+
+async def tagged_dataset(conn: AsyncConnection, namespace: str, name: str) -> Json | None:
+    row = await queries.dataset_head(conn, namespace, name)
+    if row is None:
+        return None
+    facets = await queries.facets_by_id(conn, "dataset", [row.id])
+    tags = await tags_service.tags_of(conn, [(namespace, name)])
+    return tags_service.apply_tags(dataset_body(row, facets.get(row.id, {})), tags.get((namespace, name)))
+
+
+def _version(dataset: Json, version: SchemaVersion) -> Json:
+    body = dict(dataset)
+    body.update(
+        {
+            "version": version_uuid(version.schema_digest),
+            "createdAt": iso(version.first_seen),
+            "updatedAt": iso(version.last_seen),
+            "fields": field_list(version.fields),
+            "createdByRun": None,
+        }
+    )
+    body.pop("currentVersion", None)
+    return body
+
+
+async def list_versions(
+    conn: AsyncConnection, namespace: str, name: str, *, version: bytes | None, limit: int, offset: int
+) -> tuple[list[Json], int] | None:
+    """A page of a dataset's schema versions (Marquez's DatasetVersion: the dataset as it is, with that
+    version's fields), newest first, and their total; `version`: only the one whose UUID these 16
+    bytes are. None when there is no such dataset."""
+    dataset = await tagged_dataset(conn, namespace, name)
+    if dataset is None:
+        return None
+    rows = await queries.schema_versions(conn, namespace, name, prefix=version, limit=limit, offset=offset)
+    return [_version(dataset, r) for r in rows], (rows[0].total if rows else 0)
 
 
 # -- jobs ---------------------------------------------------------------------------------------------
 
-JOB_SELECT = """
-SELECT j.id, n.name AS namespace, j.name, j.first_seen, j.last_seen
-FROM jobs j JOIN namespaces n ON n.id = j.namespace_id
-"""
 
-RUN_SELECT = """
-SELECT r.id, r.run_uuid, r.state, r.state_rank, r.state_time, r.started_at, r.first_seen, r.last_seen,
-       r.parent_run_uuid, r.parent_job_namespace, r.parent_job_name,
-       jn.name AS job_namespace, j.name AS job_name, j.id AS job_id
-FROM runs r JOIN jobs j ON j.id = r.job_id JOIN namespaces jn ON jn.id = j.namespace_id
-"""
-
-
-def _run(row: Any, facets: Json) -> Json:
+def _run(row: RunHead, facets: Json) -> Json:
     nominal = facets.get("nominalTime") or {}
     ended = row.state_time if row.state_rank == 3 else None
     duration = int((ended - row.started_at).total_seconds() * 1000) if ended and row.started_at else None
@@ -252,41 +233,13 @@ def _run(row: Any, facets: Json) -> Json:
     }
 
 
-async def _job_io(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, dict[str, list[Json]]]:
-    if not job_ids:
-        return {}
-    rows = await conn.execute(
-        text(
-            "SELECT io.job_id, io.direction, n.name AS namespace, d.name FROM job_io io "
-            "JOIN datasets d ON d.id = io.dataset_id JOIN namespaces n ON n.id = d.namespace_id "
-            "WHERE io.job_id = ANY(:ids) ORDER BY n.name, d.name"
-        ).bindparams(bindparam("ids", type_=ARRAY(BIGINT))),
-        {"ids": list(job_ids)},
-    )
-    out: dict[int, dict[str, list[Json]]] = defaultdict(lambda: {"input": [], "output": []})
-    for r in rows:
-        out[r.job_id][r.direction].append({"namespace": r.namespace, "name": r.name})
-    return out
-
-
 async def _latest_runs(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, Json]:
-    if not job_ids:
-        return {}
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT latest.* FROM unnest(:ids) AS ids(job_id) CROSS JOIN LATERAL ("
-                + RUN_SELECT
-                + " WHERE r.job_id = ids.job_id ORDER BY r.first_seen DESC, r.id DESC LIMIT 1) latest"
-            ).bindparams(bindparam("ids", type_=ARRAY(BIGINT))),
-            {"ids": list(job_ids)},
-        )
-    ).all()
-    facets = await _facets(conn, "run", [r.id for r in rows])
-    return {r.job_id: _run(r, facets.get(r.id, {})) for r in rows}
+    runs = await queries.latest_runs(conn, job_ids)
+    facets = await queries.facets_by_id(conn, "run", [r.id for r in runs.values()])
+    return {job_id: _run(r, facets.get(r.id, {})) for job_id, r in runs.items()}
 
 
-def _job(row: Any, facets: Json, io: dict[str, list[Json]], latest: Json | None) -> Json:
+def _job(row: JobRow, facets: Json, io: dict[str, list[Json]], latest: Json | None) -> Json:
     job_type = facets.get("jobType") or {}
     location = facets.get("sourceCodeLocation") or {}
     sql = facets.get("sql") or {}
@@ -311,10 +264,11 @@ def _job(row: Any, facets: Json, io: dict[str, list[Json]], latest: Json | None)
     }
 
 
-async def _jobs_page(conn: AsyncConnection, rows: Sequence[Any]) -> list[Json]:
+async def job_bodies(conn: AsyncConnection, rows: Sequence[JobRow]) -> list[Json]:
+    """Marquez's job answers for rows of jobs: their facets, inputs, outputs and latest runs in bulk."""
     ids = [r.id for r in rows]
-    facets = await _facets(conn, "job", ids)
-    io = await _job_io(conn, ids)
+    facets = await queries.facets_by_id(conn, "job", ids)
+    io = await queries.job_io(conn, ids)
     latest = await _latest_runs(conn, ids)
     empty: dict[str, list[Json]] = {"input": [], "output": []}
     return [_job(r, facets.get(r.id, {}), io.get(r.id, empty), latest.get(r.id)) for r in rows]
@@ -323,22 +277,26 @@ async def _jobs_page(conn: AsyncConnection, rows: Sequence[Any]) -> list[Json]:
 async def list_jobs(
     conn: AsyncConnection, *, namespace: str, limit: int, offset: int
 ) -> tuple[list[Json], int] | None:
-    page = await _namespace_page(conn, namespace, JOB_SELECT, "j", "jobs", limit=limit, offset=offset)
+    page = await queries.job_rows_in(conn, namespace, limit=limit, offset=offset)
     if page is None:
         return None
     rows, total = page
-    return await _jobs_page(conn, rows), total
+    return await job_bodies(conn, rows), total
 
 
 async def get_job(conn: AsyncConnection, *, namespace: str, name: str) -> Json | None:
-    row = (
-        await conn.execute(
-            text(JOB_SELECT + " WHERE n.name = :ns AND j.name = :name"), {"ns": namespace, "name": name}
-        )
-    ).first()
+    row = await queries.job_by_name(conn, namespace, name)
     if row is None:
         return None
-    return (await _jobs_page(conn, [row]))[0]
+    return (await job_bodies(conn, [row]))[0]
+
+
+async def jobs_by_name(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> list[Json]:
+    """The jobs of (namespace, name) keys that exist, as Marquez answers them."""
+    if not keys:
+        return []
+    found = await queries.jobs_by_name(conn, keys)
+    return await job_bodies(conn, list(found.values()))
 
 
 # -- runs ---------------------------------------------------------------------------------------------
@@ -347,102 +305,61 @@ async def get_job(conn: AsyncConnection, *, namespace: str, name: str) -> Json |
 async def list_runs(
     conn: AsyncConnection, *, namespace: str, job: str, limit: int, offset: int
 ) -> tuple[list[Json], int] | None:
-    job_id = (
-        await conn.execute(
-            text(
-                "SELECT j.id FROM jobs j JOIN namespaces n ON n.id = j.namespace_id WHERE n.name = :ns AND j.name = :j"
-            ),
-            {"ns": namespace, "j": job},
-        )
-    ).scalar()
-    if job_id is None:
+    page = await queries.runs_of_job(conn, namespace, job, limit=limit, offset=offset)
+    if page is None:
         return None
-    rows = (
-        await conn.execute(
-            text(
-                RUN_SELECT
-                + " WHERE r.job_id = :job ORDER BY r.first_seen DESC, r.id DESC LIMIT :limit OFFSET :offset"
-            ),
-            {"job": job_id, "limit": limit, "offset": offset},
-        )
-    ).all()
-    total = (
-        await conn.execute(text("SELECT count(*) FROM runs WHERE job_id = :job"), {"job": job_id})
-    ).scalar_one()
-    facets = await _facets(conn, "run", [r.id for r in rows])
+    rows, total = page
+    facets = await queries.facets_by_id(conn, "run", [r.id for r in rows])
     return [_run(r, facets.get(r.id, {})) for r in rows], total
 
 
 async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID) -> Json | None:
     """A run by its OpenLineage run id. Producers occasionally reuse an id under several jobs: the most
     recently seen one is returned, and `sameIdRuns` names the others."""
-    rows = (
-        await conn.execute(
-            text(RUN_SELECT + " WHERE r.run_uuid = :id ORDER BY r.last_seen DESC, r.id DESC"), {"id": run_id}
-        )
-    ).all()
+    rows = await queries.runs_by_uuid(conn, run_id)
     if not rows:
         return None
-    facets = await _facets(conn, "run", [rows[0].id])
+    facets = await queries.facets_by_id(conn, "run", [rows[0].id])
     run = _run(rows[0], facets.get(rows[0].id, {}))
     if len(rows) > 1:
         run["sameIdRuns"] = [{"jobNamespace": r.job_namespace, "jobName": r.job_name} for r in rows[1:]]
     return run
 
 
-# -- events -------------------------------------------------------------------------------------------
-
-# An event of `event_log e` the caller may read: of a job stored as belonging to one of `:products` (or
-# to none, with `:unowned`), or of no job (a DatasetEvent). The job's stored product (written as the
-# projection assigns it): a job not assigned yet is left out until it is, rather than judged by name here.
-READABLE_EVENT = (
-    "(e.job_name IS NULL OR EXISTS (SELECT 1 FROM namespaces jn "
-    "JOIN jobs j ON j.namespace_id = jn.id AND j.name = e.job_name "
-    "JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = j.id "
-    "WHERE jn.name = e.job_namespace "
-    "AND (pa.product = ANY(CAST(:products AS text[])) OR (pa.product IS NULL AND :unowned))))"
-)
+# -- search -------------------------------------------------------------------------------------------
 
 
-async def list_events(
+async def search(
     conn: AsyncConnection,
     *,
-    before: dt.datetime | None,
-    after: dt.datetime | None,
+    q: str,
+    kind: str | None,
+    sort: str,
     limit: int,
-    offset: int,
-    ascending: bool = False,
-    job_products: Sequence[str] | None = None,
-    unowned_jobs: bool = False,
-    job_namespace: str | None = None,
-) -> tuple[list[Json], int]:
-    """Raw events from the log by event time (newest first by default), as stored. `job_products`: only
-    events of jobs stored as belonging to one of these products (and, with `unowned_jobs`, to none),
-    and events without a job (DatasetEvents); None: every event. `job_namespace`: only events of jobs
-    of that namespace (Marquez's /events/{namespace})."""
-    where = []
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    if job_namespace is not None:
-        where.append("e.job_namespace = :job_namespace")
-        params["job_namespace"] = job_namespace
-    if before is not None:
-        where.append("event_time < :before")
-        params["before"] = before
-    if after is not None:
-        where.append("event_time > :after")
-        params["after"] = after
-    if job_products is not None:
-        where.append(READABLE_EVENT)
-        params["products"] = list(job_products)
-        params["unowned"] = unowned_jobs
-    clause = (" WHERE " + " AND ".join(where)) if where else ""
-    order = "ASC" if ascending else "DESC"
-    rows = await conn.execute(
-        text(
-            f"SELECT payload FROM event_log e{clause} ORDER BY event_time {order}, id {order} "
-            "LIMIT :limit OFFSET :offset"
-        ),
-        params,
+    namespace: str | None,
+) -> list[Json]:
+    """Marquez's /search: datasets and jobs (`kind` 'DATASET' or 'JOB': only those) whose name contains
+    `q`, by name ('NAME') or most recently updated first."""
+    hits = await queries.search(
+        conn,
+        term=q,
+        limit=limit,
+        kinds=frozenset({kind.lower()}) if kind else frozenset({"dataset", "job"}),
+        namespace=namespace,
+        order="name" if sort == "NAME" else "updated",
     )
-    total = (await conn.execute(text(f"SELECT count(*) FROM event_log e{clause}"), params)).scalar_one()
-    return [r.payload for r in rows], total
+    return [
+        {
+            "type": h.kind.upper(),
+            "name": h.name,
+            "updatedAt": iso(h.last_seen),
+            "namespace": h.namespace,
+            "nodeId": f"{h.kind}:{h.namespace}:{h.name}",
+        }
+        for h in hits
+    ]
+
+
+# -- events -------------------------------------------------------------------------------------------
+
+list_events = queries.events

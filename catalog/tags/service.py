@@ -42,6 +42,16 @@ async def list_tags(conn: AsyncConnection, *, limit: int, offset: int) -> list[J
     return [{"name": r.name, "description": r.description} for r in rows]
 
 
+async def dataset_exists(conn: AsyncConnection, *, namespace: str, dataset: str) -> bool:
+    row = await conn.execute(
+        text(
+            "SELECT 1 FROM datasets d JOIN namespaces n ON n.id = d.namespace_id WHERE n.name = :ns AND d.name = :ds"
+        ),
+        {"ns": namespace, "ds": dataset},
+    )
+    return row.first() is not None
+
+
 async def field_exists(conn: AsyncConnection, *, namespace: str, dataset: str, field: str) -> bool:
     row = await conn.execute(
         text(
@@ -105,6 +115,24 @@ async def tags_of(
         else:
             entry.dataset.append(r.tag)
     return out
+
+
+class NotFound(LookupError):
+    """The dataset, its field, or (taking a tag off) the tag on it is not there."""
+
+
+async def change_tag(
+    conn: AsyncConnection, *, namespace: str, dataset: str, tag: str, field: str | None, add: bool
+) -> None:
+    """Put a tag on (`add`) or take it off a dataset or one of its fields; `NotFound` says what is missing."""
+    if not await dataset_exists(conn, namespace=namespace, dataset=dataset):
+        raise NotFound(f"dataset {dataset!r} in namespace {namespace!r} not found")
+    if field is not None and not await field_exists(conn, namespace=namespace, dataset=dataset, field=field):
+        raise NotFound(f"field {field!r} of dataset {dataset!r} not found")
+    if add:
+        await tag_dataset(conn, namespace=namespace, dataset=dataset, tag=tag, field=field)
+    elif not await untag_dataset(conn, namespace=namespace, dataset=dataset, tag=tag, field=field):
+        raise NotFound(f"tag {tag!r} is not on {field or dataset!r}")
 
 
 def apply_tags(dataset: Json, tags: DatasetTags | None) -> Json:

@@ -12,11 +12,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from catalog.classification.decisions import record_decision
 from catalog.classification.propagate import propagate_from, relax
-from catalog.classification.service import propagated_paths, record_decision
-from catalog.db.engine import raw_connection, raw_transaction
+from catalog.classification.reads import propagated_paths
+from catalog.db.engine import driver_connection, raw_connection, raw_transaction
 
 CPF = "PII.CPF"
 
@@ -24,8 +25,9 @@ CPF = "PII.CPF"
 class Graph:
     """Datasets ns/ds<i>, each with one field `f`; field ids by i."""
 
-    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+    def __init__(self, conn: asyncpg.Connection[Any], sa: AsyncConnection | None = None) -> None:
         self.conn = conn
+        self.sa = sa  # the SQLAlchemy connection over `conn`, for the services that take one
         self.fields: dict[int, int] = {}
         self.datasets: dict[int, int] = {}
         self.index: dict[int, int] = {}  # field id -> i
@@ -146,8 +148,8 @@ def assert_paths_are_real(graph: Graph, rows: dict[tuple[int, str, bool], tuple[
 
 @pytest.fixture
 async def graph(engine: AsyncEngine) -> AsyncIterator[Graph]:
-    async with raw_transaction(engine) as conn:
-        yield Graph(conn)
+    async with engine.connect() as sa, sa.begin():
+        yield Graph(await driver_connection(sa), sa)
 
 
 async def test_a_cycle_terminates_and_a_row_keeps_the_path_it_was_found_by(graph: Graph) -> None:
@@ -195,8 +197,9 @@ async def test_a_reject_is_a_barrier_and_ties_break_by_names(graph: Graph) -> No
     assert (await graph.from_scratch())[(4, CPF, False)] == (2, [1, 2, 4])  # "ns/ds2#f" < "ns/ds3#f"
 
     async def reject(i: int) -> None:
+        assert graph.sa is not None
         await record_decision(
-            graph.conn,
+            graph.sa,
             namespace="ns",
             dataset=f"ds{i}",
             field="f",
@@ -291,8 +294,9 @@ async def test_a_decision_re_derives_only_its_own_tag(graph: Graph) -> None:
     query = "SELECT id FROM classifications WHERE source = 'propagated' AND tag = $1 ORDER BY id"
     email_rows = [r["id"] for r in await graph.conn.fetch(query, email)]
     assert len(email_rows) == 2
+    assert graph.sa is not None
     await record_decision(
-        graph.conn,
+        graph.sa,
         namespace="ns",
         dataset="ds2",
         field="f",

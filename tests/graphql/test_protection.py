@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.config import Settings
-from catalog.metadata import batch
+from catalog.metadata import queries
 from tests.graphql.conftest import app_client, gql
 
 NAMESPACES = "{ namespaces { nodes { name } } }"
@@ -116,11 +116,11 @@ async def test_limits_come_from_settings(settings: Settings, database_url: str) 
 async def test_a_query_running_past_its_time_limit_is_stopped(
     settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def slow_page(conn: AsyncConnection, **kwargs: Any) -> list[batch.NamespaceRow]:
+    async def slow_page(conn: AsyncConnection, **kwargs: Any) -> list[queries.NamespaceRow]:
         await asyncio.sleep(30)  # work that is not one slow statement: only the query deadline stops it
         return []
 
-    monkeypatch.setattr(batch, "namespaces_page", slow_page)
+    monkeypatch.setattr(queries, "namespaces_page", slow_page)
     quick = settings.model_copy(update={"graphql_timeout_seconds": 0.3})
     async with app_client(quick, database_url) as (_, http):
         started = asyncio.get_running_loop().time()
@@ -136,11 +136,11 @@ async def test_a_query_running_past_its_time_limit_is_stopped(
 async def test_a_slow_statement_is_cancelled_by_postgresql(
     settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def slow_statement(conn: AsyncConnection, **kwargs: Any) -> list[batch.NamespaceRow]:
+    async def slow_statement(conn: AsyncConnection, **kwargs: Any) -> list[queries.NamespaceRow]:
         await conn.execute(text("SELECT pg_sleep(30)"))
         return []
 
-    monkeypatch.setattr(batch, "namespaces_page", slow_statement)
+    monkeypatch.setattr(queries, "namespaces_page", slow_statement)
     # A generous query deadline, so what stops the statement is the server's statement_timeout (90% of it).
     quick = settings.model_copy(update={"graphql_timeout_seconds": 1.0})
     async with app_client(quick, database_url) as (app, http):
@@ -158,10 +158,10 @@ async def test_a_slow_statement_is_cancelled_by_postgresql(
 async def test_unexpected_errors_are_masked(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(conn: AsyncConnection, **kwargs: Any) -> list[batch.NamespaceRow]:
+    async def broken(conn: AsyncConnection, **kwargs: Any) -> list[queries.NamespaceRow]:
         raise RuntimeError("password=hunter2 in some internal message")
 
-    monkeypatch.setattr(batch, "namespaces_page", broken)
+    monkeypatch.setattr(queries, "namespaces_page", broken)
     body = await gql(client, NAMESPACES)
     assert messages(body) == ["internal error; quote the X-Request-ID response header"]
     assert "hunter2" not in str(body)

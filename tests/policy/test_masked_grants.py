@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.api.graphql import loaders as graphql_loaders
-from catalog.classification.service import unmasked_pii_columns
+from catalog.classification.reads import unmasked_pii_columns
 from catalog.config import Settings
 from catalog.lineage.service import ColumnGraph, ColumnLineageEdge, ColumnNode, field_node_id
 from catalog.policy.masking import hide_columns, redact_field_list, redact_schema

@@ -7,7 +7,7 @@ read (counted in `omittedHops`); `piiInventory(product)` needs that product's in
 `GET /api/v1/pii/inventory?product=` does, and without `product` leaves out the fields of datasets the
 caller may not read. Through a masked-columns-only grant the redacted columns (catalog/policy/masking.py)
 are left out of both: their inventory rows, and the flow's hops into or out of them (also counted).
-Everything is read through catalog.classification.service, the code REST uses.
+Everything is read through catalog.classification (reads, flow), the code REST uses.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.api.graphql.context import GraphQLContext
-from catalog.classification import service
-from catalog.db.engine import raw_connection
+from catalog.classification import flow as flows
+from catalog.classification import reads
 from catalog.policy.masking import is_redacted
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ async def classifications_of_datasets(
 ) -> dict[int, list[Json]]:
     """The DataLoader batch: effective classifications of many datasets in a fixed number of statements
     (one, plus one for the paths of propagated rows), on the request's connection and snapshot."""
-    return await service.classifications_for_datasets(await raw_connection(conn), dataset_ids)
+    return await reads.classifications_for_datasets(conn, dataset_ids)
 
 
 # -- inventory ------------------------------------------------------------------------------------------
@@ -128,8 +128,8 @@ async def pii_inventory(
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
     async with info.context.db.use() as conn:
-        items, _ = await service.pii_inventory(
-            await raw_connection(conn),
+        items, _ = await reads.pii_inventory(
+            conn,
             product=product,
             tier=tier,
             as_of=as_of,
@@ -154,7 +154,7 @@ async def pii_inventory(
         )
     ]
     async with info.context.db.use() as conn:
-        page = await service.with_paths(await raw_connection(conn), readable[offset : offset + first])
+        page = await reads.with_paths(conn, readable[offset : offset + first])
     # Propagation paths cross datasets: hops the caller may not see show as their dataset (REST's rule).
     page = await authz.columns_as_seen(page)
     nodes = [
@@ -253,9 +253,7 @@ async def pii_flow(info: Info, *, namespace: str, dataset: str, field: str, dept
     authz = info.context.authz
     await authz.require_read("dataset", namespace, dataset)
     async with info.context.db.use() as conn:
-        flow = await service.pii_flow(
-            await raw_connection(conn), namespace=namespace, dataset=dataset, field=field, max_depth=depth
-        )
+        flow = await flows.pii_flow(conn, namespace=namespace, dataset=dataset, field=field, max_depth=depth)
     if flow is None:
         return None
     ends = sorted({(h[end]["namespace"], h[end]["dataset"]) for h in flow["hops"] for end in ("from", "to")})

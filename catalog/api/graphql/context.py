@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.fastapi import BaseContext
@@ -29,7 +28,7 @@ from strawberry.fastapi import BaseContext
 from catalog.api.graphql.errors import QueryTimeout
 from catalog.auth.service import Principal
 from catalog.config import Settings
-from catalog.db.engine import connection_lost
+from catalog.db.engine import begin_snapshot, connection_lost
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.policy.authoriser import Authoriser
 
@@ -86,12 +85,7 @@ class RequestDatabase:
             if self._conn is None:
                 conn = await self._connect()
                 try:
-                    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-                    await conn.begin()
-                    # SET LOCAL takes no bind parameters; the value is an int we computed.
-                    await conn.execute(
-                        text(f"SET LOCAL statement_timeout = {int(self._statement_timeout_ms)}")
-                    )
+                    await begin_snapshot(conn, statement_timeout_ms=self._statement_timeout_ms)
                 except BaseException:
                     await conn.close()
                     raise

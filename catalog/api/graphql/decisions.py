@@ -12,12 +12,11 @@ import datetime as dt
 import enum
 
 import strawberry
-from sqlalchemy import text
 
 from catalog.api.graphql.classification import Info
 from catalog.api.graphql.errors import UserError
-from catalog.classification import service
-from catalog.db.engine import raw_transaction
+from catalog.classification import decisions as service
+from catalog.db.engine import guarded_transaction
 
 OBJECT = "classification"
 
@@ -93,7 +92,7 @@ async def decide(
     await info.context.authz.require_write(namespace, dataset, OBJECT)
     author = _author(info)
     try:
-        async with raw_transaction(info.context.authz.engine) as conn:
+        async with guarded_transaction(await info.context.authz.engine.connect()) as conn:
             made = await service.record_decision(
                 conn,
                 namespace=namespace,
@@ -112,20 +111,15 @@ async def decide(
 
 
 async def retire(info: Info, *, decision_id: int) -> ClassificationDecision:
-    async with info.context.authz.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT namespace, dataset FROM classification_decisions WHERE id = :id"),
-                {"id": decision_id},
-            )
-        ).first()
-    if row is None:
+    async with guarded_transaction(await info.context.authz.engine.connect()) as conn:
+        subject = await service.decision_subject(conn, decision_id)
+    if subject is None:
         raise NotFound(f"no decision {decision_id}")
-    await info.context.authz.require_write(row.namespace, row.dataset, OBJECT)
+    await info.context.authz.require_write(*subject, OBJECT)
     author = _author(info)
     try:
-        async with raw_transaction(info.context.authz.engine) as raw:
-            retired = await service.retire_decision(raw, decision_id=decision_id, author=author)
+        async with guarded_transaction(await info.context.authz.engine.connect()) as conn:
+            retired = await service.retire_decision(conn, decision_id=decision_id, author=author)
     except service.DecisionNotFound as exc:
         raise NotFound(str(exc)) from exc
     return ClassificationDecision.of(retired)

@@ -1,5 +1,5 @@
 """The DataLoaders of one GraphQL request: every nested field of a list is fetched for the whole list
-in one statement (catalog.metadata.batch), through the request's serialised connection."""
+in one statement (catalog.metadata.queries), through the request's serialised connection."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from strawberry.dataloader import DataLoader
 
 from catalog.api.graphql.classification import classifications_of_datasets
 from catalog.api.graphql.context import RequestDatabase
-from catalog.classification.service import unmasked_pii_columns
+from catalog.classification.reads import unmasked_pii_columns
 from catalog.lineage.service import resolve_dataset_paths
-from catalog.metadata import batch
-from catalog.metadata.batch import DatasetRow, FieldRow, JobRow, OwnerRow, RunRow, VersionRow
+from catalog.metadata import queries
+from catalog.metadata.queries import DatasetRow, FieldRow, JobRow, OwnerRow, RunRow, VersionRow
 from catalog.policy import service as policy_service
 
 K = TypeVar("K", bound=Hashable)
@@ -29,24 +29,26 @@ class Loaders:
 
     def __init__(self, db: RequestDatabase) -> None:
         self._db = db
-        self.dataset_by_id: DataLoader[int, DatasetRow | None] = self._by_key(batch.datasets_by_id, None)
+        self.dataset_by_id: DataLoader[int, DatasetRow | None] = self._by_key(queries.datasets_by_id, None)
         self.dataset_by_name: DataLoader[tuple[str, str], DatasetRow | None] = self._by_key(
-            batch.datasets_by_name, None
+            queries.datasets_by_name, None
         )
-        self.job_by_id: DataLoader[int, JobRow | None] = self._by_key(batch.jobs_by_id, None)
-        self.job_by_name: DataLoader[tuple[str, str], JobRow | None] = self._by_key(batch.jobs_by_name, None)
-        self.field_by_id: DataLoader[int, FieldRow | None] = self._by_key(batch.fields_by_id, None)
-        self.fields: DataLoader[int, list[FieldRow]] = self._by_key(batch.fields_of_datasets, [])
-        self.owners: DataLoader[tuple[str, int], list[OwnerRow]] = self._by_key(batch.owners_of, [])
-        self.facets: DataLoader[tuple[str, int], dict[str, Any]] = self._by_key(batch.facets_of, {})
+        self.job_by_id: DataLoader[int, JobRow | None] = self._by_key(queries.jobs_by_id, None)
+        self.job_by_name: DataLoader[tuple[str, str], JobRow | None] = self._by_key(
+            queries.jobs_by_name, None
+        )
+        self.field_by_id: DataLoader[int, FieldRow | None] = self._by_key(queries.fields_by_id, None)
+        self.fields: DataLoader[int, list[FieldRow]] = self._by_key(queries.fields_of_datasets, [])
+        self.owners: DataLoader[tuple[str, int], list[OwnerRow]] = self._by_key(queries.owners_of, [])
+        self.facets: DataLoader[tuple[str, int], dict[str, Any]] = self._by_key(queries.facets_of, {})
         self.jobs_of_dataset: DataLoader[tuple[int, str], list[JobRow]] = self._by_key(
-            batch.jobs_of_datasets, []
+            queries.jobs_of_datasets, []
         )
         self.datasets_of_job: DataLoader[tuple[int, str], list[DatasetRow]] = self._by_key(
-            batch.datasets_of_jobs, []
+            queries.datasets_of_jobs, []
         )
         self.versions: DataLoader[tuple[int, int], list[VersionRow]] = self._by_key(
-            batch.versions_of_datasets, []
+            queries.versions_of_datasets, []
         )
         self.runs: DataLoader[RunPageKey, list[RunRow]] = DataLoader(load_fn=self._runs)
         # Stored product assignments of (kind, namespace, name): what per-field authorisation needs.
@@ -83,7 +85,7 @@ class Loaders:
 
     async def _runs(self, keys: list[RunPageKey]) -> list[list[RunRow]]:
         async with self._db.use() as conn:
-            return await batch.runs_pages(conn, keys)
+            return await queries.runs_pages(conn, keys)
 
 
 def _copy(value: V) -> V:

@@ -60,7 +60,7 @@ from catalog.api.graphql.types import (
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph
-from catalog.metadata import batch
+from catalog.metadata import queries
 from catalog.policy.masking import collapse_unreadable, hide_columns
 
 
@@ -71,7 +71,7 @@ class Query:
         limit = page_size(info, first)
         key = str(decode_cursor(after, 1)[0]) if after is not None else None
         async with info.context.db.use() as conn:
-            rows = await batch.namespaces_page(conn, after=key, limit=limit + 1)
+            rows = await queries.namespaces_page(conn, after=key, limit=limit + 1)
         more, rows = len(rows) > limit, rows[:limit]
         end = encode_cursor(rows[-1].name) if rows else None
         return Page(
@@ -97,7 +97,7 @@ class Query:
             key = (str(ns), str(name))
         async with info.context.db.use() as conn:
             # One row more than asked tells whether there is a next page without a count.
-            rows = await batch.datasets_page(
+            rows = await queries.datasets_page(
                 conn, namespace=namespace, search=search, after=key, limit=limit + 1
             )
         more, rows = len(rows) > limit, rows[:limit]
@@ -125,7 +125,7 @@ class Query:
     )
     async def run(self, info: Info, id: uuid.UUID) -> Run | None:
         async with info.context.db.use() as conn:
-            rows = await batch.runs_by_uuid(conn, id)
+            rows = await queries.runs_by_uuid(conn, id)
         if not rows:
             return None
         job = await info.context.loaders.job_by_id.load(rows[0].job_id)
@@ -142,7 +142,7 @@ class Query:
         if not query.strip():
             raise UserError("`query` must not be blank")
         async with info.context.db.use() as conn:
-            hits = await batch.search(conn, term=query.strip(), limit=limit)
+            hits = [(h.kind, h.id) for h in await queries.search(conn, term=query.strip(), limit=limit)]
         loaders = info.context.loaders
         authz = info.context.authz
         out: list[Dataset | Job | DatasetField] = []
@@ -159,7 +159,7 @@ class Query:
         )
         # A field is another product's internals: hits in datasets the caller may not read are left
         # out (names of datasets and jobs are discoverable). Both look-ups batch across the hits.
-        field_rows = [r for r in found if isinstance(r, batch.FieldRow)]
+        field_rows = [r for r in found if isinstance(r, queries.FieldRow)]
         owners = await asyncio.gather(*(loaders.dataset_by_id.load(f.dataset_id) for f in field_rows))
         readable = await asyncio.gather(
             *(authz.allows("dataset", d.namespace, d.name) for d in owners if d is not None)
@@ -172,13 +172,13 @@ class Query:
         sets = await asyncio.gather(*(authz.redacted_columns(d.namespace, d.name) for d in shown))
         redacted = {d.id: s for d, s in zip(shown, sets, strict=True)}
         for row in found:
-            if isinstance(row, batch.FieldRow) and row.dataset_id in hidden:
+            if isinstance(row, queries.FieldRow) and row.dataset_id in hidden:
                 continue
-            if isinstance(row, batch.DatasetRow):
+            if isinstance(row, queries.DatasetRow):
                 out.append(Dataset(row=row))
-            elif isinstance(row, batch.JobRow):
+            elif isinstance(row, queries.JobRow):
                 out.append(Job(row=row))
-            elif isinstance(row, batch.FieldRow):
+            elif isinstance(row, queries.FieldRow):
                 out.append(DatasetField(row=row, redacted=redacted.get(row.dataset_id, frozenset())))
         return out
 

@@ -1,4 +1,4 @@
-"""The GraphQL object types of the catalog. Each wraps a row of catalog.metadata.batch and resolves its
+"""The GraphQL object types of the catalog. Each wraps a row of catalog.metadata.queries and resolves its
 nested fields through the request's DataLoaders, so lists never cost a query per element."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from strawberry.scalars import JSON
 from catalog.api.graphql.classification import Classification
 from catalog.api.graphql.context import GraphQLContext
 from catalog.api.graphql.errors import UserError
-from catalog.metadata.batch import (
+from catalog.metadata.queries import (
     DatasetRow,
     FieldRow,
     JobRow,

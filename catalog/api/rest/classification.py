@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal
 
-import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
+from catalog.api.rest.deps import ReadConn, WriteConn
 from catalog.api.rest.inputs import InputModel, StoredText
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
-from catalog.classification import service
-from catalog.db.engine import raw_transaction
+from catalog.classification import decisions, reads
+from catalog.classification import flow as flows
 from catalog.lineage import service as lineage_service
 from catalog.policy.authoriser import InternalsScope
 from catalog.policy.masking import is_redacted, redact_classifications
@@ -41,23 +40,6 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
 Name = StoredText
 
 
-if TYPE_CHECKING:
-    RawConnection: TypeAlias = asyncpg.Connection[Any]
-else:  # asyncpg's Connection is generic only to type checkers; FastAPI evaluates the annotation
-    RawConnection = asyncpg.Connection
-
-
-async def transaction(request: Request) -> AsyncIterator[RawConnection]:
-    """One asyncpg transaction per request: a decision and the re-propagation it causes commit together."""
-    async with raw_transaction(request.app.state.engine) as raw:
-        yield raw
-
-
-# scope="function": commit before the response is sent, so a client that reads right after a write sees
-# it (FastAPI's default runs the code after `yield` only after the response went out).
-Tx = Annotated[RawConnection, Depends(transaction, scope="function")]
-
-
 class DecisionIn(InputModel):
     """A steward's decision on one tag of one field (omit `field` to decide on the whole dataset)."""
 
@@ -72,7 +54,7 @@ class DecisionIn(InputModel):
 @router.get("/classifications", summary="Effective classifications of a dataset", responses=ERRORS)
 async def list_classifications(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: Annotated[Principal, Requires("catalog.internals", "read", "query-dataset")],
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
@@ -81,7 +63,7 @@ async def list_classifications(
     masked = authoriser_of(request).masked_route
     # Through a masked-columns-only grant the PII columns' rows are left out (catalog/policy/masking.py);
     # which columns those are is read off the dataset's own rows (no further statement).
-    rows = await service.list_classifications(
+    rows = await reads.list_classifications(
         conn, namespace=namespace, dataset=dataset, field=None if masked else field
     )
     if rows is None:
@@ -112,7 +94,7 @@ async def _paths_as_seen(request: Request, rows: list[Json]) -> list[Json]:
 )
 async def list_decisions(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: Annotated[Principal, Requires("catalog.internals", "read", "query-dataset")],
     namespace: Annotated[Name | None, Query()] = None,
     dataset: Annotated[Name | None, Query()] = None,
@@ -121,7 +103,7 @@ async def list_decisions(
     offset: Offset = 0,
 ) -> Json:
     if authoriser_of(request).allowed_everywhere():
-        rows, total = await service.list_decisions(
+        rows, total = await decisions.list_decisions(
             conn,
             namespace=namespace,
             dataset=dataset,
@@ -132,7 +114,7 @@ async def list_decisions(
         return {"decisions": rows, "totalCount": total}
     # Another product's decisions are its classifications: internals. Filtered set-based (one statement
     # for the products of every dataset involved), then paged.
-    everything, _count = await service.list_decisions(
+    everything, _count = await decisions.list_decisions(
         conn, namespace=namespace, dataset=dataset, include_retired=include_retired, limit=sys.maxsize
     )
     scope = await authoriser_of(request).internals_scope(
@@ -150,11 +132,11 @@ async def list_decisions(
 )
 async def record_decision(
     body: DecisionIn,
-    conn: Tx,
+    conn: WriteConn,
     principal: Annotated[Principal, Requires("classification", "write", "body-dataset", body=DecisionIn)],
 ) -> Json:
     try:
-        return await service.record_decision(
+        return await decisions.record_decision(
             conn,
             namespace=body.namespace,
             dataset=body.dataset,
@@ -162,11 +144,11 @@ async def record_decision(
             tag=body.tag,
             action=body.action,
             reason=body.reason,
-            author=service.decision_author(principal),
+            author=decisions.decision_author(principal),
         )
-    except (service.DatasetNotFound, service.FieldNotFound) as exc:
+    except (decisions.DatasetNotFound, decisions.FieldNotFound) as exc:
         raise Problem("not-found", str(exc)) from exc
-    except service.InvalidDecision as exc:
+    except decisions.InvalidDecision as exc:
         raise Problem("invalid-parameter", str(exc), pointer=exc.field) from exc
 
 
@@ -177,14 +159,14 @@ async def record_decision(
 )
 async def retire_decision(
     decision_id: int,
-    conn: Tx,
+    conn: WriteConn,
     principal: Annotated[Principal, Requires("classification", "write", "decision")],
 ) -> Json:
     try:
-        return await service.retire_decision(
-            conn, decision_id=decision_id, author=service.decision_author(principal)
+        return await decisions.retire_decision(
+            conn, decision_id=decision_id, author=decisions.decision_author(principal)
         )
-    except service.DecisionNotFound as exc:
+    except decisions.DecisionNotFound as exc:
         raise Problem("not-found", str(exc)) from exc
 
 
@@ -199,7 +181,7 @@ async def retire_decision(
 )
 async def pii_inventory(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: Annotated[Principal, Requires("catalog.internals", "read", "product")],
     namespace: Annotated[Name | None, Query()] = None,
     product: Annotated[
@@ -221,7 +203,7 @@ async def pii_inventory(
         as_of = as_of.replace(tzinfo=dt.UTC)
     authoriser = authoriser_of(request)
     everywhere = authoriser.allowed_everywhere()
-    rows, total = await service.pii_inventory(
+    rows, total = await reads.pii_inventory(
         conn,
         namespace=namespace,
         product=product,
@@ -238,9 +220,7 @@ async def pii_inventory(
     scope = await authoriser.internals_scope(None, [(r["namespace"], r["dataset"]) for r in rows])
     shown = [r for r in rows if _visible(r, scope)]
     return {
-        "fields": await _paths_as_seen(
-            request, await service.with_paths(conn, shown[offset : offset + limit])
-        ),
+        "fields": await _paths_as_seen(request, await reads.with_paths(conn, shown[offset : offset + limit])),
         "totalCount": len(shown),
     }
 
@@ -265,16 +245,16 @@ def _visible(column: Json, scope: InternalsScope) -> bool:
 )
 async def pii_flow(
     request: Request,
-    conn: Tx,
+    conn: ReadConn,
     _: Annotated[Principal, Requires("catalog.internals", "read", "query-dataset")],
     namespace: Annotated[Name, Query(min_length=1)],
     dataset: Annotated[Name, Query(min_length=1)],
     field: Annotated[Name, Query(min_length=1)],
     depth: Annotated[
         int, Query(ge=1, le=lineage_service.MAX_DEPTH, description="Hops from the origin to show.")
-    ] = service.FLOW_DEPTH,
+    ] = flows.FLOW_DEPTH,
 ) -> Json:
-    flow = await service.pii_flow(conn, namespace=namespace, dataset=dataset, field=field, max_depth=depth)
+    flow = await flows.pii_flow(conn, namespace=namespace, dataset=dataset, field=field, max_depth=depth)
     if flow is None:
         raise Problem("not-found", f"field {field!r} of {namespace!r}/{dataset!r} not found")
     hops: list[Json] = flow["hops"]

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.api.casing import camel_keys
-from catalog.api.rest.deps import ReadConn
+from catalog.api.rest.deps import ReadConn, WriteConn, begin_write
 from catalog.api.rest.inputs import InputModel
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.api.rest.requires import Requires, authoriser_of
 from catalog.auth.service import Principal
+from catalog.db.engine import driver_connection
 from catalog.findings import service as findings
 from catalog.findings.rules import RULE_NAMES
 from catalog.findings.subjects import display
+from catalog.metadata import queries
 from catalog.policy import files as policy_files
 from catalog.policy import grants as grant_service
 from catalog.policy import service as policy_service
@@ -179,20 +183,13 @@ async def get_finding(
     return (await _as_seen(request, conn, [found]))[0]
 
 
-async def _subject_id(conn: Any, table: str, namespace: str, name: str) -> int:
-    from sqlalchemy import text
-
-    row = (
-        await conn.execute(
-            text(
-                f"SELECT t.id FROM {table} t JOIN namespaces n ON n.id = t.namespace_id WHERE n.name = :ns AND t.name = :name"
-            ),
-            {"ns": namespace, "name": name},
-        )
-    ).first()
-    if row is None:
-        raise Problem("not-found", f"{table[:-1]} {name!r} in namespace {namespace!r} not found")
-    return int(row.id)
+async def _subject_id(
+    conn: AsyncConnection, kind: Literal["dataset", "job"], namespace: str, name: str
+) -> int:
+    found = await queries.subject_id(conn, kind, namespace, name)
+    if found is None:
+        raise Problem("not-found", f"{kind} {name!r} in namespace {namespace!r} not found")
+    return found
 
 
 @router.get(
@@ -209,7 +206,7 @@ async def dataset_findings(
     _: Annotated[Principal, Requires("findings", "read", "dataset")],
     status: Status | None = None,
 ) -> Json:
-    dataset_id = await _subject_id(conn, "datasets", namespace, dataset)
+    dataset_id = await _subject_id(conn, "dataset", namespace, dataset)
     rows, total = await findings.list_findings(
         conn, where=findings.FindingFilter(dataset_id=dataset_id, status=status), limit=1000
     )
@@ -230,7 +227,7 @@ async def job_findings(
     _: Annotated[Principal, Requires("findings", "read", "job")],
     status: Status | None = None,
 ) -> Json:
-    job_id = await _subject_id(conn, "jobs", namespace, job)
+    job_id = await _subject_id(conn, "job", namespace, job)
     rows, total = await findings.list_findings(
         conn, where=findings.FindingFilter(job_id=job_id, status=status), limit=1000
     )
@@ -257,18 +254,19 @@ async def waive_finding(
     body: WaiverIn,
     request: Request,
     principal: Annotated[Principal, Requires("finding", "waive", "finding")],
+    conn: WriteConn,
 ) -> Json:
     if body.until is not None and body.until.tzinfo is None:
         raise Problem("invalid-parameter", "until needs a time zone", pointer="until")
     if body.until is not None and body.until <= dt.datetime.now(dt.UTC):
         raise Problem("invalid-parameter", "until is in the past", pointer="until")
-    async with request.app.state.engine.begin() as conn:
-        try:
-            waived = await findings.waive(
-                conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason, until=body.until
-            )
-        except findings.FindingNotFound:
-            raise Problem("not-found", f"finding {finding_id} not found") from None
+    try:
+        waived = await findings.waive(
+            conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason, until=body.until
+        )
+    except findings.FindingNotFound:
+        raise Problem("not-found", f"finding {finding_id} not found") from None
+    await conn.commit()
     # Shown once committed: deciding what the caller may see can record a denial, an audit append that
     # would wait for the chain's append lock this transaction holds until it commits.
     return (await _as_seen(request, None, [waived]))[0]
@@ -282,14 +280,15 @@ async def unwaive_finding(
     body: UnwaiveIn,
     request: Request,
     principal: Annotated[Principal, Requires("finding", "waive", "finding")],
+    conn: WriteConn,
 ) -> Json:
-    async with request.app.state.engine.begin() as conn:
-        try:
-            unwaived = await findings.unwaive(
-                conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason
-            )
-        except findings.FindingNotFound:
-            raise Problem("not-found", f"finding {finding_id} not found") from None
+    try:
+        unwaived = await findings.unwaive(
+            conn, finding_id=finding_id, actor=principal.key_id, reason=body.reason
+        )
+    except findings.FindingNotFound:
+        raise Problem("not-found", f"finding {finding_id} not found") from None
+    await conn.commit()
     # Shown once committed: deciding what the caller may see can record a denial, an audit append that
     # would wait for the chain's append lock this transaction holds until it commits.
     return (await _as_seen(request, None, [unwaived]))[0]
@@ -319,7 +318,10 @@ class GrantIn(InputModel):
 
 @router.post("/grants", status_code=201, summary="Grant another product read access", responses=ERRORS)
 async def create_grant(
-    body: GrantIn, request: Request, principal: Annotated[Principal, Requires("grants", "write", "own")]
+    body: GrantIn,
+    request: Request,
+    principal: Annotated[Principal, Requires("grants", "write", "own")],
+    conn: WriteConn,
 ) -> Json:
     grantor = body.grantor_product or principal.product
     if grantor is None:
@@ -337,21 +339,24 @@ async def create_grant(
         reason=body.reason,
         expires_at=body.expires_at,
     )
-    async with request.app.state.engine.begin() as conn:
-        try:
-            created = await grant_service.create_grant(conn, new, actor=principal.key_id)
-        except grant_service.InvalidGrant as exc:
-            raise Problem("invalid-parameter", str(exc)) from None
+    try:
+        created = await grant_service.create_grant(conn, new, actor=principal.key_id)
+    except grant_service.InvalidGrant as exc:
+        raise Problem("invalid-parameter", str(exc)) from None
+    await conn.commit()  # the grant is enforced (and flows re-judged) once committed
     await _after_grant_change(request, grantor)
     return camel_keys(created)  # type: ignore[no-any-return]
 
 
 @router.delete("/grants/{grant_id}", summary="Revoke a grant", responses=ERRORS)
 async def revoke_grant(
-    grant_id: int, request: Request, principal: Annotated[Principal, Requires("grants", "write", "grant")]
+    grant_id: int,
+    request: Request,
+    principal: Annotated[Principal, Requires("grants", "write", "grant")],
+    conn: WriteConn,
 ) -> Json:
-    async with request.app.state.engine.begin() as conn:
-        revoked = await grant_service.revoke_grant(conn, grant_id=grant_id, actor=principal.key_id)
+    revoked = await grant_service.revoke_grant(conn, grant_id=grant_id, actor=principal.key_id)
+    await conn.commit()  # the revocation is enforced (and flows re-judged) once committed
     if revoked is None:
         raise Problem("not-found", f"no live grant {grant_id}")
     await _after_grant_change(request, revoked["grantor_product"])
@@ -360,15 +365,16 @@ async def revoke_grant(
 
 async def _after_grant_change(request: Request, grantor: str) -> None:
     """This process enforces the change at once (others within their poll interval); flows crossing
-    into the grantor's datasets are re-judged."""
-    from catalog.db.engine import raw_transaction
+    into the grantor's datasets are re-judged, in a transaction of their own: the judgement reads the
+    enforcer, which knows the change only once it is committed and the watcher has read it."""
     from catalog.findings.service import reevaluate_flows_of
     from catalog.policy.grants import GrantWatcher
 
     watcher = GrantWatcher(request.app.state.engine, request.app.state.enforcer)
     await watcher.refresh(force=True)
-    async with raw_transaction(request.app.state.engine) as raw:
-        await reevaluate_flows_of(raw, request.app.state.policies, product=grantor)
+    async with begin_write(request) as conn:
+        # The findings service takes asyncpg (its set-based SQL); the transaction is still this one.
+        await reevaluate_flows_of(await driver_connection(conn), request.app.state.policies, product=grantor)
 
 
 @router.get("/grants", summary="Grants given or received by a product", responses=ERRORS)
@@ -423,26 +429,10 @@ async def discover(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Json:
-    from sqlalchemy import text
-
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT n.name AS namespace, d.name, pa.product, "
-                "coalesce((SELECT array_agg(o.name ORDER BY o.name) FROM owners o "
-                "          WHERE o.subject_kind = 'dataset' AND o.subject_id = d.id), '{}') AS owners "
-                "FROM datasets d JOIN namespaces n ON n.id = d.namespace_id "
-                "LEFT JOIN product_assignments pa ON pa.subject_kind = 'dataset' AND pa.subject_id = d.id "
-                "WHERE (CAST(:product AS text) IS NULL OR pa.product = :product) "
-                "AND (CAST(:q AS text) IS NULL OR strpos(d.name, :q) > 0) "
-                "AND (CAST(:owner AS text) IS NULL OR EXISTS (SELECT 1 FROM owners o WHERE o.subject_kind = "
-                "'dataset' AND o.subject_id = d.id AND o.name = :owner)) "
-                "ORDER BY n.name, d.name LIMIT :limit OFFSET :offset"
-            ),
-            {"product": product, "q": q, "owner": owner, "limit": limit, "offset": offset},
-        )
-    ).mappings()
-    return {"datasets": [{**r, "owners": list(r["owners"])} for r in rows]}
+    rows = await queries.discover_datasets(
+        conn, product=product, contains=q, owner=owner, limit=limit, offset=offset
+    )
+    return {"datasets": [dataclasses.asdict(r) for r in rows]}
 
 
 @router.post(
@@ -451,7 +441,7 @@ async def discover(
     responses=ERRORS,
 )
 async def reload_policy(
-    request: Request, principal: Annotated[Principal, Requires("policy", "write")]
+    request: Request, principal: Annotated[Principal, Requires("policy", "write")], conn: WriteConn
 ) -> Json:
     enforcer, policies = request.app.state.enforcer, request.app.state.policies
     try:
@@ -464,10 +454,9 @@ async def reload_policy(
     except (OSError, ValueError) as exc:
         raise Problem("invalid-body", f"the policy files are invalid: {exc}", status=422) from None
     products = sorted(enforcer.products.current.products)
-    async with request.app.state.engine.begin() as conn:
-        await policy_files.record_policy_reload(
-            conn, policies.directory, actor=principal.key_id, products=products
-        )
+    await policy_files.record_policy_reload(
+        conn, policies.directory, actor=principal.key_id, products=products
+    )
     return {"products": products, "routes": len(ROUTES), "classificationRules": len(classification.rules)}
 
 

@@ -1,4 +1,4 @@
-"""Marquez-compatible lineage REST: /lineage, /column-lineage, /search, dataset versions and tags.
+"""Marquez-compatible lineage REST: /lineage, /column-lineage, /search and dataset versions.
 
 Shapes follow Marquez's openapi (`{"graph": [{id, type, data, inEdges, outEdges}]}`) so the Marquez UI
 and `marquez-python` work unchanged; `asOf` is our addition (the graph as it stood at that instant).
@@ -9,36 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.api.rest.deps import ReadConn
 from catalog.api.rest.problems import Problem, problem_responses
 from catalog.api.rest.requires import Requires, authoriser_of
-from catalog.api.text import text_defect
 from catalog.auth.service import Principal
-from catalog.db.engine import lost_connection_guard
 from catalog.lineage import service as lineage_service
 from catalog.lineage.service import ColumnGraph, LineageGraph, NodeRef
-
-# Marquez's private row builders are reused so a node's data is exactly what GET dataset/job returns.
-from catalog.metadata.service import (
-    DATASET_SELECT,
-    JOB_SELECT,
-    _dataset,
-    _facets,
-    _field_list,
-    _jobs_page,
-    iso,
-    version_uuid,
-)
+from catalog.metadata import queries
+from catalog.metadata import service as metadata
+from catalog.metadata.service import iso
 from catalog.policy.authoriser import EVERYTHING
 from catalog.policy.masking import (
     collapse_unreadable,
@@ -47,7 +33,6 @@ from catalog.policy.masking import (
     hide_columns,
     redact_dataset,
 )
-from catalog.tags import service as tags_service
 
 router = APIRouter(prefix="/api/v1", tags=["lineage"])
 
@@ -75,8 +60,6 @@ AsOf = Annotated[
 ]
 Namespace = Annotated[str, Path(description="Namespace name, URL-encoded."), AfterValidator(unquote)]
 DatasetName = Annotated[str, Path(description="Dataset name, URL-encoded."), AfterValidator(unquote)]
-FieldName = Annotated[str, Path(description="Field path, URL-encoded."), AfterValidator(unquote)]
-TagName = Annotated[str, Path(min_length=1, max_length=255), AfterValidator(unquote)]
 
 
 def _check_as_of(as_of: dt.datetime | None) -> None:
@@ -136,40 +119,17 @@ async def _lineage_nodes(
         await authoriser_of(request).internals_scope(conn, datasets) if request is not None else EVERYTHING
     )
     jobs = [(n.namespace, n.name) for n in graph.nodes if n.kind == "job"]
-    keys = {"ns": [k[0] for k in datasets], "names": [k[1] for k in datasets]}
     data: dict[str, Json] = {}
-    if datasets:
-        rows = (
-            await conn.execute(
-                text(
-                    DATASET_SELECT
-                    + " JOIN unnest(CAST(:ns AS text[]), CAST(:names AS text[])) AS k(ns, name) "
-                    "ON n.name = k.ns AND d.name = k.name"
-                ),
-                keys,
-            )
-        ).all()
-        facets = await _facets(conn, "dataset", [r.id for r in rows])
-        tags = await tags_service.tags_of(conn, datasets)
-        for r in rows:
-            body = tags_service.apply_tags(_dataset(r, facets.get(r.id, {})), tags.get((r.namespace, r.name)))
-            if scope.shows((r.namespace, r.name)):
-                body = redact_dataset(body, scope.sensitive((r.namespace, r.name)))
-            else:
-                body = discoverable_dataset(body)
-            data[lineage_service.dataset_node_id(r.namespace, r.name)] = body
+    # The same bodies GET dataset/job answers (the dataset's stewards' tags included).
+    for (namespace, name), body in (await metadata.tagged_datasets(conn, datasets)).items():
+        if scope.shows((namespace, name)):
+            body = redact_dataset(body, scope.sensitive((namespace, name)))
+        else:
+            body = discoverable_dataset(body)
+        data[lineage_service.dataset_node_id(namespace, name)] = body
     if jobs:
-        rows = (
-            await conn.execute(
-                text(
-                    JOB_SELECT + " JOIN unnest(CAST(:ns AS text[]), CAST(:names AS text[])) AS k(ns, name) "
-                    "ON n.name = k.ns AND j.name = k.name"
-                ),
-                {"ns": [k[0] for k in jobs], "names": [k[1] for k in jobs]},
-            )
-        ).all()
         hidden = await authoriser_of(request).hidden_jobs(conn, jobs) if request is not None else frozenset()
-        for body in await _jobs_page(conn, rows):
+        for body in await metadata.jobs_by_name(conn, jobs):
             if (body["namespace"], body["name"]) in hidden:
                 body = discoverable_job(body)
             data[lineage_service.job_node_id(body["namespace"], body["name"])] = body
@@ -212,16 +172,7 @@ async def get_column_lineage(
     roots: list[tuple[str, str, str | None]]
     if ref.kind == "job":
         # A job's column lineage is that of the datasets it writes (Marquez does the same).
-        rows = await conn.execute(
-            text(
-                "SELECT dn.name AS namespace, d.name FROM jobs j JOIN namespaces n ON n.id = j.namespace_id "
-                "JOIN job_io io ON io.job_id = j.id AND io.direction = 'output' "
-                "JOIN datasets d ON d.id = io.dataset_id JOIN namespaces dn ON dn.id = d.namespace_id "
-                "WHERE n.name = :ns AND j.name = :name ORDER BY 1, 2"
-            ),
-            {"ns": ref.namespace, "name": ref.name},
-        )
-        roots = [(r.namespace, r.name, None) for r in rows]
+        roots = [(ns, name, None) for ns, name in await queries.job_outputs(conn, ref.namespace, ref.name)]
     else:
         roots = [(ref.namespace, ref.name, ref.field)]
     graphs: list[ColumnGraph] = []
@@ -313,20 +264,6 @@ def _unique_edges(edges: list[Any]) -> list[Json]:
 
 # -- /search --------------------------------------------------------------------------------------------
 
-SEARCH = """
-SELECT * FROM (
-    SELECT 'DATASET' AS type, d.name, d.last_seen, n.name AS namespace FROM datasets d
-    JOIN namespaces n ON n.id = d.namespace_id
-    WHERE :datasets AND d.name ILIKE :pattern ESCAPE '\\' AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
-    UNION ALL
-    SELECT 'JOB', j.name, j.last_seen, n.name FROM jobs j
-    JOIN namespaces n ON n.id = j.namespace_id
-    WHERE :jobs AND j.name ILIKE :pattern ESCAPE '\\' AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
-) r
-ORDER BY {order}
-LIMIT :limit
-"""
-
 
 @router.get(
     "/search", summary="Search datasets and jobs by name (substring, case-insensitive)", responses=ERRORS
@@ -348,41 +285,11 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     namespace: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Json:
-    # ILIKE '%q%' is served by the trigram GIN indexes (migration 0002); wildcards in q are literal.
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    order = "name, type, namespace" if sort == "NAME" else "last_seen DESC, name, type, namespace"
-    rows = await conn.execute(
-        text(SEARCH.replace("{order}", order)),
-        {
-            "pattern": f"%{escaped}%",
-            "datasets": filter in (None, "DATASET"),
-            "jobs": filter in (None, "JOB"),
-            "namespace": namespace,
-            "limit": limit,
-        },
-    )
-    results = [
-        {
-            "type": r.type,
-            "name": r.name,
-            "updatedAt": iso(r.last_seen),
-            "namespace": r.namespace,
-            "nodeId": f"{r.type.lower()}:{r.namespace}:{r.name}",
-        }
-        for r in rows
-    ]
+    results = await metadata.search(conn, q=q, kind=filter, sort=sort, limit=limit, namespace=namespace)
     return {"totalCount": len(results), "results": results}
 
 
 # -- dataset versions -----------------------------------------------------------------------------------
-
-VERSIONS = """
-SELECT v.id, v.schema_digest, v.fields, v.first_seen, v.last_seen, count(*) OVER () AS total
-FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id JOIN namespaces n ON n.id = d.namespace_id
-WHERE n.name = :ns AND d.name = :name AND (CAST(:prefix AS bytea) IS NULL OR substring(v.schema_digest FROM 1 FOR 16) = :prefix)
-ORDER BY v.last_seen DESC, v.id DESC
-LIMIT :limit OFFSET :offset
-"""
 
 
 async def _versions(
@@ -395,34 +302,14 @@ async def _versions(
     limit: int,
     offset: int,
 ) -> tuple[list[Json], int] | None:
-    dataset = await _dataset_body(conn, namespace, name)
-    if dataset is None:
+    page = await metadata.list_versions(conn, namespace, name, version=version, limit=limit, offset=offset)
+    if page is None:
         return None
     # Through a masked-columns-only grant the PII columns are redacted (catalog/policy/masking.py).
     sensitive = (await authoriser_of(request).route_redactions(conn, [(namespace, name)])).get(
         (namespace, name), frozenset()
     )
-    rows = (
-        await conn.execute(
-            text(VERSIONS),
-            {"ns": namespace, "name": name, "prefix": version, "limit": limit, "offset": offset},
-        )
-    ).all()
-    out = []
-    for r in rows:
-        body = dict(dataset)
-        body.update(
-            {
-                "version": version_uuid(bytes(r.schema_digest)),
-                "createdAt": iso(r.first_seen),
-                "updatedAt": iso(r.last_seen),
-                "fields": _field_list(r.fields),
-                "createdByRun": None,
-            }
-        )
-        body.pop("currentVersion", None)
-        out.append(redact_dataset(body, sensitive))
-    return out, (rows[0].total if rows else 0)
+    return [redact_dataset(body, sensitive) for body in page[0]], page[1]
 
 
 @router.get(
@@ -466,136 +353,3 @@ async def get_dataset_version(
     if not page or not page[0]:
         raise Problem("not-found", f"version {version} of dataset {dataset!r} not found")
     return page[0][0]
-
-
-# -- tags -----------------------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def _write(request: Request) -> AsyncIterator[AsyncConnection]:
-    """One write transaction for the request (the handler owns it; services only execute)."""
-    conn = await request.app.state.engine.connect()
-    try:
-        async with lost_connection_guard(conn), conn.begin():
-            yield conn
-    finally:
-        await conn.close()
-
-
-async def _dataset_body(conn: AsyncConnection, namespace: str, name: str) -> Json | None:
-    row = (
-        await conn.execute(
-            text(DATASET_SELECT + " WHERE n.name = :ns AND d.name = :name"), {"ns": namespace, "name": name}
-        )
-    ).first()
-    if row is None:
-        return None
-    facets = await _facets(conn, "dataset", [row.id])
-    tags = await tags_service.tags_of(conn, [(namespace, name)])
-    return tags_service.apply_tags(_dataset(row, facets.get(row.id, {})), tags.get((namespace, name)))
-
-
-@router.get("/tags", summary="List tags", responses=ERRORS)
-async def list_tags(
-    conn: ReadConn,
-    _: Annotated[Principal, Requires("catalog.discover", "read")],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Json:
-    return {"tags": await tags_service.list_tags(conn, limit=limit, offset=offset)}
-
-
-@router.put("/tags/{tag}", summary="Create a tag (or update its description)", responses=ERRORS)
-async def put_tag(
-    tag: TagName,
-    request: Request,
-    principal: Annotated[Principal, Requires("tags", "write")],
-    body: Annotated[dict[str, Any] | None, Body()] = None,
-) -> Json:
-    description = (body or {}).get("description")
-    if description is not None and not isinstance(description, str):
-        raise Problem("invalid-parameter", "description must be a string", pointer="description")
-    reason = text_defect(description) if description is not None else None
-    if reason:
-        raise Problem("invalid-parameter", f"description {reason}", pointer="description")
-    async with _write(request) as conn:
-        return await tags_service.upsert_tag(conn, name=tag, description=description)
-
-
-async def _change_tag(
-    request: Request, namespace: str, dataset: str, tag: str, field: str | None, *, add: bool
-) -> Json:
-    async with _write(request) as conn:
-        if await _dataset_body(conn, namespace, dataset) is None:
-            raise Problem("not-found", f"dataset {dataset!r} in namespace {namespace!r} not found")
-        if field is not None and not await tags_service.field_exists(
-            conn, namespace=namespace, dataset=dataset, field=field
-        ):
-            raise Problem("not-found", f"field {field!r} of dataset {dataset!r} not found")
-        if add:
-            await tags_service.tag_dataset(conn, namespace=namespace, dataset=dataset, tag=tag, field=field)
-        elif not await tags_service.untag_dataset(
-            conn, namespace=namespace, dataset=dataset, tag=tag, field=field
-        ):
-            raise Problem("not-found", f"tag {tag!r} is not on {field or dataset!r}")
-        body = await _dataset_body(conn, namespace, dataset)
-        assert body is not None
-        return body
-
-
-@router.post(
-    "/namespaces/{namespace}/datasets/{dataset}/tags/{tag}", summary="Tag a dataset", responses=ERRORS
-)
-async def tag_dataset(
-    namespace: Namespace,
-    dataset: DatasetName,
-    tag: TagName,
-    request: Request,
-    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
-) -> Json:
-    return await _change_tag(request, namespace, dataset, tag, None, add=True)
-
-
-@router.delete(
-    "/namespaces/{namespace}/datasets/{dataset}/tags/{tag}", summary="Untag a dataset", responses=ERRORS
-)
-async def untag_dataset(
-    namespace: Namespace,
-    dataset: DatasetName,
-    tag: TagName,
-    request: Request,
-    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
-) -> Json:
-    return await _change_tag(request, namespace, dataset, tag, None, add=False)
-
-
-@router.post(
-    "/namespaces/{namespace}/datasets/{dataset}/fields/{field}/tags/{tag}",
-    summary="Tag a field of a dataset",
-    responses=ERRORS,
-)
-async def tag_field(
-    namespace: Namespace,
-    dataset: DatasetName,
-    field: FieldName,
-    tag: TagName,
-    request: Request,
-    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
-) -> Json:
-    return await _change_tag(request, namespace, dataset, tag, field, add=True)
-
-
-@router.delete(
-    "/namespaces/{namespace}/datasets/{dataset}/fields/{field}/tags/{tag}",
-    summary="Untag a field of a dataset",
-    responses=ERRORS,
-)
-async def untag_field(
-    namespace: Namespace,
-    dataset: DatasetName,
-    field: FieldName,
-    tag: TagName,
-    request: Request,
-    principal: Annotated[Principal, Requires("classification", "write", "dataset")],
-) -> Json:
-    return await _change_tag(request, namespace, dataset, tag, field, add=False)

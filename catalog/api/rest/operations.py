@@ -4,22 +4,20 @@ answers and its schema is at the revision this code expects."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from catalog import __version__
 from catalog.api.rest.problems import problem_responses
 from catalog.api.rest.requires import Requires
 from catalog.auth.service import Principal
+from catalog.db.readiness import applied_revisions
 from catalog.metrics import CatalogMetrics
 
 router = APIRouter(tags=["operations"])
-log = logging.getLogger("catalog.ready")
 
 METRICS_PATH = "/metrics"
 READY_PATH = "/ready"
@@ -57,15 +55,9 @@ async def metrics(request: Request, principal: Annotated[Principal, Requires("me
 async def ready(request: Request) -> JSONResponse:
     reasons: list[str] = []
     expected: frozenset[str] = request.app.state.migration_heads
-    current: set[str] = set()
+    current: frozenset[str] = frozenset()
     try:
-        async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-            try:
-                rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
-                current = {r.version_num for r in rows}
-            except Exception:
-                log.warning("alembic_version could not be read", exc_info=True)
+        current = await applied_revisions(request.app.state.engine)
     except Exception:
         reasons.append("database unreachable")
     else:
