@@ -62,6 +62,7 @@ from catalog.ingest.projector import append_and_project  # noqa: E402
 from catalog.ingest.service import PartitionCache  # noqa: E402
 from catalog.openlineage.events import Limits  # noqa: E402
 from catalog.openlineage.validation import parse_event  # noqa: E402
+from catalog.policies_in_force import Policies  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "classification-latest.json"
 MEASURE_FROM = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)  # after everything the load wrote
@@ -116,6 +117,9 @@ class Stopwatch:
 def patch(module: Any, name: str, value: Any) -> None:
     """Replace a function where it is looked up at call time (a module global)."""
     setattr(module, name, value)
+
+
+POLICIES = Policies.load()  # the shipped policies: what the service folds by
 
 
 async def no_classification(*_: Any, **__: Any) -> None:
@@ -180,7 +184,7 @@ async def measure(url: str, n_datasets: int, n_events: int, n_decisions: int, se
                 )
                 async with rolled_back(engine) as raw:
                     started = time.perf_counter()
-                    await append_and_project(raw, [event])
+                    await append_and_project(raw, [event], POLICIES)
                     elapsed = time.perf_counter() - started
                 if with_classification:
                     full.append(elapsed)

@@ -199,6 +199,7 @@ async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
     from catalog.ingest.service import PartitionCache, append
     from catalog.openlineage.events import Limits
     from catalog.openlineage.validation import parse_event
+    from catalog.policies_in_force import Policies
 
     limits = Limits(latest_skew=dt.timedelta(days=3650))
     engine = create_engine(dsn, pool_size=2)
@@ -210,7 +211,7 @@ async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
             async with raw_transaction(engine) as raw:
                 await append(raw, events)
         started = time.perf_counter()
-        await catch_up(engine, batch_size=1000)
+        await catch_up(engine, Policies.load(), batch_size=1000)
         elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()

@@ -62,6 +62,7 @@ from catalog.ingest.statistics import GrowthAnalyzer  # noqa: E402
 from catalog.lineage import service as lineage_service  # noqa: E402
 from catalog.openlineage.events import Limits  # noqa: E402
 from catalog.openlineage.validation import parse_event  # noqa: E402
+from catalog.policies_in_force import Policies  # noqa: E402
 
 SHARED_BENCH = Path(os.environ.get("CATALOG_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
 RESULTS = ROOT / "bench" / "results" / "lineage-latest.json"
@@ -206,7 +207,7 @@ async def load(url: str, events: list[dict[str, Any]], *, classify: bool = True)
             await partitions.ensure(engine, [e.event_time for e in parsed])
             async with raw_transaction(engine) as raw:
                 with skip:
-                    outcome = await append_and_project(raw, parsed)
+                    outcome = await append_and_project(raw, parsed, Policies.load())
             await analyzer.maybe_analyze(outcome.stored)
             print(f"  loaded {min(i + BATCH, len(events))}/{len(events)} events", end="\r", flush=True)
         print()

@@ -41,7 +41,7 @@ from catalog.db.replica import ReadRouter
 from catalog.ingest.projector import ProjectorThread, Watermark
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
-from catalog.policies_in_force import Policies, install
+from catalog.policies_in_force import Policies
 from catalog.policy.bootstrap import create_enforcer
 from catalog.policy.files import PolicyFileWatcher
 from catalog.policy.grants import GrantWatcher
@@ -133,6 +133,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         projector = ProjectorThread(
             database_url,
             watermark,
+            app.state.policies,
             batch_size=settings.projector_batch_size,
             standby_poll=settings.projector_standby_seconds,
         )
@@ -195,8 +196,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         ],
     )
     app.state.settings = settings
-    # Built once from the settings and passed down (catalog/policies_in_force.py); installed for the ingest path.
-    app.state.policies = install(Policies.from_settings(settings))
+    # Built once from the settings and passed down (catalog/policies_in_force.py): the projector, the
+    # enforcer, the findings rules and the reload endpoint share it.
+    app.state.policies = Policies.from_settings(settings)
     app.state.enforcer = create_enforcer(app.state.policies)
     install_handlers(app)
     app.include_router(ingest_routes.router)

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +19,9 @@ from catalog.cli_support import DbOpt, HomeOpt, cli_actor, console, fail, out, s
 from catalog.config import Settings
 from catalog.export.cli import export_app
 from catalog.findings.cli import scan
+
+if TYPE_CHECKING:
+    from catalog.policies_in_force import Policies
 
 app = typer.Typer(
     help="Lineage & governance catalog. With no CATALOG_DATABASE_URL, commands use the embedded "
@@ -146,10 +149,10 @@ def ingest(
     from catalog.openlineage.body import iter_ndjson_or_json
     from catalog.openlineage.events import EventRejected, OpenLineageEvent
     from catalog.openlineage.validation import parse_event
-    from catalog.policies_in_force import Policies, install
+    from catalog.policies_in_force import Policies
 
     settings = settings_from(home, database_url)
-    install(Policies.from_settings(settings))  # what the ingest path assigns and judges by
+    policies = Policies.from_settings(settings)  # what the projection assigns, classifies and judges by
     events: list[OpenLineageEvent] = []
     rejected: list[tuple[str, str]] = []
     for label, data in _sources(paths):
@@ -162,7 +165,7 @@ def ingest(
             except EventRejected as exc:
                 rejected.append((where, f"{exc.pointer or '/'}: {exc.detail}"))
     with migrated(settings) as db:
-        stored, duplicates = asyncio.run(_ingest(db.service_url, events, batch_size))
+        stored, duplicates = asyncio.run(_ingest(db.service_url, events, batch_size, policies))
     table = Table(title="ingest summary", show_header=False)
     table.add_row("events read", str(len(events) + len(rejected)))
     table.add_row("stored", f"[green]{stored}[/]")
@@ -177,7 +180,7 @@ def ingest(
         raise typer.Exit(1)
 
 
-async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, int]:
+async def _ingest(url: str, events: list[Any], batch_size: int, policies: Policies) -> tuple[int, int]:
     """Append through the accepting path's code, then fold through the projector's (this process is the
     projector unless a running service is; then it waits for that one)."""
     from catalog.db.engine import create_engine, raw_transaction
@@ -199,7 +202,7 @@ async def _ingest(url: str, events: list[Any], batch_size: int) -> tuple[int, in
                 duplicates += outcome.duplicates
                 progress.advance(task, len(batch))
             folding = progress.add_task("projecting", total=None)
-            await catch_up(engine, batch_size=batch_size)
+            await catch_up(engine, policies, batch_size=batch_size)
             progress.update(folding, total=1, completed=1)
     finally:
         await engine.dispose()
@@ -231,27 +234,28 @@ def projector_run(
     """Fold the log up to its head (or wait for the active projector to), or with --follow run the same
     projector every `catalog serve` runs, until interrupted."""
     from catalog.db.resolve import migrated
-    from catalog.policies_in_force import Policies, install
+    from catalog.policies_in_force import Policies
 
     settings = settings_from(home, database_url)
-    install(Policies.from_settings(settings))  # what the projection assigns, classifies and judges by
+    policies = Policies.from_settings(settings)  # what the projection assigns, classifies and judges by
     with migrated(settings) as db:
-        position = asyncio.run(_project(db.service_url, settings, follow))
+        position = asyncio.run(_project(db.service_url, settings, policies, follow))
     console.print(f"projected up to log position {position}")
 
 
-async def _project(url: str, settings: Settings, follow: bool) -> int:
+async def _project(url: str, settings: Settings, policies: Policies, follow: bool) -> int:
     from catalog.db.engine import create_engine
     from catalog.ingest.projector import Projector, Watermark, catch_up
 
     engine = create_engine(url, pool_size=2)
     try:
         if not follow:
-            return await catch_up(engine, batch_size=settings.projector_batch_size)
+            return await catch_up(engine, policies, batch_size=settings.projector_batch_size)
         watermark = Watermark(engine)
         projector = Projector(
             engine,
             watermark.advance,
+            policies,
             batch_size=settings.projector_batch_size,
             standby_poll=settings.projector_standby_seconds,
         )
@@ -298,17 +302,17 @@ def projector_retry(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     from catalog.db.engine import create_engine
     from catalog.db.resolve import migrated
     from catalog.ingest.projector import retry_set_aside
-    from catalog.policies_in_force import Policies, install
+    from catalog.policies_in_force import Policies
 
     async def run(url: str) -> tuple[int, int]:
         engine = create_engine(url, pool_size=2)
         try:
-            return await retry_set_aside(engine)
+            return await retry_set_aside(engine, policies)
         finally:
             await engine.dispose()
 
     settings = settings_from(home, database_url)
-    install(Policies.from_settings(settings))  # what the projection assigns, classifies and judges by
+    policies = Policies.from_settings(settings)  # what the projection assigns, classifies and judges by
     with migrated(settings) as db:
         folded, failing = asyncio.run(run(db.service_url))
     console.print(f"folded {folded} set-aside events; {failing} still fail")
@@ -329,13 +333,13 @@ def rebuild(
 ) -> None:
     """Re-project the whole catalog from the event log (ingestion waits meanwhile)."""
     from catalog.db.resolve import migrated
-    from catalog.policies_in_force import Policies, install
+    from catalog.policies_in_force import Policies
 
     settings = settings_from(home, database_url)
-    install(Policies.from_settings(settings))  # the projection assigns products by it
+    policies = Policies.from_settings(settings)  # the projection assigns products and classifies by it
     with migrated(settings) as db:
         # As the owner: TRUNCATE ... RESTART IDENTITY needs the sequences' owner, and the log is locked.
-        replayed, same = asyncio.run(_rebuild(db.owner_url, verify))
+        replayed, same = asyncio.run(_rebuild(db.owner_url, verify, policies))
     console.print(f"replayed {replayed} events")
     if verify:
         if same:
@@ -344,7 +348,7 @@ def rebuild(
             raise fail("the rebuilt projection differs from the one before (see the tables above)")
 
 
-async def _rebuild(url: str, verify: bool) -> tuple[int, bool]:
+async def _rebuild(url: str, verify: bool, policies: Policies) -> tuple[int, bool]:
     from catalog.db.engine import create_engine
     from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 
@@ -357,7 +361,9 @@ async def _rebuild(url: str, verify: bool) -> tuple[int, bool]:
         with _progress() as progress:
             task = progress.add_task("replaying", total=None)
             replayed = await rebuild_projection(
-                engine, progress=lambda done, total: progress.update(task, completed=done, total=total)
+                engine,
+                policies,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         if before is None:
             return replayed, True

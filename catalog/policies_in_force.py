@@ -6,10 +6,6 @@ reloads on `POST /api/v1/policy/reload`.
 The app keeps one on `app.state.policies`; the CLI commands build theirs from their settings. It lives at
 the top of the package, beside `config.py`, because it gathers views of three domains (policy, findings,
 classification): none of them imports another through it.
-
-`install`/`installed`: the ingest path (writer, `catalog ingest`, `catalog rebuild`) is not handed the
-object yet; it reads the one its process installed — the app and the CLI install theirs. Passing it down
-the projector is the ingest rewrite's step; then these two go.
 """
 
 from __future__ import annotations
@@ -51,18 +47,3 @@ class Policies:
     @classmethod
     def from_settings(cls, settings: Settings) -> Policies:
         return cls.load(settings.policies_dir, findings_incremental=settings.findings_incremental)
-
-
-_installed: Policies | None = None
-
-
-def install(policies: Policies) -> Policies:
-    """Make `policies` the ones this process's ingest path reads (see the module's docstring)."""
-    global _installed
-    _installed = policies
-    return policies
-
-
-def installed() -> Policies:
-    """The policies installed in this process; the default directory's when none was."""
-    return _installed if _installed is not None else install(Policies.load())

@@ -20,7 +20,6 @@ from catalog.classification.propagate import (
     targets_of_new_edges_from_classified,
 )
 from catalog.classification.rules import RuleSet
-from catalog.policy import files
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,7 @@ async def classify_batch(
     field_ids: Iterable[int],
     dataset_ids: Iterable[int],
     new_edges: Iterable[tuple[int, int]],
-    rules: RuleSet | None = None,
+    rules: RuleSet,
 ) -> ClassifyOutcome:
     """Classify what a batch touched and propagate only from what changed (in the caller's transaction).
 
@@ -44,7 +43,6 @@ async def classify_batch(
     whatever its source held already (and a source whose own classification changed is handled as a
     change), so only new edges need relaxing."""
     await lock_propagation(conn)  # before anything decides what to propagate (see the lock's comment)
-    rules = rules or files.classification_rules()  # the policies directory's classification.yaml
     detected = await refresh_detected(conn, rules, sorted(set(field_ids)))
     declared = await refresh_declared(conn, sorted(set(dataset_ids)))
     fed = await targets_of_new_edges_from_classified(conn, new_edges)

@@ -17,16 +17,15 @@ from catalog.findings.assignments import assign_products, audit_reassignments
 from catalog.findings.engine import evaluate
 from catalog.findings.facts import DATASET_FACTS_BY_ID, JOB_FACTS_BY_ID, Observations, facts_by_name
 from catalog.openlineage.events import OpenLineageEvent
-from catalog.policies_in_force import Policies, installed
+from catalog.policies_in_force import Policies
 
 
 async def evaluate_batch(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], policies: Policies | None = None
+    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], policies: Policies
 ) -> None:
     """The ingest hook: evaluate every rule for what `events` (already projected, products assigned)
     touched — unless the policies turn incremental evaluation off (the benchmark's baseline; `catalog
-    scan` then catches up). `policies` None: the process's installed ones (catalog/policies_in_force.py)."""
-    policies = policies or installed()
+    scan` then catches up)."""
     if not policies.findings_incremental or not events:
         return
     seen = Observations.of(events)

@@ -39,6 +39,7 @@ from catalog.ingest.service import APPENDED_CHANNEL, IngestOutcome, append, fold
 from catalog.ingest.statistics import GrowthAnalyzer
 from catalog.openlineage.events import EventRejected, Limits, OpenLineageEvent
 from catalog.openlineage.validation import parse_event
+from catalog.policies_in_force import Policies
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _parsed(records: Sequence[asyncpg.Record]) -> list[Logged]:
 
 
 async def fold_logged(
-    raw: asyncpg.Connection[Any], batch: Sequence[Logged], *, governance: bool = True
+    raw: asyncpg.Connection[Any], batch: Sequence[Logged], policies: Policies, *, governance: bool = True
 ) -> None:
     """Fold parsed logged events (in log order); `governance` off: projection and classification only."""
     events = [e.event for e in batch if e.event is not None]
@@ -147,11 +148,11 @@ async def fold_logged(
         return
     log_ids: dict[EventKey, int] = {(e.event.event_time, e.event.digest): e.id for e in batch if e.event}
     if governance:
-        await fold(raw, events, log_ids)
+        await fold(raw, events, log_ids, policies)
     else:
         from catalog.ingest.service import project_only
 
-        await project_only(raw, events, log_ids)
+        await project_only(raw, events, log_ids, policies)
 
 
 def _not_the_events_fault(exc: BaseException) -> bool:
@@ -165,14 +166,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}{f' [{sqlstate}]' if sqlstate else ''}: {exc}"[:2000]
 
 
-async def _fold_isolating(raw: asyncpg.Connection[Any], batch: Sequence[Logged]) -> list[tuple[Logged, str]]:
+async def _fold_isolating(
+    raw: asyncpg.Connection[Any], batch: Sequence[Logged], policies: Policies
+) -> list[tuple[Logged, str]]:
     """Fold the batch in one savepoint; if it fails, again one event per savepoint. The events that
     still fail (with their error) are returned to be set aside."""
     failed = [(e, e.error or "") for e in batch if e.event is None]
     good = [e for e in batch if e.event is not None]
     try:
         async with raw.transaction():
-            await fold_logged(raw, good)
+            await fold_logged(raw, good, policies)
         return failed
     except Exception as exc:
         if _not_the_events_fault(exc):
@@ -183,7 +186,7 @@ async def _fold_isolating(raw: asyncpg.Connection[Any], batch: Sequence[Logged])
     for logged in good:
         try:
             async with raw.transaction():
-                await fold_logged(raw, [logged])
+                await fold_logged(raw, [logged], policies)
         except Exception as exc:
             if _not_the_events_fault(exc):
                 raise
@@ -192,7 +195,7 @@ async def _fold_isolating(raw: asyncpg.Connection[Any], batch: Sequence[Logged])
     return failed
 
 
-async def project_step(raw: asyncpg.Connection[Any], *, limit: int = BATCH_SIZE) -> Step:
+async def project_step(raw: asyncpg.Connection[Any], policies: Policies, *, limit: int = BATCH_SIZE) -> Step:
     """Fold the next `limit` events of the log and advance the position, in one transaction."""
     async with raw.transaction():
         position = await raw.fetchval(
@@ -203,7 +206,7 @@ async def project_step(raw: asyncpg.Connection[Any], *, limit: int = BATCH_SIZE)
         batch = await read_after(raw, position, limit)
         if not batch:
             return Step(0, 0, position)
-        failed = await _fold_isolating(raw, batch)
+        failed = await _fold_isolating(raw, batch, policies)
         if failed:
             await raw.execute(
                 SET_ASIDE,
@@ -223,7 +226,7 @@ async def project_step(raw: asyncpg.Connection[Any], *, limit: int = BATCH_SIZE)
         return Step(len(batch), len(failed), batch[-1].id)
 
 
-async def retry_set_aside(engine: AsyncEngine) -> tuple[int, int]:
+async def retry_set_aside(engine: AsyncEngine, policies: Policies) -> tuple[int, int]:
     """Fold the set-aside events again (in log order, after whatever was folded since: a fix's second
     chance, not a replay in place); those that fold leave the table. Returns (folded, still failing)."""
     async with raw_transaction(engine) as raw:
@@ -231,7 +234,7 @@ async def retry_set_aside(engine: AsyncEngine) -> tuple[int, int]:
         await raw.fetchval("SELECT position FROM projector_state WHERE name = $1 FOR UPDATE", STATE)
         ids = await raw.fetchval("SELECT coalesce(array_agg(event_id), '{}') FROM projection_set_aside")
         batch = _parsed(await raw.fetch(READ_IDS, ids))
-        failed = await _fold_isolating(raw, batch)
+        failed = await _fold_isolating(raw, batch, policies)
         still = {e.id for e, _ in failed}
         await raw.execute(
             "DELETE FROM projection_set_aside WHERE event_id = ANY($1::bigint[])",
@@ -311,6 +314,7 @@ class Projector:
         self,
         engine: AsyncEngine,
         advanced: Callable[[int], None],
+        policies: Policies,
         *,
         batch_size: int = BATCH_SIZE,
         standby_poll: float = 1.0,
@@ -318,6 +322,7 @@ class Projector:
     ) -> None:
         self._engine = engine
         self._advanced = advanced  # told every position reached (the process's Watermark)
+        self._policies = policies  # what the fold assigns, classifies and judges by
         self._batch_size = batch_size
         self._standby_poll = standby_poll
         self._idle_poll = idle_poll
@@ -405,7 +410,7 @@ class Projector:
     async def _step(self, raw: asyncpg.Connection[Any]) -> Step:
         for attempt in range(4):
             try:
-                return await project_step(raw, limit=self._batch_size)
+                return await project_step(raw, self._policies, limit=self._batch_size)
             except asyncpg.exceptions.TransactionRollbackError as exc:
                 if attempt == 3:
                     raise
@@ -423,9 +428,16 @@ class ProjectorThread:
     milliseconds. It dies with the process (so a killed process's leadership goes with it)."""
 
     def __init__(
-        self, database_url: str, watermark: Watermark, *, batch_size: int, standby_poll: float
+        self,
+        database_url: str,
+        watermark: Watermark,
+        policies: Policies,
+        *,
+        batch_size: int,
+        standby_poll: float,
     ) -> None:
         self._url = database_url
+        self._policies = policies
         self._watermark = watermark
         self._batch_size = batch_size
         self._standby_poll = standby_poll
@@ -462,7 +474,7 @@ class ProjectorThread:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._projector = Projector(
-            engine, advanced, batch_size=self._batch_size, standby_poll=self._standby_poll
+            engine, advanced, self._policies, batch_size=self._batch_size, standby_poll=self._standby_poll
         )
         try:
             await self._projector.start()
@@ -481,7 +493,9 @@ class ProjectorThread:
         self._thread = None
 
 
-async def catch_up(engine: AsyncEngine, *, batch_size: int = BATCH_SIZE, wait: float = 600.0) -> int:
+async def catch_up(
+    engine: AsyncEngine, policies: Policies, *, batch_size: int = BATCH_SIZE, wait: float = 600.0
+) -> int:
     """Fold the log up to its head now (the CLI's backfill): as the projector when no process is one,
     else by waiting for the active projector. Returns the position reached."""
     async with engine.connect() as conn:
@@ -491,7 +505,7 @@ async def catch_up(engine: AsyncEngine, *, batch_size: int = BATCH_SIZE, wait: f
             try:
                 position = 0
                 while True:
-                    step = await project_step(raw, limit=batch_size)
+                    step = await project_step(raw, policies, limit=batch_size)
                     position = step.position
                     if not step.folded:
                         return position
@@ -503,12 +517,12 @@ async def catch_up(engine: AsyncEngine, *, batch_size: int = BATCH_SIZE, wait: f
 
 
 async def append_and_project(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent]
+    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], policies: Policies
 ) -> IngestOutcome:
     """Append and fold in the caller's ONE transaction (loading tools and benchmarks that measure the
     synchronous cost; the service never does this). The append lock is held, so no other appender can
     slip a row in between; the projector's step folds everything pending, these events included."""
     outcome = await append(raw, events)
-    while (await project_step(raw, limit=BATCH_SIZE)).folded:
+    while (await project_step(raw, policies, limit=BATCH_SIZE)).folded:
         pass
     return outcome

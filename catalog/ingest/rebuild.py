@@ -11,6 +11,7 @@ from catalog.audit.service import record_raw
 from catalog.db.engine import raw_connection, raw_transaction
 from catalog.ingest.projector import STATE, fold_logged, read_after
 from catalog.ingest.statistics import analyze_catalog
+from catalog.policies_in_force import Policies
 
 # Children first, so TRUNCATE order never matters to foreign keys (they are truncated together anyway).
 PROJECTION_TABLES = (
@@ -89,7 +90,11 @@ async def projection_fingerprint(conn: AsyncConnection) -> dict[str, tuple[int, 
 
 
 async def rebuild_projection(
-    engine: AsyncEngine, *, batch_size: int = 1000, progress: Callable[[int, int], Any] | None = None
+    engine: AsyncEngine,
+    policies: Policies,
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> int:
     """Empty the projection and fold the log again up to the projector's position, with the projector's
     own reader and fold (catalog/ingest/projector.py; findings and audit rows are history and kept), in
@@ -114,7 +119,7 @@ async def rebuild_projection(
                 break
             if any(logged.event is None for logged in batch):
                 raise RuntimeError("a logged event no longer parses; it was projected before: not rebuilding")
-            await fold_logged(raw, batch, governance=False)
+            await fold_logged(raw, batch, policies, governance=False)
             done += len(batch)
             position = batch[-1].id
             if done >= analyze_at:

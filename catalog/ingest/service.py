@@ -33,8 +33,8 @@ from catalog.findings.transports import record_flow_transports
 from catalog.ingest.extract import EventKey, NameKey, Ownership, Rows, extract
 from catalog.ingest.projection import Projected, project
 from catalog.openlineage.events import OpenLineageEvent
-from catalog.policy import files
-from catalog.policy.products import ANY_EMITTER, Claim
+from catalog.policies_in_force import Policies
+from catalog.policy.products import ANY_EMITTER, Claim, ProductMap
 
 # One fixed key (an arbitrary constant no other module uses): see the module docstring.
 APPEND_LOCK_KEY = 0x0C47A106
@@ -142,22 +142,30 @@ async def append(raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent
 
 
 async def fold(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], log_ids: dict[EventKey, int]
+    raw: asyncpg.Connection[Any],
+    events: Sequence[OpenLineageEvent],
+    log_ids: dict[EventKey, int],
+    policies: Policies,
 ) -> None:
     """The projector's work for logged events (in log order; `log_ids` their ids): projection and PII
     classification, then the audit of new ownership claims and the governance findings."""
     # PII classification (in project_only) before the rules, which judge flows by it.
-    rows, projected = await project_only(raw, events, log_ids)
+    rows, projected = await project_only(raw, events, log_ids, policies)
     await audit_claims(raw, rows, projected)
-    await evaluate_batch(raw, events)  # governance findings for what the batch touched (catalog/findings)
+    await evaluate_batch(
+        raw, events, policies
+    )  # governance findings for what the batch touched (catalog/findings)
 
 
 async def project_only(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], log_ids: dict[EventKey, int]
+    raw: asyncpg.Connection[Any],
+    events: Sequence[OpenLineageEvent],
+    log_ids: dict[EventKey, int],
+    policies: Policies,
 ) -> tuple[Rows, Projected]:
     """Project events that are in the log (in log order, `log_ids` their ids) and classify what they
     touched (catalog/classification). A rebuild does only this: findings and audit rows are history."""
-    ownership = await _ownership(raw, events, log_ids)
+    ownership = await _ownership(raw, events, log_ids, policies.products.current)
     rows = extract(events, ownership)
     projected = await project(raw, rows)
     # Which product each subject belongs to (a policy fact authorisation reads), whatever the findings switch.
@@ -169,17 +177,20 @@ async def project_only(
         field_ids=projected.field_ids.values(),
         dataset_ids=projected.dataset_ids.values(),
         new_edges=projected.new_field_edges,
+        rules=policies.classification.current,
     )
     return rows, projected
 
 
 async def _ownership(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], log_ids: dict[EventKey, int]
+    raw: asyncpg.Connection[Any],
+    events: Sequence[OpenLineageEvent],
+    log_ids: dict[EventKey, int],
+    products: ProductMap,
 ) -> Ownership:
     """products.yaml, and the stored placement of the datasets the batch touches that the file does not
     place — fetched (one statement) only for those a product's key touches or a claim names: a batch
     sent by keys acting for every product with no claims needs none."""
-    products = files.product_map().current
     ownership = Ownership(products=products, log_ids=log_ids)
     wanted: set[NameKey] = set()
     for event in events:

@@ -1,8 +1,7 @@
 """Where the policy files live, what the audit trail records of them, and the watcher that chains an edit.
 
 The parsed files themselves are views of a `Policies` object (catalog/policies_in_force.py) built once from the
-settings and passed down; `product_map()` and `classification_rules()` here are the ingest path's
-bridge to the installed one until the ingest projector is handed it.
+settings and passed down.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy import text
@@ -21,10 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.audit import service as audit
 from catalog.periodic import Periodic
-
-if TYPE_CHECKING:
-    from catalog.classification.rules import RuleSet
-    from catalog.policy.products import ReloadingProductMap
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +31,6 @@ def resolve_dir(configured: Path | None) -> Path:
         return configured
     env = os.environ.get("CATALOG_POLICIES_DIR")
     return Path(env) if env else DEFAULT_DIR
-
-
-def product_map() -> ReloadingProductMap:
-    """products.yaml of the installed policies (for the ingest path, which is not handed them yet)."""
-    from catalog.policies_in_force import installed  # the bridge's only import of the composition root
-
-    return installed().products
-
-
-def classification_rules() -> RuleSet:
-    """The PII name rules of the installed policies (for the ingest path, which is not handed them yet)."""
-    from catalog.policies_in_force import installed
-
-    return installed().classification.current
 
 
 POLICY_FILES = ("products.yaml", "policy.csv", "model.conf", "rules.yaml", "classification.yaml")

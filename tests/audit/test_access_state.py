@@ -23,7 +23,6 @@ from catalog.cli import app as cli
 from catalog.config import Settings
 from catalog.db.engine import create_engine, raw_transaction
 from catalog.findings.service import scan
-from catalog.policies_in_force import Policies, install
 from catalog.policy import files
 from catalog.policy import grants as grant_service
 from tests.factories import dataset, run_event, schema
@@ -295,56 +294,51 @@ async def test_a_product_reassignment_is_chained(
     policies = tmp_path / "policies"
     shutil.copytree(files.DEFAULT_DIR, policies)
     app = create_app(settings.model_copy(update={"policies_dir": policies}), database_url)
-    try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://c",
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            ) as http,
-        ):
-            await ingest(
-                http, run_event(job=PAYMENTS_JOB, inputs=[dataset(PAYMENTS_DB, "payments.ledger_view")])
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://c",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as http,
+    ):
+        await ingest(http, run_event(job=PAYMENTS_JOB, inputs=[dataset(PAYMENTS_DB, "payments.ledger_view")]))
+    async with engine.connect() as conn:
+        assert (
+            await conn.execute(
+                text("SELECT count(*) FROM audit_log WHERE action = 'product_assignment.changed'")
             )
-        async with engine.connect() as conn:
-            assert (
-                await conn.execute(
-                    text("SELECT count(*) FROM audit_log WHERE action = 'product_assignment.changed'")
-                )
-            ).scalar_one() == 0
-        yaml_path = policies / "products.yaml"
-        yaml_path.write_text(
-            yaml_path.read_text().replace(
-                "datasets:\n",
-                "datasets:\n  - namespace: 'postgres://payments-db.*'\n    name: 'payments\\.ledger_view'\n"
-                "    product: ledger\n",
-                1,
-            )
+        ).scalar_one() == 0
+    yaml_path = policies / "products.yaml"
+    yaml_path.write_text(
+        yaml_path.read_text().replace(
+            "datasets:\n",
+            "datasets:\n  - namespace: 'postgres://payments-db.*'\n    name: 'payments\\.ledger_view'\n"
+            "    product: ledger\n",
+            1,
         )
-        app.state.policies.products.reload()
-        async with raw_transaction(engine) as raw:
-            await scan(raw, app.state.policies)
-        async with engine.connect() as conn:
-            [details] = (
-                (
-                    await conn.execute(
-                        text("SELECT details FROM audit_log WHERE action = 'product_assignment.changed'")
-                    )
+    )
+    app.state.policies.products.reload()
+    async with raw_transaction(engine) as raw:
+        await scan(raw, app.state.policies)
+    async with engine.connect() as conn:
+        [details] = (
+            (
+                await conn.execute(
+                    text("SELECT details FROM audit_log WHERE action = 'product_assignment.changed'")
                 )
-                .scalars()
-                .all()
             )
-        assert {
-            "kind": "dataset",
-            "namespace": PAYMENTS_DB,
-            "name": "payments.ledger_view",
-            "from": "payments",
-            "to": "ledger",
-        }.items() <= details["changes"][0].items()
-        assert (await _verify(engine)).ok
-    finally:
-        install(Policies.load())  # the apps installed the temporary directory's
+            .scalars()
+            .all()
+        )
+    assert {
+        "kind": "dataset",
+        "namespace": PAYMENTS_DB,
+        "name": "payments.ledger_view",
+        "from": "payments",
+        "to": "ledger",
+    }.items() <= details["changes"][0].items()
+    assert (await _verify(engine)).ok
 
 
 async def test_a_policy_file_edit_is_chained_once_across_processes(
@@ -367,25 +361,22 @@ async def test_a_policy_file_edit_is_chained_once_across_processes(
             )
             return [r.details for r in rows]
 
-    try:
-        async with (
-            apps[0].router.lifespan_context(apps[0]),
-            apps[1].router.lifespan_context(apps[1]),
-            apps[2].router.lifespan_context(apps[2]),
-        ):
-            await asyncio.sleep(1.2)
-            assert await changes() == []  # start-up is not a change
-            products = policies / "products.yaml"
-            products.write_text(products.read_text().replace("pix]", "pix, wallet]"))
-            async with asyncio.timeout(10):
-                while True:
-                    if await changes():
-                        break
-                    await asyncio.sleep(0.1)
-            await asyncio.sleep(2.5)  # every process has looked by now
-            [details] = await changes()
-    finally:
-        install(Policies.load())  # the apps installed the temporary directory's
+    async with (
+        apps[0].router.lifespan_context(apps[0]),
+        apps[1].router.lifespan_context(apps[1]),
+        apps[2].router.lifespan_context(apps[2]),
+    ):
+        await asyncio.sleep(1.2)
+        assert await changes() == []  # start-up is not a change
+        products = policies / "products.yaml"
+        products.write_text(products.read_text().replace("pix]", "pix, wallet]"))
+        async with asyncio.timeout(10):
+            while True:
+                if await changes():
+                    break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(2.5)  # every process has looked by now
+        [details] = await changes()
     assert details["files"]["products.yaml"] == hashlib.sha256(products.read_bytes()).hexdigest()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ import yaml
 
 from catalog.app import create_app
 from catalog.config import Settings
-from catalog.policies_in_force import Policies, install
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import dataset, run_event, schema
 
@@ -32,14 +31,6 @@ LOYALTY = {
     "confidence": 0.8,
     "patterns": [["loyalty", "card"], ["cartao", "fidelidade"]],
 }
-
-
-@pytest.fixture(autouse=True)
-def forget_configured_dir() -> Iterator[None]:
-    # An app installs its policies for the ingest path (catalog/policies_in_force.py): do not leave a temporary
-    # directory's installed for the tests that run after these.
-    yield
-    install(Policies.load())
 
 
 def policies_copy(tmp_path: Path, edit: Any = None) -> Path:

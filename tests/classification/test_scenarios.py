@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
+from catalog.policies_in_force import Policies
 from tests.factories import at, column_lineage, dataset, run_event, schema
 
 PG = "postgres://payments-db:5432"
@@ -187,7 +188,7 @@ async def test_cpf_flows_from_oltp_through_cdc_to_bigquery_masked_in_one_branch(
     # Everything derived comes back identical from the log.
     async with engine.connect() as conn:
         live = await projection_fingerprint(conn)
-    await rebuild_projection(engine, batch_size=2)
+    await rebuild_projection(engine, Policies.load(), batch_size=2)
     async with engine.connect() as conn:
         assert await projection_fingerprint(conn) == live
     assert live["classifications"][0] >= 6
@@ -236,7 +237,7 @@ async def test_a_loop_in_the_lineage_terminates_and_propagates_once_the_seed_arr
     assert [(x["tag"], x["depth"]) for x in d["value"]] == [("PII.CPF", 3)]
     async with engine.connect() as conn:
         live = await projection_fingerprint(conn)
-    await rebuild_projection(engine, batch_size=1)
+    await rebuild_projection(engine, Policies.load(), batch_size=1)
     async with engine.connect() as conn:
         assert await projection_fingerprint(conn) == live
 
@@ -292,7 +293,7 @@ async def test_a_steward_rejects_a_false_positive_and_it_survives_reingest_and_r
     assert await classifications(client, ns, "marketing.public.campaigns") == {}
     async with engine.connect() as conn:
         live = await projection_fingerprint(conn)
-    await rebuild_projection(engine)
+    await rebuild_projection(engine, Policies.load())
     async with engine.connect() as conn:
         assert await projection_fingerprint(conn) == live
     assert await classifications(client, ns, "marketing.public.campaigns") == {}

@@ -24,6 +24,7 @@ from catalog.config import Settings
 from catalog.db.engine import libpq_dsn
 from catalog.ingest.projector import catch_up, retry_set_aside
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
+from catalog.policies_in_force import Policies
 from tests.conftest import ADMIN_TOKEN, free_port
 from tests.factories import at, dataset, run_event
 from tests.ingest.projector_helpers import append_backlog, projector_backend, projector_status, stream
@@ -46,7 +47,7 @@ def settings(tmp_path: Path) -> Settings:
 async def _rebuild_matches(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         live = await projection_fingerprint(conn)
-    await rebuild_projection(engine, batch_size=200)
+    await rebuild_projection(engine, Policies.load(), batch_size=200)
     async with engine.connect() as conn:
         rebuilt = await projection_fingerprint(conn)
     assert {t for t in live if live[t] != rebuilt[t]} == set()
@@ -92,10 +93,10 @@ async def test_a_failing_event_is_set_aside_visible_and_retried_after_a_fix(
     assert state["position"] == state["head"] == answer.json()["position"]
 
     # Still failing: it stays aside, its attempts counted.
-    assert await retry_set_aside(engine) == (0, 1)
+    assert await retry_set_aside(engine, Policies.load()) == (0, 1)
     with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
         conn.execute("ALTER TABLE jobs DROP CONSTRAINT ck_test_no_explode")  # the fix
-    assert await retry_set_aside(engine) == (1, 0)
+    assert await retry_set_aside(engine, Policies.load()) == (1, 0)
     assert (await client.get("/api/v1/namespaces/airflow/jobs/explode")).status_code == 200
     assert (await client.get("/api/v1/ingest/status")).json()["setAside"] == 0
 
@@ -195,7 +196,9 @@ async def test_kill_9_of_the_projector_mid_batch_loses_nothing_and_applies_nothi
     stopped_at = (await projector_status(engine)).position
     assert 0 < stopped_at < head  # it died mid-way, its batch in flight rolled back
 
-    assert await catch_up(engine, batch_size=500) == head  # restarted: resumes from the stored position
+    assert (
+        await catch_up(engine, Policies.load(), batch_size=500) == head
+    )  # restarted: resumes from the stored position
     await _no_audit_row_twice(engine)
     await _rebuild_matches(engine)
 

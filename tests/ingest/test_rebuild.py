@@ -11,6 +11,7 @@ from catalog.ingest.projector import append_and_project
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 from catalog.ingest.service import PartitionCache
 from catalog.openlineage.validation import parse_event
+from catalog.policies_in_force import Policies
 from tests.conftest import PgServer
 from tests.corpus import event_files
 
@@ -25,7 +26,7 @@ async def test_rebuild_after_the_whole_corpus_is_identical(
     assert live["datasets"][0] > 50
     assert live["column_edges"][0] > 10
     assert live["runs"][0] > 50
-    replayed = await rebuild_projection(engine, batch_size=37)
+    replayed = await rebuild_projection(engine, Policies.load(), batch_size=37)
     assert replayed > 100
     async with engine.connect() as conn:
         rebuilt = await projection_fingerprint(conn)
@@ -47,7 +48,7 @@ async def test_projection_does_not_depend_on_arrival_order(engine: AsyncEngine, 
             chunk = batch[i : i + size]
             await partitions.ensure(target, [e.event_time for e in chunk])  # type: ignore[attr-defined]
             async with raw_transaction(target) as raw:
-                await append_and_project(raw, chunk)  # type: ignore[arg-type]
+                await append_and_project(raw, chunk, Policies.load())  # type: ignore[arg-type]
 
     name = "t_order_" + str(random.randrange(1 << 30))
     pg_server.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_server.template}"')

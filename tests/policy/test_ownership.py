@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
+from catalog.policies_in_force import Policies
 from catalog.policy import files
 from catalog.policy.products import ANY_EMITTER, Claim, load_product_map
 from tests.factories import PRODUCER, at, column_lineage, dataset, run_event, schema
@@ -229,7 +230,7 @@ async def test_another_products_ownership_facet_changes_nothing_and_is_flagged(
     # `catalog rebuild` comes out identical, and the product is still payments
     async with engine.connect() as conn:
         live = await projection_fingerprint(conn)
-    await rebuild_projection(engine, batch_size=1)
+    await rebuild_projection(engine, Policies.load(), batch_size=1)
     async with engine.connect() as conn:
         assert await projection_fingerprint(conn) == live
     assert (await gql(client, payments_engineer, PRODUCT, CARDS_DB, CARDS))["data"]["dataset"]["product"] == (
@@ -305,7 +306,7 @@ async def test_an_ownership_facet_places_an_unplaced_dataset_only_from_that_prod
 
     async with engine.connect() as conn:
         live = await projection_fingerprint(conn)
-    await rebuild_projection(engine, batch_size=2)
+    await rebuild_projection(engine, Policies.load(), batch_size=2)
     async with engine.connect() as conn:
         assert await projection_fingerprint(conn) == live
 

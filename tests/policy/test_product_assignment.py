@@ -4,7 +4,6 @@ rather than falling back to products.yaml's name patterns."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.config import Settings
-from catalog.policies_in_force import Policies, install
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import at, dataset, run_event, schema
 from tests.keys import make_key
@@ -34,13 +32,6 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path / "home", admin_token=ADMIN_TOKEN, log_format="console", findings_incremental=False
     )
-
-
-@pytest.fixture(autouse=True)
-def default_policies_after() -> Iterator[None]:
-    # The app installs its policies (rules off) for the ingest path: leave the default for later tests.
-    yield
-    install(Policies.load())
 
 
 async def test_with_findings_off_a_claimed_dataset_gets_its_product_and_access_follows_it(
