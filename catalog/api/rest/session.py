@@ -35,4 +35,6 @@ class Me(BaseModel):
     responses=problem_responses(401, 403),
 )
 async def me(principal: Annotated[Principal, Requires("session", "read", "global")]) -> Me:
-    return Me(key_id=principal.key_id, key_name=principal.name, role=principal.role, product=principal.product)
+    return Me(
+        key_id=principal.key_id, key_name=principal.name, role=principal.role, product=principal.product
+    )
