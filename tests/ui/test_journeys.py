@@ -198,3 +198,18 @@ def test_steward_grants_masked_read_and_the_other_product_then_sees_masked_colum
         assert other.errors == []
     finally:
         other.close()
+
+
+def test_search_filters_are_applied_by_the_server(ui: UiPage, demo: DemoCatalog) -> None:
+    """The tier filter goes to GraphQL's `search` (not a filter over the first page in the browser)."""
+    page = ui.page
+    ui.sign_in(demo.keys["admin"])
+    with page.expect_request(
+        lambda r: r.url.endswith("/graphql") and '"tier":"analytics"' in (r.post_data or "")
+    ):
+        ui.goto("/search?q=payments&tier=analytics")
+    results = page.get_by_role("list", name="Results")
+    results.get_by_text("cw.payments.tx_enriched").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert results.get_by_text("payments.customers", exact=True).count() == 0
+    assert ui.errors == []
