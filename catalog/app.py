@@ -28,6 +28,7 @@ from catalog.api.rest import ingest as ingest_routes
 from catalog.api.rest import lineage as lineage_routes
 from catalog.api.rest import marquez as marquez_routes
 from catalog.api.rest import operations as operations_routes
+from catalog.api.rest import session as session_routes
 from catalog.api.rest import tags as tags_routes
 from catalog.api.rest.problems import install_handlers
 from catalog.api.text_guard import ParameterTextMiddleware, reject_marked_path_parameters
@@ -210,6 +211,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(governance_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(classification_routes.router)
+    app.include_router(session_routes.router)
     app.include_router(operations_routes.router)  # /metrics (a credential) and /ready (open)
     app.state.migration_heads = frozenset(head_revisions())  # what /ready holds the database to
     app.state.metrics = CatalogMetrics(

@@ -19,6 +19,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, INTEGER, TEXT, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.classification.reads import EFFECTIVE
+
 Json = dict[str, Any]
 
 
@@ -275,22 +277,48 @@ _SEARCH_ORDER: dict[SearchOrder, str] = {
 }
 
 # ILIKE '%q%' is served by the trigram GIN indexes (migration 0002); a kind not asked for is skipped by
-# its one-time filter, so one statement serves every combination of kinds.
+# its one-time filter, so one statement serves every combination of kinds. The product/tier/PII filters
+# (see `search`) are one-time filters too; `{pii}` is the set of (dataset, field) holding PII, spliced in
+# only when `has_pii` is asked for so other searches do not compute it.
 _SEARCH = """
+WITH pii AS ({pii})
 SELECT kind, id, name, namespace, last_seen FROM (
     SELECT 'dataset' AS kind, d.id, d.name, n.name AS namespace, d.last_seen FROM datasets d
     JOIN namespaces n ON n.id = d.namespace_id
     WHERE :datasets AND d.name ILIKE :pattern AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
+    AND (CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
+         WHERE pa.subject_kind = 'dataset' AND pa.subject_id = d.id AND pa.product = :product))
+    AND (CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
+         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))
+    AND (CAST(:has_pii AS boolean) IS NULL
+         OR EXISTS (SELECT 1 FROM pii WHERE pii.dataset_id = d.id) = CAST(:has_pii AS boolean))
     UNION ALL
     SELECT 'job', j.id, j.name, n.name, j.last_seen FROM jobs j
     JOIN namespaces n ON n.id = j.namespace_id
     WHERE :jobs AND j.name ILIKE :pattern AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
+    AND (CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
+         WHERE pa.subject_kind = 'job' AND pa.subject_id = j.id AND pa.product = :product))
+    AND (CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
+         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))
+    AND CAST(:has_pii AS boolean) IS NULL
     UNION ALL
     SELECT 'field', f.id, f.path, n.name, f.last_seen FROM dataset_fields f
     JOIN datasets d ON d.id = f.dataset_id JOIN namespaces n ON n.id = d.namespace_id
     WHERE :fields AND f.path ILIKE :pattern AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
+    AND (CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
+         WHERE pa.subject_kind = 'dataset' AND pa.subject_id = d.id AND pa.product = :product))
+    AND (CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
+         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))
+    AND (CAST(:has_pii AS boolean) IS NULL
+         OR EXISTS (SELECT 1 FROM pii WHERE pii.field_id = f.id) = CAST(:has_pii AS boolean))
 ) hits ORDER BY {order} LIMIT :limit
 """
+
+# (dataset, field) pairs holding PII: effective, unmasked classifications (field NULL: the whole dataset).
+_PII = "SELECT DISTINCT q.dataset_id, q.field_id FROM ({effective}) q WHERE NOT q.masked".replace(
+    "{effective}", EFFECTIVE.replace("{filter_c}", "true").replace("{filter_m}", "true")
+)
+_NO_PII = "SELECT NULL::bigint AS dataset_id, NULL::bigint AS field_id WHERE false"
 
 
 async def search(
@@ -301,11 +329,24 @@ async def search(
     kinds: frozenset[str] = frozenset({"dataset", "job", "field"}),
     namespace: str | None = None,
     order: SearchOrder = "relevance",
+    product: str | None = None,
+    tier: str | None = None,
+    has_pii: bool | None = None,
 ) -> list[SearchHit]:
     """Datasets, jobs and fields (those of `kinds`) whose name contains `term` (case-insensitive, its
-    wildcards literal), optionally only in `namespace`."""
+    wildcards literal), optionally only in `namespace`, and filtered before the limit:
+
+    `product`: a dataset's or job's stored product assignment (what the projection recorded from
+    products.yaml, ownership facets and claims); a field's is its dataset's. A subject the projection
+    has not assigned yet matches no product. `tier`: the stored tier of the hit's namespace (a field:
+    its dataset's namespace). `has_pii`: a dataset with (True) / without (False) any effective,
+    unmasked PII classification on it or its fields; a field that itself holds (True) / does not hold
+    (False) one. Jobs hold no data: any `has_pii` leaves them out."""
+    sql = _SEARCH.replace("{order}", _SEARCH_ORDER[order]).replace(
+        "{pii}", _NO_PII if has_pii is None else _PII
+    )
     rows = await conn.execute(
-        text(_SEARCH.replace("{order}", _SEARCH_ORDER[order])),
+        text(sql),
         {
             "pattern": like_pattern(term),
             "prefix": like_pattern(term)[1:],
@@ -314,6 +355,9 @@ async def search(
             "jobs": "job" in kinds,
             "fields": "field" in kinds,
             "namespace": namespace,
+            "product": product,
+            "tier": tier,
+            "has_pii": has_pii,
             "limit": limit,
         },
     )

@@ -337,9 +337,12 @@ async def search(
     sort: str,
     limit: int,
     namespace: str | None,
+    product: str | None = None,
+    tier: str | None = None,
 ) -> list[Json]:
     """Marquez's /search: datasets and jobs (`kind` 'DATASET' or 'JOB': only those) whose name contains
-    `q`, by name ('NAME') or most recently updated first."""
+    `q`, by name ('NAME') or most recently updated first; `product`/`tier` as `queries.search` reads
+    them. (No PII filter here: whether a dataset holds PII is internals, and this route checks none.)"""
     hits = await queries.search(
         conn,
         term=q,
@@ -347,6 +350,8 @@ async def search(
         kinds=frozenset({kind.lower()}) if kind else frozenset({"dataset", "job"}),
         namespace=namespace,
         order="name" if sort == "NAME" else "updated",
+        product=product,
+        tier=tier,
     )
     return [
         {

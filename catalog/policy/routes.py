@@ -55,6 +55,8 @@ ROUTES: dict[tuple[str, str], RoutePolicy] = {
     # ingest: the route admits the caller; each event is then judged in its job's product domain.
     ("POST", f"{V1}/lineage"): RoutePolicy("lineage.event", "write", "own"),
     ("POST", f"{V1}/lineage/batch"): RoutePolicy("lineage.event", "write", "own"),
+    # the calling key itself (id, name, role, product): every role, so a client can show what it may do
+    ("GET", f"{V1}/me"): RoutePolicy("session", "read", "global"),
     # how far the projector is behind the log (counts and times only; no event content)
     ("GET", f"{V1}/ingest/status"): RoutePolicy("catalog.discover", "read", "global"),
     # Marquez-compatible reads

@@ -73,3 +73,66 @@ async def test_one_search_serves_both_apis(client: httpx.AsyncClient, engine: As
         ("dataset", BQ, "dw.raw_customers"),
     ]
     assert exact[0].name == "dw.raw_customers"
+
+
+async def test_search_filters_by_product_tier_and_pii_before_the_limit(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """The filters are applied in the statement, so a limit counts only matching hits: payments owns the
+    PG customers table and the jobs; BigQuery is the analytics tier; raw_customers' `cpf` is PII and
+    dim_customers holds none (its `cpf_hash` is masked)."""
+    await ingest(client, *chain_events())
+    async with engine.connect() as conn:
+        owned = await queries.search(conn, term="customers", limit=50, product="payments")
+        analytics = await queries.search(conn, term="customers", limit=50, tier="analytics")
+        first_pii = await queries.search(conn, term="customers", limit=1, has_pii=True, order="name")
+        no_pii = await queries.search(conn, term="customers", limit=50, has_pii=False)
+        pii_fields = await queries.search(conn, term="cpf", limit=50, has_pii=True)
+        pii_in_bq = await queries.search(conn, term="c", limit=50, has_pii=True, tier="analytics")
+        nobody = await queries.search(conn, term="customers", limit=50, product="nobody")
+    assert {(h.kind, h.name) for h in owned} == {
+        ("dataset", "payments.public.customers"),
+        ("job", "extract_customers"),
+        ("job", "model_customers"),
+    }
+    assert {(h.kind, h.name) for h in analytics} == {
+        ("dataset", "dw.dim_customers"),
+        ("dataset", "dw.raw_customers"),
+    }
+    # Without the filter, dim_customers would be first by name; jobs never match a PII filter.
+    assert [(h.kind, h.name) for h in first_pii] == [("dataset", "dw.raw_customers")]
+    assert [(h.kind, h.name) for h in no_pii] == [("dataset", "dw.dim_customers")]
+    assert {(h.kind, h.namespace, h.name) for h in pii_fields} == {("field", BQ, "cpf"), ("field", PG, "cpf")}
+    assert {(h.kind, h.namespace, h.name) for h in pii_in_bq} == {
+        ("field", BQ, "cpf"),
+        ("dataset", BQ, "dw.raw_customers"),
+    }
+    assert nobody == []
+
+
+async def test_search_filters_over_graphql_and_rest(client: httpx.AsyncClient) -> None:
+    await ingest(client, *chain_events())
+    query = """query($p: String, $t: String, $pii: Boolean) {
+        search(query: "customers", first: 1, product: $p, tier: $t, hasPii: $pii) {
+            __typename ... on Dataset { name } ... on Job { name } } }"""
+    gql_hits = {}
+    for name, variables in {
+        "pii": {"pii": True},
+        "clean": {"pii": False},
+        "oltp": {"t": "oltp"},
+    }.items():
+        response = await client.post("/graphql", json={"query": query, "variables": variables})
+        body = response.json()
+        assert "errors" not in body, body
+        gql_hits[name] = [h["name"] for h in body["data"]["search"]]
+    assert gql_hits == {
+        "pii": ["dw.raw_customers"],
+        "clean": ["dw.dim_customers"],
+        "oltp": ["payments.public.customers"],
+    }
+    rest = (
+        await client.get("/api/v1/search", params={"q": "customers", "product": "payments", "filter": "JOB"})
+    ).json()
+    assert {r["name"] for r in rest["results"]} == {"extract_customers", "model_customers"}
+    analytics = (await client.get("/api/v1/search", params={"q": "customers", "tier": "analytics"})).json()
+    assert {r["name"] for r in analytics["results"]} == {"dw.dim_customers", "dw.raw_customers"}

@@ -78,6 +78,14 @@ EXPECTED: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
         "auditor": (ALLOW, ALLOW),
         "admin": (ALLOW, ALLOW),
     },
+    ("session", "read"): {
+        # every key reads itself (a global route: product roles act as `<role>:other`)
+        "pipeline": (ALLOW, ALLOW),
+        "engineer": (ALLOW, ALLOW),
+        "steward": (ALLOW, ALLOW),
+        "auditor": (ALLOW, ALLOW),
+        "admin": (ALLOW, ALLOW),
+    },
     ("graphql", "read"): {
         "pipeline": (DD, DD),
         "engineer": (ALLOW, ALLOW),
@@ -356,6 +364,7 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", f"{V1}/lineage"): lambda p, w: Call("POST", f"{V1}/lineage", json=side_event(p)),
     ("POST", f"{V1}/lineage/batch"): lambda p, w: Call("POST", f"{V1}/lineage/batch", json=[side_event(p)]),
     ("GET", f"{V1}/ingest/status"): lambda p, w: Call("GET", f"{V1}/ingest/status"),
+    ("GET", f"{V1}/me"): lambda p, w: Call("GET", f"{V1}/me"),
     ("GET", f"{V1}/namespaces"): lambda p, w: Call("GET", f"{V1}/namespaces"),
     ("GET", f"{V1}/namespaces/{{namespace}}"): lambda p, w: Call(
         "GET", f"{V1}/namespaces/{enc(SIDES[p]['ns'])}"

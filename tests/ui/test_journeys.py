@@ -88,17 +88,21 @@ def test_steward_waives_and_unwaives_a_finding(ui: UiPage, demo: DemoCatalog) ->
     assert ui.errors == []
 
 
-def test_engineer_cannot_waive_and_is_told_why(ui: UiPage, demo: DemoCatalog) -> None:
+def test_engineer_is_shown_its_role_and_no_steward_actions(ui: UiPage, demo: DemoCatalog) -> None:
+    """The header says the key's role and product (GET /api/v1/me); waiving and granting are a steward's,
+    so an engineer is not offered them (the API refuses them anyway: tests/policy/test_matrix.py)."""
     page = ui.page
     ui.sign_in(demo.keys["engineer@payments"])
     ui.goto("/findings?rule=pii-unmasked")
-    page.locator("tr.sev-row").first.get_by_role("button", name="Waive…").click()
-    page.get_by_label("Reason").fill("I would like to")
-    page.get_by_role("button", name="Waive", exact=True).click()
-    alert = page.get_by_role("alert")
-    alert.wait_for()
-    assert "Not allowed" in alert.inner_text()
-    ui.errors[:] = [e for e in ui.errors if "403" not in e]  # the refused request itself
+    page.locator("tr.sev-row").first.wait_for()
+    assert page.get_by_label("Role and product").inner_text() == "engineer · payments"
+    assert page.get_by_role("button", name="Waive…").count() == 0
+    assert page.get_by_role("button", name="Un-waive…").count() == 0
+    ui.goto("/grants")
+    page.get_by_role("heading", name="Grants", exact=True).wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("button", name="Revoke").count() == 0
+    assert page.get_by_role("button", name="New grant…").count() == 0
     assert ui.errors == []
 
 
@@ -194,3 +198,18 @@ def test_steward_grants_masked_read_and_the_other_product_then_sees_masked_colum
         assert other.errors == []
     finally:
         other.close()
+
+
+def test_search_filters_are_applied_by_the_server(ui: UiPage, demo: DemoCatalog) -> None:
+    """The tier filter goes to GraphQL's `search` (not a filter over the first page in the browser)."""
+    page = ui.page
+    ui.sign_in(demo.keys["admin"])
+    with page.expect_request(
+        lambda r: r.url.endswith("/graphql") and '"tier":"analytics"' in (r.post_data or "")
+    ):
+        ui.goto("/search?q=payments&tier=analytics")
+    results = page.get_by_role("list", name="Results")
+    results.get_by_text("cw.payments.tx_enriched").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert results.get_by_text("payments.customers", exact=True).count() == 0
+    assert ui.errors == []

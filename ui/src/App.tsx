@@ -10,17 +10,32 @@ import { ProductMapPage } from "./pages/ProductMapPage";
 import { FindingsPage } from "./pages/FindingsPage";
 import { ExportPage } from "./pages/ExportPage";
 import { GrantsPage } from "./pages/GrantsPage";
+import { Me, MeContext } from "./session";
 
 export function App() {
   const [key, setKeyState] = useState<string | null>(getKey());
+  const [me, setMe] = useState<Me | null>(null);
+  useEffect(() => {
+    setMe(null);
+    if (!key) return;
+    let live = true;
+    // Unreadable (an older service, a network error): null, and pages leave the judging to the API.
+    rest<Me>("/api/v1/me")
+      .then((m) => live && setMe(m))
+      .catch(() => live && setMe(null));
+    return () => {
+      live = false;
+    };
+  }, [key]);
   if (!key) return <SignIn onSignedIn={(k) => setKeyState(k)} />;
   const signOut = () => {
     setKey(null);
     setKeyState(null);
   };
   return (
+    <MeContext.Provider value={me}>
     <div className="shell">
-      <TopBar keyId={keyIdOf(key)} onSignOut={signOut} />
+      <TopBar keyId={keyIdOf(key)} me={me} onSignOut={signOut} />
       <main className="main" id="main">
         <Routes>
           <Route path="/" element={<Navigate to="/search" replace />} />
@@ -37,6 +52,7 @@ export function App() {
         </Routes>
       </main>
     </div>
+    </MeContext.Provider>
   );
 }
 
@@ -45,7 +61,7 @@ function keyIdOf(key: string): string {
   return m ? `key ${m[1]}` : "bootstrap key";
 }
 
-function TopBar({ keyId, onSignOut }: { keyId: string; onSignOut: () => void }) {
+function TopBar({ keyId, me, onSignOut }: { keyId: string; me: Me | null; onSignOut: () => void }) {
   const navigate = useNavigate();
   const location = useLocation();
   const [q, setQ] = useState(new URLSearchParams(location.search).get("q") ?? "");
@@ -99,7 +115,13 @@ function TopBar({ keyId, onSignOut }: { keyId: string; onSignOut: () => void }) 
         <kbd aria-hidden="true">/</kbd>
       </form>
       <div className="who">
-        <span title="Signed in for this tab only">{keyId}</span>
+        <span title="Signed in for this tab only">{me ? me.keyName : keyId}</span>
+        {me && (
+          <span className="role" aria-label="Role and product">
+            {me.role}
+            {me.product ? ` · ${me.product}` : ""}
+          </span>
+        )}
         <a href="/docs">API</a>
         <button className="link" onClick={onSignOut}>
           Sign out

@@ -1,6 +1,7 @@
 import { FormEvent, useState } from "react";
 import { ApiError, fmtTime, rest } from "./api";
 import { Badge, Empty } from "./components";
+import { mayStewardProduct, useMe } from "./session";
 
 export interface Finding {
   id: number;
@@ -44,6 +45,8 @@ export function FindingsTable({ findings, onChanged, actions = true }: { finding
 }
 
 function FindingRow({ f, open, toggle, onChanged, actions }: { f: Finding; open: boolean; toggle: () => void; onChanged?: () => void; actions: boolean }) {
+  // Waiving is a steward's of the finding's product (or an admin's); the API still decides.
+  const mayWaive = mayStewardProduct(useMe(), f.product);
   const reason = typeof f.evidence?.reason === "string" ? (f.evidence.reason as string) : null;
   return (
     <>
@@ -70,13 +73,15 @@ function FindingRow({ f, open, toggle, onChanged, actions }: { f: Finding; open:
         <td className="nowrap">{fmtTime(f.lastSeen)}</td>
         {actions && (
           <td className="nowrap">
-            <button className="small" onClick={toggle} aria-expanded={open}>
-              {f.status === "waived" ? "Un-waive…" : "Waive…"}
-            </button>
+            {mayWaive && (
+              <button className="small" onClick={toggle} aria-expanded={open}>
+                {f.status === "waived" ? "Un-waive…" : "Waive…"}
+              </button>
+            )}
           </td>
         )}
       </tr>
-      {open && (
+      {open && mayWaive && (
         <tr>
           <td colSpan={6}>
             <WaiveForm f={f} onDone={() => { toggle(); onChanged?.(); }} />

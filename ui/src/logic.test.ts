@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { diffFields } from "./pages/DatasetPage";
 import { productFlows } from "./pages/ProductMapPage";
+import { mayStewardAny, mayStewardProduct } from "./session";
 
 describe("diffFields", () => {
   it("names added, removed and retyped fields", () => {
@@ -24,5 +25,23 @@ describe("productFlows", () => {
       { from: "ledger", to: "(no product)", count: 1, pii: 0, unencrypted: 1 },
     ]);
     expect(boxes.find((b) => b.product === "payments")).toEqual({ product: "payments", datasets: 1, pii: 1 });
+  });
+});
+
+describe("steward actions follow the signed-in key's role (the API still judges)", () => {
+  const me = (role: string, product: string | null) => ({ keyId: "k", keyName: "n", role, product });
+  it("shows waive and grant actions to the product's steward and to admins only", () => {
+    expect(mayStewardProduct(me("steward", "payments"), "payments")).toBe(true);
+    expect(mayStewardProduct(me("steward", "payments"), "fraud")).toBe(false);
+    expect(mayStewardProduct(me("steward", "payments"), null)).toBe(false);
+    expect(mayStewardProduct(me("engineer", "payments"), "payments")).toBe(false);
+    expect(mayStewardProduct(me("auditor", null), "payments")).toBe(false);
+    expect(mayStewardProduct(me("admin", null), null)).toBe(true);
+    expect(mayStewardAny(me("engineer", "payments"))).toBe(false);
+    expect(mayStewardAny(me("steward", "fraud"))).toBe(true);
+  });
+  it("shows them when the role is unknown, leaving the decision to the API", () => {
+    expect(mayStewardProduct(null, "payments")).toBe(true);
+    expect(mayStewardAny(null)).toBe(true);
   });
 });

@@ -135,14 +135,29 @@ class Query:
 
     @described(
         "Datasets, jobs and fields whose name contains `query`: exact matches first, then "
-        "prefixes, then shorter names."
+        "prefixes, then shorter names. Filters, applied before `first`: `product` (a dataset's or "
+        "job's stored product; a field's is its dataset's), `tier` (its namespace's tier), `hasPii` "
+        "(a dataset with/without any PII on it or its fields, a field that does/does not hold PII; "
+        "jobs are left out). Whether a dataset holds PII is internals: with `hasPii`, datasets and "
+        "fields of datasets the caller may not read are left out, so a page may be shorter."
     )
-    async def search(self, info: Info, query: str, first: int = 20) -> list[SearchResult]:
+    async def search(
+        self,
+        info: Info,
+        query: str,
+        first: int = 20,
+        product: str | None = None,
+        tier: str | None = None,
+        has_pii: bool | None = None,
+    ) -> list[SearchResult]:
         limit = page_size(info, first)
         if not query.strip():
             raise UserError("`query` must not be blank")
         async with info.context.db.use() as conn:
-            hits = [(h.kind, h.id) for h in await queries.search(conn, term=query.strip(), limit=limit)]
+            found_hits = await queries.search(
+                conn, term=query.strip(), limit=limit, product=product, tier=tier, has_pii=has_pii
+            )
+        hits = [(h.kind, h.id) for h in found_hits]
         loaders = info.context.loaders
         authz = info.context.authz
         out: list[Dataset | Job | DatasetField] = []
@@ -167,12 +182,20 @@ class Query:
         hidden = {
             d.id for d, ok in zip((d for d in owners if d is not None), readable, strict=True) if not ok
         }
+        unreadable_sets: set[int] = set()
+        if has_pii is not None:
+            # The filter itself tells whether a dataset holds PII: unreadable datasets are left out too.
+            sets_ = [r for r in found if isinstance(r, queries.DatasetRow)]
+            ok_sets = await asyncio.gather(*(authz.allows("dataset", d.namespace, d.name) for d in sets_))
+            unreadable_sets = {d.id for d, ok in zip(sets_, ok_sets, strict=True) if not ok}
         # Fields of datasets read through a masked-columns-only grant come redacted (masking.py).
         shown = [d for d in owners if d is not None and d.id not in hidden]
         sets = await asyncio.gather(*(authz.redacted_columns(d.namespace, d.name) for d in shown))
         redacted = {d.id: s for d, s in zip(shown, sets, strict=True)}
         for row in found:
             if isinstance(row, queries.FieldRow) and row.dataset_id in hidden:
+                continue
+            if isinstance(row, queries.DatasetRow) and row.id in unreadable_sets:
                 continue
             if isinstance(row, queries.DatasetRow):
                 out.append(Dataset(row=row))

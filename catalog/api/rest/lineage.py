@@ -284,8 +284,16 @@ async def search(
     ] = "NAME",
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     namespace: Annotated[str | None, Query(max_length=1000)] = None,
+    product: Annotated[
+        str | None, Query(max_length=200, description="Only subjects of this stored product")
+    ] = None,
+    tier: Annotated[
+        str | None, Query(max_length=50, description="Only subjects in namespaces of this tier")
+    ] = None,
 ) -> Json:
-    results = await metadata.search(conn, q=q, kind=filter, sort=sort, limit=limit, namespace=namespace)
+    results = await metadata.search(
+        conn, q=q, kind=filter, sort=sort, limit=limit, namespace=namespace, product=product, tier=tier
+    )
     return {"totalCount": len(results), "results": results}
 
 

@@ -3,6 +3,7 @@ import { useSearchParams } from "react-router-dom";
 import { ApiError, fmtTime, rest } from "../api";
 import { useLoad } from "../hooks";
 import { Badge, Card, Empty, ErrorBox, ProductBadge, Spinner } from "../components";
+import { mayStewardAny, mayStewardProduct, useMe } from "../session";
 
 interface Grant {
   id: number;
@@ -22,6 +23,7 @@ interface Grant {
 /** Cross-product read grants of a product: a steward of the owning product gives and revokes them. */
 export function GrantsPage() {
   const [params, setParams] = useSearchParams();
+  const me = useMe();
   const product = params.get("product") ?? "";
   const products = useLoad(() => rest<{ products: string[] }>("/api/v1/policy/products").then((r) => r.products).catch(() => []), []);
   const grants = useLoad(
@@ -55,7 +57,7 @@ export function GrantsPage() {
           </select>
         </label>
       </div>
-      <NewGrant products={products.data ?? []} onDone={grants.reload} />
+      {mayStewardAny(me) && <NewGrant products={products.data ?? []} onDone={grants.reload} />}
       <Card title="Grants given and received">
         {actionError && (
           <p className="notice notice-error" role="alert">
@@ -88,7 +90,7 @@ export function GrantsPage() {
                   </td>
                   <td>{g.reason} <small className="muted block">by {g.createdBy}, {fmtTime(g.createdAt)}</small></td>
                   <td className="nowrap">{g.revokedAt ? <Badge kind="status-waived">revoked</Badge> : g.expiresAt ? fmtTime(g.expiresAt) : "never"}</td>
-                  <td>{!g.revokedAt && <button className="small" onClick={() => revoke(g)}>Revoke</button>}</td>
+                  <td>{!g.revokedAt && mayStewardProduct(me, g.grantorProduct) && <button className="small" onClick={() => revoke(g)}>Revoke</button>}</td>
                 </tr>
               ))}
             </tbody>

@@ -28,7 +28,9 @@ interface FieldHit {
 type Hit = DatasetHit | JobHit | FieldHit;
 
 const DATASET = "namespace name product tier hasPii description";
-const SEARCH = `query Search($q: String!) { search(query: $q, first: 100) {
+// The filters are applied by the server before `first`, so a page holds the first matching hits.
+const SEARCH = `query Search($q: String!, $product: String, $tier: String, $hasPii: Boolean) {
+ search(query: $q, first: 100, product: $product, tier: $tier, hasPii: $hasPii) {
   __typename
   ... on Dataset { ${DATASET} }
   ... on Job { namespace name product }
@@ -44,10 +46,12 @@ export function SearchPage() {
   const tier = params.get("tier") ?? "";
   const pii = params.get("pii") === "1";
   const products = useLoad(() => rest<{ products: string[] }>("/api/v1/policy/products").then((r) => r.products).catch(() => []), []);
+  const searching = q.trim() !== "";
   const hits = useLoad(async () => {
-    if (!q.trim()) return (await gql<{ datasets: { nodes: Hit[] } }>(BROWSE)).data.datasets.nodes;
-    return (await gql<{ search: Hit[] }>(SEARCH, { q })).data.search;
-  }, [q]);
+    if (!searching) return (await gql<{ datasets: { nodes: Hit[] } }>(BROWSE)).data.datasets.nodes;
+    const variables = { q, product: product || null, tier: tier || null, hasPii: pii ? true : null };
+    return (await gql<{ search: Hit[] }>(SEARCH, variables)).data.search;
+  }, [q, product, tier, pii]);
 
   const set = (k: string, v: string) => {
     const next = new URLSearchParams(params);
@@ -55,18 +59,7 @@ export function SearchPage() {
     else next.delete(k);
     setParams(next, { replace: true });
   };
-  const shown = (hits.data ?? []).filter((h) => {
-    const p = h.__typename === "DatasetField" ? h.dataset.product : h.product;
-    const t = h.__typename === "DatasetField" ? h.dataset.tier : h.__typename === "Dataset" ? h.tier : null;
-    if (product && p !== product) return false;
-    if (tier && t !== tier) return false;
-    if (pii) {
-      if (h.__typename === "Job") return false;
-      if (h.__typename === "Dataset" && !h.hasPii) return false;
-      if (h.__typename === "DatasetField" && !(h.classifications ?? []).some((c) => c.status === "PII")) return false;
-    }
-    return true;
-  });
+  const shown = hits.data ?? [];
 
   return (
     <div className="page">
@@ -77,7 +70,7 @@ export function SearchPage() {
       <div className="filters" role="group" aria-label="Filters">
         <label>
           Product
-          <select value={product} onChange={(e) => set("product", e.target.value)}>
+          <select value={product} disabled={!searching} onChange={(e) => set("product", e.target.value)}>
             <option value="">any</option>
             {(products.data ?? []).map((p) => (
               <option key={p}>{p}</option>
@@ -86,7 +79,7 @@ export function SearchPage() {
         </label>
         <label>
           Tier
-          <select value={tier} onChange={(e) => set("tier", e.target.value)}>
+          <select value={tier} disabled={!searching} onChange={(e) => set("tier", e.target.value)}>
             <option value="">any</option>
             {TIERS.map((t) => (
               <option key={t}>{t}</option>
@@ -94,9 +87,11 @@ export function SearchPage() {
           </select>
         </label>
         <label className="check">
-          <input type="checkbox" checked={pii} onChange={(e) => set("pii", e.target.checked ? "1" : "")} /> holds PII
+          <input type="checkbox" checked={pii} disabled={!searching} onChange={(e) => set("pii", e.target.checked ? "1" : "")} /> holds PII
         </label>
-        <span className="count">{hits.data ? `${shown.length} of ${hits.data.length}` : ""}</span>
+        <span className="count">
+          {searching ? (hits.data ? `${shown.length} found` : "") : "Search by name to filter by product, tier or PII."}
+        </span>
       </div>
       {hits.loading && <Spinner />}
       {hits.error && <ErrorBox error={hits.error} />}
