@@ -77,9 +77,12 @@ def flaky(live_server: LiveServer) -> Iterator[Flaky]:
                 if state.retry_after is not None:
                     self.send_header("Retry-After", state.retry_after)
             else:
+                # Longer than the service's bounded wait for projection (10 s, the suite ingests with
+                # wait=projected): httpx's 5 s default made a slow projection look like a lost answer.
                 upstream = httpx.request(
                     self.command,
                     live_server.url + self.path,
+                    timeout=30,
                     content=request_body,
                     headers={
                         k: v
