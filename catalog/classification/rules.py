@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
-import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from catalog.reloading import ReloadingFile
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "policies" / "classification.yaml"
 
@@ -219,41 +219,11 @@ def load_rules(path: Path | None = None) -> RuleSet:
         raise ValueError(f"{path.name}: {exc}") from None
 
 
-class ReloadingRuleSet:
-    """The rules of one file, following its mtime (checked at most every `interval` seconds)."""
+class ReloadingRuleSet(ReloadingFile[RuleSet]):
+    """classification.yaml, following its file (catalog/reloading.py)."""
 
     def __init__(self, path: Path, *, interval: float = 1.0) -> None:
-        self.path = path
-        self._interval = interval
-        self._lock = threading.Lock()
-        # A missing or broken file fails here, when the service starts, not in the first ingest batch.
-        self._mtime = path.stat().st_mtime_ns
-        self._rules = load_rules(path)
-        self._checked = time.monotonic()
-
-    def reload(self) -> RuleSet:
-        """Re-read the file now (POST /api/v1/policy/reload); raises, keeping the previous rules, when the
-        file is unreadable or invalid."""
-        with self._lock:
-            mtime = self.path.stat().st_mtime_ns
-            self._rules = load_rules(self.path)
-            self._mtime = mtime
-            self._checked = time.monotonic()
-            return self._rules
-
-    @property
-    def current(self) -> RuleSet:
-        now = time.monotonic()
-        if now - self._checked >= self._interval:
-            self._checked = now
-            try:
-                if self.path.stat().st_mtime_ns != self._mtime:
-                    self.reload()
-            except (OSError, ValueError):
-                # A half-written or broken edit must not stop ingestion: keep the last good rules (the
-                # reload endpoint reports what is wrong with the file).
-                pass
-        return self._rules
+        super().__init__(path, load_rules, interval=interval)
 
 
 @functools.cache

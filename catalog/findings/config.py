@@ -10,8 +10,6 @@ MySQL without a TLS requirement (sslmode absent or disable/allow/prefer); `jdbc:
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
+
+from catalog.reloading import ReloadingFile
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -193,40 +193,9 @@ def is_analytics_job(config: RulesConfig, namespace: str, name: str, integration
     return any(p.search(namespace) or p.search(name) for p in config._compiled)
 
 
-class ReloadingRulesConfig:
-    """rules.yaml, following its mtime (checked at most every `interval` seconds), as the product map and
-    the classification rules follow theirs."""
+class ReloadingRulesConfig(ReloadingFile[RulesConfig]):
+    """rules.yaml, following its file (catalog/reloading.py), checked against the registered rule names."""
 
     def __init__(self, path: Path, rules: Sequence[str], *, interval: float = 1.0) -> None:
-        self.path = path
-        self._names = tuple(rules)
-        self._interval = interval
-        self._lock = threading.Lock()
-        # A missing or broken file fails here, when the service starts, not in the first ingest batch.
-        self._mtime = path.stat().st_mtime_ns
-        self._config = load_rules(path, self._names)
-        self._checked = time.monotonic()
-
-    def reload(self) -> RulesConfig:
-        """Re-read the file now (POST /api/v1/policy/reload); raises, keeping the previous knobs, when the
-        file is unreadable or invalid."""
-        with self._lock:
-            mtime = self.path.stat().st_mtime_ns
-            self._config = load_rules(self.path, self._names)
-            self._mtime = mtime
-            self._checked = time.monotonic()
-            return self._config
-
-    @property
-    def current(self) -> RulesConfig:
-        now = time.monotonic()
-        if now - self._checked >= self._interval:
-            self._checked = now
-            try:
-                if self.path.stat().st_mtime_ns != self._mtime:
-                    self.reload()
-            except (OSError, ValueError):
-                # A half-written edit must not stop ingestion: keep the last good knobs (the reload
-                # endpoint reports what is wrong with the file).
-                pass
-        return self._config
+        names = tuple(rules)
+        super().__init__(path, lambda p: load_rules(p, names), interval=interval)

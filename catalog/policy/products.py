@@ -12,14 +12,14 @@ effect without a restart.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from catalog.reloading import ReloadingFile
 
 TIERS = ("oltp", "analytics", "stream", "file", "api")
 
@@ -245,36 +245,8 @@ def load_product_map(path: Path) -> ProductMap:
         return ProductMap.parse(yaml.safe_load(handle) or {})
 
 
-class ReloadingProductMap:
-    """A ProductMap that follows its file: mtime is checked at most every `interval` seconds."""
+class ReloadingProductMap(ReloadingFile[ProductMap]):
+    """products.yaml, following its file (catalog/reloading.py)."""
 
     def __init__(self, path: Path, *, interval: float = 1.0) -> None:
-        self.path = path
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._mtime = path.stat().st_mtime_ns
-        self._map = load_product_map(path)
-        self._checked = time.monotonic()
-
-    def reload(self) -> ProductMap:
-        """Re-read the file now (admin endpoint); a broken file keeps the previous mapping."""
-        with self._lock:
-            mtime = self.path.stat().st_mtime_ns
-            self._map = load_product_map(self.path)
-            self._mtime = mtime
-            self._checked = time.monotonic()
-            return self._map
-
-    @property
-    def current(self) -> ProductMap:
-        now = time.monotonic()
-        if now - self._checked >= self._interval:
-            self._checked = now
-            try:
-                mtime = self.path.stat().st_mtime_ns
-                if mtime != self._mtime:
-                    self.reload()
-            except (OSError, ValueError, yaml.YAMLError):
-                # An unreadable or half-written file must not take the service down: keep the last good map.
-                pass
-        return self._map
+        super().__init__(path, load_product_map, interval=interval)
