@@ -15,7 +15,17 @@ from rich.table import Column, Table
 
 from catalog import __version__
 from catalog.audit.cli import audit_app, signing_app
-from catalog.cli_support import DbOpt, HomeOpt, cli_actor, console, fail, out, settings_from, with_db
+from catalog.cli_support import (
+    DbOpt,
+    HomeOpt,
+    cli_actor,
+    console,
+    fail,
+    out,
+    settings_from,
+    tune_garbage_collector,
+    with_db,
+)
 from catalog.config import Settings
 from catalog.export.cli import export_app
 from catalog.findings.cli import scan
@@ -105,8 +115,10 @@ def serve(
         else:
             console.print("  auth:      create a key with `catalog keys create --name me --role admin`, then")
             console.print("             send `Authorization: Bearer <key>` (or set CATALOG_ADMIN_TOKEN)")
+        app = create_app(settings, db.service_url)
+        tune_garbage_collector()
         uvicorn.run(
-            create_app(settings, db.service_url),
+            app,
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -165,6 +177,7 @@ def ingest(
             except EventRejected as exc:
                 rejected.append((where, f"{exc.pointer or '/'}: {exc.detail}"))
     with migrated(settings) as db:
+        tune_garbage_collector()
         stored, duplicates = asyncio.run(_ingest(db.service_url, events, batch_size, policies))
     table = Table(title="ingest summary", show_header=False)
     table.add_row("events read", str(len(events) + len(rejected)))
@@ -239,6 +252,7 @@ def projector_run(
     settings = settings_from(home, database_url)
     policies = Policies.from_settings(settings)  # what the projection assigns, classifies and judges by
     with migrated(settings) as db:
+        tune_garbage_collector()
         position = asyncio.run(_project(db.service_url, settings, policies, follow))
     console.print(f"projected up to log position {position}")
 

@@ -16,7 +16,7 @@ import asyncpg
 import orjson
 
 from catalog.audit.append import record_raw
-from catalog.findings.facts import Observations, Record, facts_by_name
+from catalog.findings.facts import Facts, Observations, Record, facts_by_name
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.products import Assignment, Claim, ProductMap
 
@@ -111,18 +111,22 @@ async def assign_products(
 
 async def record_product_assignments(
     raw: asyncpg.Connection[Any], products: ProductMap | None, events: Sequence[OpenLineageEvent]
-) -> None:
+) -> Facts:
     """The projection's step: assign a product to every dataset, job and namespace `events` (already
     projected) named, by the product map the projection placed them by, and audit any reassignment — at
-    most three statements, plus one audit row when a product moved (rare: products.yaml changed)."""
+    most three statements, plus one audit row when a product moved (rare: products.yaml changed).
+    Returns the facts it read, which the rules judge next in the same transaction (nothing the rest of
+    the fold writes changes them: they are names, claims, owners and the job type)."""
     if products is None:  # the fold's Ownership always carries the map on the ingest path
         raise ValueError("product assignment needs the product map the projection used")
+    seen = Observations.of(events)
     if not events:
-        return
-    datasets, jobs = await facts_by_name(raw, Observations.of(events))
+        return Facts(seen, [], [])
+    datasets, jobs = await facts_by_name(raw, seen)
     _, moved = await assign_products(raw, products, datasets, jobs)
     if moved:
         await audit_reassignments(raw, moved, datasets, jobs)
+    return Facts(seen, datasets, jobs)
 
 
 async def audit_reassignments(

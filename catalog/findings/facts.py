@@ -174,3 +174,13 @@ async def facts_by_name(
         else []
     )
     return datasets, jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """A batch's observations and the fact rows of what it touched, read once per projector step (by the
+    product assignment) and judged by the rules in the same transaction."""
+
+    observations: Observations
+    datasets: Sequence[Record]
+    jobs: Sequence[Record]

@@ -15,28 +15,23 @@ from catalog.audit import service as audit
 from catalog.audit.state import waiver_action
 from catalog.findings.assignments import assign_products, audit_reassignments
 from catalog.findings.engine import evaluate
-from catalog.findings.facts import DATASET_FACTS_BY_ID, JOB_FACTS_BY_ID, Observations, facts_by_name
-from catalog.openlineage.events import OpenLineageEvent
+from catalog.findings.facts import DATASET_FACTS_BY_ID, JOB_FACTS_BY_ID, Facts
 from catalog.policies_in_force import Policies
 
 
-async def evaluate_batch(
-    raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent], policies: Policies
-) -> None:
-    """The ingest hook: evaluate every rule for what `events` (already projected, products assigned)
-    touched — unless the policies turn incremental evaluation off (the benchmark's baseline; `catalog
-    scan` then catches up)."""
-    if not policies.findings_incremental or not events:
+async def evaluate_batch(raw: asyncpg.Connection[Any], facts: Facts, policies: Policies) -> None:
+    """The ingest hook: evaluate every rule for what a batch of events (already projected, products
+    assigned: `facts` is what the assignment read) touched — unless the policies turn incremental
+    evaluation off (the benchmark's baseline; `catalog scan` then catches up)."""
+    if not policies.findings_incremental or not (facts.observations.datasets or facts.observations.jobs):
         return
-    seen = Observations.of(events)
-    datasets, jobs = await facts_by_name(raw, seen)
     await evaluate(
         raw,
         products=policies.products.current,
         rules=policies.rules.current,
-        datasets=datasets,
-        jobs=jobs,
-        observations=seen,
+        datasets=facts.datasets,
+        jobs=facts.jobs,
+        observations=facts.observations,
     )
 
 

@@ -38,7 +38,7 @@ from catalog.ingest.extract import EventKey
 from catalog.ingest.service import APPENDED_CHANNEL, IngestOutcome, append, fold
 from catalog.ingest.statistics import GrowthAnalyzer
 from catalog.openlineage.events import EventRejected, Limits, OpenLineageEvent
-from catalog.openlineage.validation import parse_event
+from catalog.openlineage.validation import parse_logged
 from catalog.policies_in_force import Policies
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ BATCH_SIZE = 1000
 REPLAY_LIMITS = Limits(latest_skew=dt.timedelta(days=365 * 1000))
 
 READ_IDS = """
-SELECT id, payload, emitter_product, emitter_key, redactions FROM event_log WHERE id = ANY($1::bigint[]) ORDER BY id
+SELECT id, digest, payload, emitter_product, emitter_key, redactions FROM event_log WHERE id = ANY($1::bigint[]) ORDER BY id
 """
 READ_AFTER = """
-SELECT id, payload, emitter_product, emitter_key, redactions FROM event_log
+SELECT id, digest, payload, emitter_product, emitter_key, redactions FROM event_log
 WHERE id > $1 AND id <= $2 AND (NOT $4 OR id NOT IN (SELECT event_id FROM projection_set_aside WHERE event_id <= $2))
 ORDER BY id LIMIT $3
 """
@@ -126,7 +126,7 @@ def _parsed(records: Sequence[asyncpg.Record]) -> list[Logged]:
         payload = _json(r["payload"])
         try:
             event = replace(
-                parse_event(payload, limits=REPLAY_LIMITS),
+                parse_logged(payload, bytes(r["digest"]), limits=REPLAY_LIMITS),
                 emitter=r["emitter_product"],
                 emitter_key=r["emitter_key"],
                 redactions=tuple(r["redactions"] or ()),  # what was redacted on the way in

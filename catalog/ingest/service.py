@@ -28,6 +28,7 @@ from catalog.audit.service import record_raw
 from catalog.classification.service import classify_batch
 from catalog.db.engine import raw_transaction
 from catalog.findings.assignments import record_product_assignments
+from catalog.findings.facts import Facts
 from catalog.findings.service import evaluate_batch
 from catalog.findings.transports import record_flow_transports
 from catalog.ingest.extract import EventKey, NameKey, Ownership, Rows, extract
@@ -150,11 +151,9 @@ async def fold(
     """The projector's work for logged events (in log order; `log_ids` their ids): projection and PII
     classification, then the audit of new ownership claims and the governance findings."""
     # PII classification (in project_only) before the rules, which judge flows by it.
-    rows, projected = await project_only(raw, events, log_ids, policies)
+    rows, projected, facts = await project_only(raw, events, log_ids, policies)
     await audit_claims(raw, rows, projected)
-    await evaluate_batch(
-        raw, events, policies
-    )  # governance findings for what the batch touched (catalog/findings)
+    await evaluate_batch(raw, facts, policies)  # governance findings for what the batch touched
 
 
 async def project_only(
@@ -162,14 +161,14 @@ async def project_only(
     events: Sequence[OpenLineageEvent],
     log_ids: dict[EventKey, int],
     policies: Policies,
-) -> tuple[Rows, Projected]:
+) -> tuple[Rows, Projected, Facts]:
     """Project events that are in the log (in log order, `log_ids` their ids) and classify what they
     touched (catalog/classification). A rebuild does only this: findings and audit rows are history."""
     ownership = await _ownership(raw, events, log_ids, policies.products.current)
     rows = extract(events, ownership)
     projected = await project(raw, rows)
     # Which product each subject belongs to (a policy fact authorisation reads), whatever the findings switch.
-    await record_product_assignments(raw, ownership.products, events)
+    facts = await record_product_assignments(raw, ownership.products, events)
     # Each flow's own transport (catalog/findings): projected even when the rules run only on `catalog scan`.
     await record_flow_transports(raw, events)
     await classify_batch(
@@ -179,7 +178,7 @@ async def project_only(
         new_edges=projected.new_field_edges,
         rules=policies.classification.current,
     )
-    return rows, projected
+    return rows, projected, facts
 
 
 async def _ownership(

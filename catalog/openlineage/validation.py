@@ -253,6 +253,27 @@ def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEve
         raise EventRejected("", f"an OpenLineage event must be a JSON object, got {_describe(obj)}")
     _count_datasets(obj, limits)
     payload, redactions = sanitise_event(obj, max_depth=limits.max_depth, max_string=limits.max_string)
+    try:
+        canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        # Only reachable for objects not decoded by orjson (integers beyond 64 bits, lone surrogates).
+        raise EventRejected("", f"the event holds a value that cannot be stored as JSON: {exc}") from None
+    return _structure(payload, hashlib.sha256(canonical).digest(), tuple(redactions), limits)
+
+
+def parse_logged(payload: dict[str, Any], digest: bytes, *, limits: Limits) -> OpenLineageEvent:
+    """An event read back from the event log, where `parse_event` stored it: its payload is already the
+    sanitised, redacted copy and `digest` is the one computed then. Walking and hashing it again would
+    repeat the accepting path's work for nothing (it was 40 % of the projector's time, measured with
+    `python bench/ingest.py`); only its structure is read. The log is the source of truth: what it holds
+    is projected as it is, even if the redaction rules changed since."""
+    return _structure(payload, digest, (), limits)
+
+
+def _structure(
+    payload: dict[str, Any], digest: bytes, redactions: tuple[str, ...], limits: Limits
+) -> OpenLineageEvent:
+    """The typed event of a sanitised payload (EventRejected names what is wrong)."""
     kind = _kind(payload)
 
     run_id: UUID | None = None
@@ -314,12 +335,6 @@ def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEve
     producer = _optional_string(payload, "producer")
     schema_url = _optional_string(payload, "schemaURL")
 
-    try:
-        canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:
-        # Only reachable for objects not decoded by orjson (integers beyond 64 bits, lone surrogates).
-        raise EventRejected("", f"the event holds a value that cannot be stored as JSON: {exc}") from None
-
     return OpenLineageEvent(
         kind=kind,
         event_type=event_type,
@@ -335,6 +350,6 @@ def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEve
         outputs=outputs,
         dataset=dataset,
         payload=payload,
-        digest=hashlib.sha256(canonical).digest(),
-        redactions=tuple(redactions),
+        digest=digest,
+        redactions=redactions,
     )

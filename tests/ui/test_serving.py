@@ -12,7 +12,7 @@ from tests.conftest import LiveServer
 
 
 def test_root_redirects_to_the_ui_and_deep_links_get_the_app(live_server: LiveServer) -> None:
-    client = httpx.Client(base_url=live_server.url)
+    client = httpx.Client(base_url=live_server.url, timeout=30)  # a loaded CI box can stall a moment
     root = client.get("/")
     assert root.status_code == 307
     assert root.headers["location"] == "/ui/"
@@ -32,7 +32,7 @@ def test_root_redirects_to_the_ui_and_deep_links_get_the_app(live_server: LiveSe
 
 
 def test_api_docs_load_their_assets_from_the_service(live_server: LiveServer) -> None:
-    client = httpx.Client(base_url=live_server.url)
+    client = httpx.Client(base_url=live_server.url, timeout=30)  # a loaded CI box can stall a moment
     for page in ("/docs", "/redoc"):
         html = (client.get(page)).text
         urls = re.findall(r'(?:src|href)="([^"]+)"', html)
