@@ -12,7 +12,8 @@ Runs, each on a fresh database:
   projector    the projector alone (classification, ownership audit and findings on) folding the whole
                stream appended beforehand, in this process (`catch_up`, what `catalog projector run` does)
   freshness    single events sent at half the projector's rate (then 1.5x, then nothing), the projection
-               lag sampled from GET /api/v1/ingest/status: p95 at half rate, and the curve
+               lag sampled from GET /api/v1/ingest/status: p95 at half rate, and the curve; once with
+               the projector on `catalog serve`'s thread, once in its own process beside it
   peer         with --peer: Data.Rentgen 0.7.2 on the same events (../shared/bench/peer_data_rentgen.sh)
 and prints events/s and the ratios the issue targets (acceptance single >= 0.5 x INSERTx16, batch >= 0.6 x
 COPY, projector >= 0.15 x COPY and >= 4 x Data.Rentgen, lag p95 <= 1 s at half the projector's rate).
@@ -204,7 +205,7 @@ async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
 
     limits = Limits(latest_skew=dt.timedelta(days=3650))
     tune_garbage_collector()  # as `catalog projector run` does
-    engine = create_engine(dsn, pool_size=2)
+    engine = create_engine(dsn, pool_size=2, custom_plans=True)  # as the projector's
     try:
         partitions = PartitionCache()
         for i in range(0, len(lines), 1000):
@@ -374,20 +375,23 @@ def main() -> None:
     finally:
         drop_database(args.dsn, "bench_projector" + tag)
 
-    dsn = fresh_database(args.dsn, "bench_freshness" + tag)
-    port = args.port + 3
-    process = serve(dsn, port, token)
-    try:
-        results["freshness"] = asyncio.run(
-            freshness(port, token, lines, results["projector"]["events_per_s"], args.freshness_seconds)
-        )
-        print(
-            f"freshness: { {k: v for k, v in results['freshness'].items() if k != 'curve_every_second'} }",
-            file=sys.stderr,
-        )
-    finally:
-        stop(process)
-        drop_database(args.dsn, "bench_freshness" + tag)
+    # The projector on the serving process's thread (one `catalog serve`), then in its own process beside
+    # an accepting-only one (`catalog projector run --follow`: scale by processes).
+    for index, (name, apart) in enumerate((("freshness", False), ("freshness_projector_apart", True))):
+        dsn = fresh_database(args.dsn, f"bench_{name}{tag}")
+        port = args.port + 3 + index * 30
+        process = serve(dsn, port, token, projector_apart=apart)
+        try:
+            results[name] = asyncio.run(
+                freshness(port, token, lines, results["projector"]["events_per_s"], args.freshness_seconds)
+            )
+            print(
+                f"{name}: { {k: v for k, v in results[name].items() if k != 'curve_every_second'} }",
+                file=sys.stderr,
+            )
+        finally:
+            stop(process)
+            drop_database(args.dsn, f"bench_{name}{tag}")
 
     if args.peer:
         results["peer"] = peer(lines, args.peer_events, args.dsn)

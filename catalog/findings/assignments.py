@@ -8,7 +8,7 @@ ingest path, and by `catalog scan` for the whole catalog. The rules read the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ import asyncpg
 import orjson
 
 from catalog.audit.append import record_raw
-from catalog.findings.facts import Facts, Observations, Record, facts_by_name
+from catalog.findings.facts import Facts, NameKey, Observations, Record, facts_by_id
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy.products import Assignment, Claim, ProductMap
 
@@ -110,7 +110,11 @@ async def assign_products(
 
 
 async def record_product_assignments(
-    raw: asyncpg.Connection[Any], products: ProductMap | None, events: Sequence[OpenLineageEvent]
+    raw: asyncpg.Connection[Any],
+    products: ProductMap | None,
+    events: Sequence[OpenLineageEvent],
+    dataset_ids: Mapping[NameKey, int],
+    job_ids: Mapping[NameKey, int],
 ) -> Facts:
     """The projection's step: assign a product to every dataset, job and namespace `events` (already
     projected) named, by the product map the projection placed them by, and audit any reassignment — at
@@ -122,7 +126,11 @@ async def record_product_assignments(
     seen = Observations.of(events)
     if not events:
         return Facts(seen, [], [])
-    datasets, jobs = await facts_by_name(raw, seen)
+    datasets, jobs = await facts_by_id(
+        raw,
+        (dataset_ids[k] for k in seen.datasets if k in dataset_ids),
+        (job_ids[k] for k in seen.jobs if k in job_ids),
+    )
     _, moved = await assign_products(raw, products, datasets, jobs)
     if moved:
         await audit_reassignments(raw, moved, datasets, jobs)

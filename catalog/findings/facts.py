@@ -27,11 +27,6 @@ SELECT d.id, d.namespace_id, n.name AS namespace, d.name, d.last_seen,
 FROM {source}
 {where}
 """
-DATASET_FACTS_BY_NAME = _DATASET_FACTS.format(
-    source="unnest($1::text[], $2::text[]) AS k(ns, nm) "
-    "JOIN namespaces n ON n.name = k.ns JOIN datasets d ON d.namespace_id = n.id AND d.name = k.nm",
-    where="",
-)
 DATASET_FACTS_BY_ID = _DATASET_FACTS.format(
     source="datasets d JOIN namespaces n ON n.id = d.namespace_id",
     where="WHERE d.id = ANY($1::bigint[])",
@@ -45,11 +40,6 @@ FROM {source}
 LEFT JOIN facets jt ON jt.subject_kind = 'job' AND jt.subject_id = j.id AND jt.name = 'jobType'
 {where}
 """
-JOB_FACTS_BY_NAME = _JOB_FACTS.format(
-    source="unnest($1::text[], $2::text[]) AS k(ns, nm) "
-    "JOIN namespaces n ON n.name = k.ns JOIN jobs j ON j.namespace_id = n.id AND j.name = k.nm",
-    where="",
-)
 JOB_FACTS_BY_ID = _JOB_FACTS.format(
     source="jobs j JOIN namespaces n ON n.id = j.namespace_id",
     where="WHERE j.id = ANY($1::bigint[])",
@@ -157,23 +147,17 @@ def _pointed(event: OpenLineageEvent, pointer: str) -> NameKey | None:
     return (refs[index].namespace, refs[index].name)
 
 
-async def facts_by_name(
-    raw: asyncpg.Connection[Any], seen: Observations
+async def facts_by_id(
+    raw: asyncpg.Connection[Any], dataset_ids: Iterable[int], job_ids: Iterable[int]
 ) -> tuple[Sequence[Record], Sequence[Record]]:
-    """The fact rows of the datasets and jobs a batch named (at most two statements)."""
-    ds_keys = sorted(seen.datasets)
-    job_keys = sorted(seen.jobs)
-    datasets = (
-        await raw.fetch(DATASET_FACTS_BY_NAME, [k[0] for k in ds_keys], [k[1] for k in ds_keys])
-        if ds_keys
-        else []
+    """The fact rows of datasets and jobs by surrogate id (at most two statements): what the projector
+    uses, having just resolved the ids (a lookup by names can be planned on the trigram search index)."""
+    datasets = sorted(set(dataset_ids))
+    jobs = sorted(set(job_ids))
+    return (
+        await raw.fetch(DATASET_FACTS_BY_ID, datasets) if datasets else [],
+        await raw.fetch(JOB_FACTS_BY_ID, jobs) if jobs else [],
     )
-    jobs = (
-        await raw.fetch(JOB_FACTS_BY_NAME, [k[0] for k in job_keys], [k[1] for k in job_keys])
-        if job_keys
-        else []
-    )
-    return datasets, jobs
 
 
 @dataclass(frozen=True, slots=True)

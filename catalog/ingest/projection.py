@@ -173,6 +173,7 @@ class Projected:
     """Surrogate ids of what a batch touched, for the steps that follow in the same transaction."""
 
     dataset_ids: dict[NameKey, int] = field(default_factory=dict)
+    job_ids: dict[NameKey, int] = field(default_factory=dict)
     field_ids: dict[tuple[int, str], int] = field(default_factory=dict)
     # (source field, target field) of field-to-field edges this batch inserted (not merely re-saw):
     # only those can open a new path for PII propagation.
@@ -316,4 +317,4 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
             for kind, owner, at in rows.observations
         )
         await conn.execute(UPSERT_OBSERVATIONS, *_columns(observation_rows, 3))
-    return Projected(dataset_ids, field_ids, new_field_edges, new_claims)
+    return Projected(dataset_ids, job_ids, field_ids, new_field_edges, new_claims)

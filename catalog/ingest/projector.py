@@ -349,6 +349,7 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._analyzer.stop()
 
     async def _run(self) -> None:
         while True:
@@ -399,10 +400,7 @@ class Projector:
             step = await self._step(raw)
             self._advanced(step.position)
             if step.folded:
-                try:
-                    await self._analyzer.maybe_analyze(step.folded)
-                except Exception as exc:  # statistics are an optimisation: never stop for them
-                    log.warning("ANALYZE after a projector step failed: %s", exc)
+                self._analyzer.analyze_behind(step.folded)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
@@ -470,7 +468,7 @@ class ProjectorThread:
     async def _serve(self, advanced: Callable[[int], None]) -> None:
         from catalog.db.engine import create_engine
 
-        engine = create_engine(self._url, pool_size=2)
+        engine = create_engine(self._url, pool_size=2, custom_plans=True)
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._projector = Projector(

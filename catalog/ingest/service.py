@@ -168,9 +168,11 @@ async def project_only(
     rows = extract(events, ownership)
     projected = await project(raw, rows)
     # Which product each subject belongs to (a policy fact authorisation reads), whatever the findings switch.
-    facts = await record_product_assignments(raw, ownership.products, events)
+    facts = await record_product_assignments(
+        raw, ownership.products, events, projected.dataset_ids, projected.job_ids
+    )
     # Each flow's own transport (catalog/findings): projected even when the rules run only on `catalog scan`.
-    await record_flow_transports(raw, events)
+    await record_flow_transports(raw, events, projected.job_ids, projected.dataset_ids)
     await classify_batch(
         raw,
         field_ids=projected.field_ids.values(),
