@@ -205,7 +205,7 @@ async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
 
     limits = Limits(latest_skew=dt.timedelta(days=3650))
     tune_garbage_collector()  # as `catalog projector run` does
-    engine = create_engine(dsn, pool_size=2, custom_plans=True)  # as the projector's
+    engine = create_engine(dsn, pool_size=2)
     try:
         partitions = PartitionCache()
         for i in range(0, len(lines), 1000):

@@ -200,7 +200,7 @@ async def _ingest(url: str, events: list[Any], batch_size: int, policies: Polici
     from catalog.ingest.projector import catch_up
     from catalog.ingest.service import PartitionCache, append
 
-    engine = create_engine(url, pool_size=2, custom_plans=True)
+    engine = create_engine(url, pool_size=2)
     partitions = PartitionCache()
     stored = duplicates = 0
     try:
@@ -261,7 +261,7 @@ async def _project(url: str, settings: Settings, policies: Policies, follow: boo
     from catalog.db.engine import create_engine
     from catalog.ingest.projector import Projector, Watermark, catch_up
 
-    engine = create_engine(url, pool_size=2, custom_plans=True)
+    engine = create_engine(url, pool_size=2)
     try:
         if not follow:
             return await catch_up(engine, policies, batch_size=settings.projector_batch_size)
@@ -319,7 +319,7 @@ def projector_retry(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     from catalog.policies_in_force import Policies
 
     async def run(url: str) -> tuple[int, int]:
-        engine = create_engine(url, pool_size=2, custom_plans=True)
+        engine = create_engine(url, pool_size=2)
         try:
             return await retry_set_aside(engine, policies)
         finally:
@@ -366,7 +366,7 @@ async def _rebuild(url: str, verify: bool, policies: Policies) -> tuple[int, boo
     from catalog.db.engine import create_engine
     from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 
-    engine = create_engine(url, pool_size=2, custom_plans=True)
+    engine = create_engine(url, pool_size=2)
     try:
         before = None
         if verify:

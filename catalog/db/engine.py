@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,36 +29,35 @@ def libpq_dsn(url: str) -> str:
     return make_url(asyncpg_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def load_json(text: str | bytes) -> Any:
+    """How jsonb values are decoded: orjson (the projector reads back every payload it folds: with the
+    standard library's decoder that was 7 % of its time, `python bench/ingest.py` under py-spy), or the
+    standard library for what orjson refuses (a number beyond a double's range)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_engine(
     url: str,
     *,
     pool_size: int = 10,
     echo: bool = False,
     connect_timeout: float | None = None,
-    custom_plans: bool = False,
 ) -> AsyncEngine:
     """One engine per process; statements are prepared and cached by asyncpg per connection.
     `connect_timeout` bounds a connect (asyncpg's default is 60 s): the read replica's engine sets it,
-    so an unreachable replica costs a short wait before the primary answers, not a minute.
-
-    `custom_plans` (the projector's engines): plan every execution with its parameters. After five runs
-    of a prepared statement PostgreSQL may switch to a generic plan, made blind to the parameters: the
-    projection's statements join `unnest` of array parameters, whose length a generic plan guesses (a
-    handful of rows), and a plan made while the catalog was small stays cached as it grows. Measured
-    (`python bench/ingest.py`, the freshness phase, a projector following a live stream): such plans
-    took 8 s for one batch's flow-transport upsert and 7 s for its facts lookup, the projector fell to
-    about 50 events/s and never caught up. Planning costs far less than one such statement."""
+    so an unreachable replica costs a short wait before the primary answers, not a minute."""
     timeout = {"timeout": connect_timeout} if connect_timeout is not None else {}
-    server_settings = {"application_name": "catalog", "timezone": "UTC"}
-    if custom_plans:
-        server_settings["plan_cache_mode"] = "force_custom_plan"
     return create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         echo=echo,
-        connect_args={"server_settings": server_settings, **timeout},
+        json_deserializer=load_json,
+        connect_args={"server_settings": {"application_name": "catalog", "timezone": "UTC"}, **timeout},
     )
 
 

@@ -468,7 +468,7 @@ class ProjectorThread:
     async def _serve(self, advanced: Callable[[int], None]) -> None:
         from catalog.db.engine import create_engine
 
-        engine = create_engine(self._url, pool_size=2, custom_plans=True)
+        engine = create_engine(self._url, pool_size=2)
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._projector = Projector(
