@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import asyncpg
@@ -77,39 +78,24 @@ class GrowthAnalyzer:
         return self._since >= max(self._minimum, self._growth * self._baseline)
 
     async def maybe_analyze(self, stored: int) -> None:
-        if not self.due(stored):
-            return
-        started = time.perf_counter()
-        async with self._engine.connect() as conn:
-            await analyze_catalog(await raw_connection(conn))
-        self._baseline += self._since
-        self._since = 0
-        log.info(
-            "analyzed the catalog after %d events (%.0f ms)",
-            self._baseline,
-            1000 * (time.perf_counter() - started),
-        )
+        if self.due(stored):
+            await self._analyze(self._since)
 
     def analyze_behind(self, stored: int) -> None:
         """`maybe_analyze` without holding up the caller: ANALYZE runs on its own connection while the
         projector goes on (inline, each run stalled the projector for its duration: the first seconds of
         a live stream on a new catalog showed a lag of 4 s). One run at a time; failures are logged
         (statistics are an optimisation)."""
-        self._since += stored
         if self._behind is not None and not self._behind.done():
-            return
-        if self._since < max(self._minimum, self._growth * self._baseline):
-            return
-        self._behind = asyncio.create_task(self._analyze_now(self._since), name="analyze-catalog")
+            self._since += stored  # counted toward the next run
+        elif self.due(stored):
+            self._behind = asyncio.create_task(self._logged(self._analyze(self._since)), name="analyze")
 
-    async def _analyze_now(self, counted: int) -> None:
+    async def _analyze(self, counted: int) -> None:
+        """ANALYZE now; `counted` of the events since the last run are covered by it."""
         started = time.perf_counter()
-        try:
-            async with self._engine.connect() as conn:
-                await analyze_catalog(await raw_connection(conn))
-        except Exception as exc:
-            log.warning("ANALYZE after projector steps failed: %s", exc)
-            return
+        async with self._engine.connect() as conn:
+            await analyze_catalog(await raw_connection(conn))
         self._baseline += counted
         self._since -= counted
         log.info(
@@ -117,6 +103,13 @@ class GrowthAnalyzer:
             self._baseline,
             1000 * (time.perf_counter() - started),
         )
+
+    @staticmethod
+    async def _logged(run: Coroutine[Any, Any, None]) -> None:
+        try:
+            await run
+        except Exception as exc:
+            log.warning("ANALYZE behind the projector failed: %s", exc)
 
     async def stop(self) -> None:
         if self._behind is not None:

@@ -280,39 +280,46 @@ _SEARCH_ORDER: dict[SearchOrder, str] = {
 # its one-time filter, so one statement serves every combination of kinds. The product/tier/PII filters
 # (see `search`) are one-time filters too; `{pii}` is the set of (dataset, field) holding PII, spliced in
 # only when `has_pii` is asked for so other searches do not compute it.
-_SEARCH = """
+# The product and tier filters, the same for every kind: a subject's stored product, its namespace's tier.
+_PRODUCT_FILTER = (
+    "(CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa\n"
+    "         WHERE pa.subject_kind = '{kind}' AND pa.subject_id = {id} AND pa.product = :product))"
+)
+_TIER_FILTER = (
+    "(CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa\n"
+    "         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))"
+)
+_SEARCH = (
+    """
 WITH pii AS ({pii})
 SELECT kind, id, name, namespace, last_seen FROM (
     SELECT 'dataset' AS kind, d.id, d.name, n.name AS namespace, d.last_seen FROM datasets d
     JOIN namespaces n ON n.id = d.namespace_id
     WHERE :datasets AND d.name ILIKE :pattern AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
-    AND (CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
-         WHERE pa.subject_kind = 'dataset' AND pa.subject_id = d.id AND pa.product = :product))
-    AND (CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
-         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))
+    AND {product_of_d}
+    AND {tier}
     AND (CAST(:has_pii AS boolean) IS NULL
          OR EXISTS (SELECT 1 FROM pii WHERE pii.dataset_id = d.id) = CAST(:has_pii AS boolean))
     UNION ALL
     SELECT 'job', j.id, j.name, n.name, j.last_seen FROM jobs j
     JOIN namespaces n ON n.id = j.namespace_id
     WHERE :jobs AND j.name ILIKE :pattern AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
-    AND (CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
-         WHERE pa.subject_kind = 'job' AND pa.subject_id = j.id AND pa.product = :product))
-    AND (CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
-         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))
+    AND {product_of_j}
+    AND {tier}
     AND CAST(:has_pii AS boolean) IS NULL
     UNION ALL
     SELECT 'field', f.id, f.path, n.name, f.last_seen FROM dataset_fields f
     JOIN datasets d ON d.id = f.dataset_id JOIN namespaces n ON n.id = d.namespace_id
     WHERE :fields AND f.path ILIKE :pattern AND (CAST(:namespace AS text) IS NULL OR n.name = :namespace)
-    AND (CAST(:product AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
-         WHERE pa.subject_kind = 'dataset' AND pa.subject_id = d.id AND pa.product = :product))
-    AND (CAST(:tier AS text) IS NULL OR EXISTS (SELECT 1 FROM product_assignments pa
-         WHERE pa.subject_kind = 'namespace' AND pa.subject_id = n.id AND pa.tier = :tier))
+    AND {product_of_d}
+    AND {tier}
     AND (CAST(:has_pii AS boolean) IS NULL
          OR EXISTS (SELECT 1 FROM pii WHERE pii.field_id = f.id) = CAST(:has_pii AS boolean))
 ) hits ORDER BY {order} LIMIT :limit
-"""
+""".replace("{tier}", _TIER_FILTER)
+    .replace("{product_of_d}", _PRODUCT_FILTER.format(kind="dataset", id="d.id"))
+    .replace("{product_of_j}", _PRODUCT_FILTER.format(kind="job", id="j.id"))
+)
 
 # (dataset, field) pairs holding PII: effective, unmasked classifications (field NULL: the whole dataset).
 _PII = "SELECT DISTINCT q.dataset_id, q.field_id FROM ({effective}) q WHERE NOT q.masked".replace(
