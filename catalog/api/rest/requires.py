@@ -19,10 +19,11 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel
 from starlette.routing import BaseRoute
 
-from catalog.api.rest.deps import require_principal
+from catalog.api.rest.deps import bearer, require_principal
 from catalog.api.rest.problems import Problem
 from catalog.auth.service import Principal
 from catalog.classification.service import unmasked_pii_columns
@@ -38,19 +39,25 @@ from catalog.policy.scopes import DatasetRef
 LOOKUPS = Lookups(pii_columns=unmasked_pii_columns, dataset_paths=resolve_dataset_paths, node=resolve_node_id)
 
 
+def _authoriser_for(request: Request, principal: Principal) -> Authoriser:
+    """The request's one Authoriser, made by whichever dependency asks first."""
+    authoriser: Authoriser | None = getattr(request.state, "authoriser", None)
+    if authoriser is None:
+        authoriser = Authoriser(
+            principal=principal,
+            enforcer=request.app.state.enforcer,
+            engine=request.app.state.engine,
+            path=request.url.path,
+            lookups=LOOKUPS,
+        )
+        request.state.authoriser = authoriser
+    return authoriser
+
+
 async def request_authoriser(
     request: Request, principal: Annotated[Principal, Depends(require_principal)]
 ) -> Authoriser:
-    """The request's one Authoriser (FastAPI caches a dependency per request)."""
-    authoriser = Authoriser(
-        principal=principal,
-        enforcer=request.app.state.enforcer,
-        engine=request.app.state.engine,
-        path=request.url.path,
-        lookups=LOOKUPS,
-    )
-    request.state.authoriser = authoriser
-    return authoriser
+    return _authoriser_for(request, principal)
 
 
 AuthoriserDep = Annotated[Authoriser, Depends(request_authoriser)]
@@ -67,15 +74,16 @@ def _no_nul(member: str, value: str) -> None:
         raise Problem("invalid-parameter", f"{member}: must not contain NUL", status=400, pointer=member)
 
 
-# One finder per domain source: its signature declares the parameters it reads.
-async def _global(authoriser: AuthoriserDep) -> Domain:
-    return GLOBAL, None
+# The domains read off the principal alone. Their routes (ingest among them: the hot path) get the
+# whole check as ONE dependency instead of a tree of four: FastAPI's solving costs per dependency per
+# request, and it was ~15 % of a single-event ingest's CPU (py-spy, `bench/ingest.py` single phase).
+_PRINCIPAL_ONLY: dict[DomainSource, Callable[[Authoriser], str]] = {
+    "global": lambda _authoriser: GLOBAL,
+    "own": lambda authoriser: authoriser.own_product(),
+}
 
 
-async def _own(authoriser: AuthoriserDep) -> Domain:
-    return authoriser.own_product(), None
-
-
+# One finder per other domain source: its signature declares the parameters it reads.
 async def _product(authoriser: AuthoriserDep, product: QueryText = None) -> Domain:
     return product or authoriser.own_product(), None
 
@@ -158,9 +166,7 @@ def _signature(**annotations: Any) -> inspect.Signature:
     return inspect.Signature([inspect.Parameter(n, kind, annotation=a) for n, a in annotations.items()])
 
 
-FINDERS: dict[DomainSource, Callable[..., Awaitable[Domain]]] = {
-    "global": _global,
-    "own": _own,
+FINDERS: dict[DomainSource, Callable[..., Awaitable[Domain]]] = {  # and _PRINCIPAL_ONLY's two
     "product": _product,
     "namespace": _namespace,
     "dataset": _dataset,
@@ -180,6 +186,20 @@ def Requires(
     """The dependency of a route needing `act` on `obj` in the product `domain` names; it gives the
     principal. `body`: the request model whose `namespace`/`dataset` name the dataset (`body-dataset`)."""
     policy = RoutePolicy(obj, act, domain)
+    if (product_of := _PRINCIPAL_ONLY.get(domain)) is not None:
+
+        async def requires_principal_only(
+            request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        ) -> Principal:
+            principal = await require_principal(request, credentials)
+            authoriser = _authoriser_for(request, principal)
+            authoriser.route_decision = await authoriser.require(
+                policy.obj, policy.act, product_of(authoriser), resource=None
+            )
+            return principal
+
+        requires_principal_only.route_policy = policy  # type: ignore[attr-defined]
+        return Depends(requires_principal_only)
     if domain == "body-dataset":
         if body is None:
             raise TypeError("Requires(..., 'body-dataset') needs the body model")
