@@ -8,7 +8,6 @@ the name matching itself runs in Python over the fetched rows.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -75,14 +74,6 @@ RETURNING field_id
 """
 
 
-@functools.lru_cache(maxsize=65536)
-def _detect_cached(
-    rules: RuleSet, path: str, field_type: str | None
-) -> tuple[tuple[str, str, float, str], ...]:
-    # The same column names recur across thousands of datasets: match each (name, type) once.
-    return tuple((d.tag, d.category, d.confidence, d.rule) for d in rules.match(path, field_type))
-
-
 async def refresh_detected(
     conn: asyncpg.Connection[Any], rules: RuleSet, field_ids: Sequence[int]
 ) -> set[int]:
@@ -93,7 +84,7 @@ async def refresh_detected(
     changed: list[int] = []
     inserts: list[tuple[int, int, str, str, str, float, str]] = []
     for r in rows:
-        found = _detect_cached(rules, r["path"], r["type"])
+        found = rules.detections(r["path"], r["type"])
         now = sorted(f"{tag}\t{float(conf)}\t{rule}" for tag, _, conf, rule in found)
         if now != sorted(_normalise_current(r["current"])):
             changed.append(r["id"])
