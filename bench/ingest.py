@@ -214,7 +214,7 @@ async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
             async with raw_transaction(engine) as raw:
                 await append(raw, events)
         started = time.perf_counter()
-        await catch_up(engine, Policies.load(), batch_size=1000)
+        await catch_up(engine, Policies.load())  # its default batch, as `catalog projector run`
         elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()
@@ -240,10 +240,11 @@ def peer(lines: list[bytes], n: int, admin_dsn: str) -> dict[str, Any]:
 
 
 def serve(
-    dsn: str, port: int, token: str, *, rules: bool = True, projector_apart: bool = False
+    dsn: str, port: int, token: str, *, rules: bool = True, projector_apart: bool = False, workers: int = 1
 ) -> subprocess.Popen[bytes]:
     """`catalog serve` (its projector on a thread), or with `projector_apart` an accepting-only process
-    beside a `catalog projector run --follow` process (scale by processes: one core each here)."""
+    beside a `catalog projector run --follow` process (scale by processes: one core each here); with
+    `workers` > 1, `catalog serve --workers N` (N accepting processes, one of them projecting)."""
     env = dict(
         os.environ,
         CATALOG_DATABASE_URL=dsn,
@@ -254,7 +255,7 @@ def serve(
         CATALOG_PROJECTOR_ENABLED="false" if projector_apart else "true",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         # A file, not a pipe nobody reads: a full pipe would block the server's logging (and the server).
@@ -313,6 +314,9 @@ def main() -> None:
     parser.add_argument("--freshness-seconds", type=float, default=15.0, help="per phase (half rate, 1.5x)")
     parser.add_argument("--peer", action="store_true", help="also run Data.Rentgen on the same events")
     parser.add_argument("--peer-events", type=int, default=5000)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also measure acceptance with `catalog serve --workers N`"
+    )
     args = parser.parse_args()
 
     generator = load_module("gen_events", SHARED_BENCH / "gen_events.py")
@@ -341,12 +345,15 @@ def main() -> None:
         drop_database(args.dsn, "bench_raw" + tag)
     print(f"raw baseline: {results['raw']}", file=sys.stderr)
 
-    modes = ("http_single", "http_batch", "http_single_projector_apart", "http_batch_projector_apart")
+    modes = ["http_single", "http_batch", "http_single_projector_apart", "http_batch_projector_apart"]
+    if args.workers > 1:
+        modes += ["http_single_workers", "http_batch_workers"]
     for index, mode in enumerate(modes):
         dsn = fresh_database(args.dsn, f"bench_{mode}{tag}")
         # a port per run: a server that is slow to exit must not answer the next run's requests
         port = args.port + 10 + index
-        process = serve(dsn, port, token, projector_apart=mode.endswith("_apart"))
+        workers = args.workers if mode.endswith("_workers") else 1
+        process = serve(dsn, port, token, projector_apart=mode.endswith("_apart"), workers=workers)
         try:
             if mode.startswith("http_single"):
                 bodies = lines[: args.single]
@@ -412,6 +419,14 @@ def main() -> None:
     results["ratio_batch_vs_copy_projector_apart"] = round(
         results["http_batch_projector_apart"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )
+    if args.workers > 1:
+        results["workers"] = args.workers
+        results["ratio_single_vs_insert16_workers"] = round(
+            results["http_single_workers"]["events_per_s"] / results["raw"]["insert_16conn"], 3
+        )
+        results["ratio_batch_vs_copy_workers"] = round(
+            results["http_batch_workers"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
+        )
     results["ratio_projector_vs_copy"] = round(
         results["projector"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )

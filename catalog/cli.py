@@ -76,18 +76,23 @@ def migrate(home: HomeOpt = None, database_url: DbOpt = None) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on (CATALOG_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (CATALOG_PORT, default 5000).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Accepting processes on the one port (CATALOG_WORKERS, default 1); one projects.", min=1
+        ),
+    ] = None,
     home: HomeOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Migrate, then serve the REST API (and the embedded PostgreSQL when no database URL is set)."""
-    import uvicorn
     from sqlalchemy.engine import make_url
 
-    from catalog.app import create_app
     from catalog.db.resolve import migrated
     from catalog.logs import configure_logging
+    from catalog.serving import serve as serve_app
 
-    settings = settings_from(home, database_url, host=host, port=port)
+    settings = settings_from(home, database_url, host=host, port=port, workers=workers)
     configure_logging(settings.log_level, settings.log_format)
     with migrated(settings) as db:
         where = (
@@ -115,16 +120,9 @@ def serve(
         else:
             console.print("  auth:      create a key with `catalog keys create --name me --role admin`, then")
             console.print("             send `Authorization: Bearer <key>` (or set CATALOG_ADMIN_TOKEN)")
-        app = create_app(settings, db.service_url)
-        tune_garbage_collector()
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        if settings.workers > 1:
+            console.print(f"  workers:   {settings.workers} accepting processes, one of them projecting")
+        serve_app(settings, db.service_url, settings.workers)
 
 
 # -- ingest -------------------------------------------------------------------------------------------
@@ -301,6 +299,7 @@ def projector_status(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     table = Table(title="projector", show_header=False)
     table.add_row("position", f"{state.position} of {state.head}")
     table.add_row("lag", f"{state.lag_events} events, {state.lag_seconds:.1f} s")
+    table.add_row("projecting", state.projector or "no process right now")
     table.add_row("set aside", str(state.set_aside))
     table.add_row("last error", state.last_error or "-")
     console.print(table)

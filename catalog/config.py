@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 5000
+    workers: int = Field(
+        1,
+        ge=1,
+        description="`catalog serve` processes accepting on the one port; each takes a database pool "
+        "(`pool_size`), one of them projects. More than the cores seldom helps.",
+    )
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin API key (how operators start).")
     metrics_token: SecretStr | None = Field(
         None,
@@ -92,7 +98,11 @@ class Settings(BaseSettings):
         description="The longest a request carrying `Catalog-Position` waits for the projector to pass it "
         "(then it is served anyway, with `Catalog-Projected` telling how far the projection is).",
     )
-    projector_batch_size: int = Field(1000, gt=0, description="Events the projector folds per transaction.")
+    projector_batch_size: int = Field(
+        5000,
+        gt=0,
+        description="The most events the projector folds per transaction (catalog/ingest/projector.py).",
+    )
     projector_enabled: bool = Field(
         True,
         description="Whether this service process may become the projector (one of them is, with failover). "

@@ -28,20 +28,21 @@ GQL = "query($ns: String) { datasets(namespace: $ns, first: 5) { nodes { name fi
 
 
 def _terminate_service_backends(database_url: str) -> tuple[int, int]:
-    """Kill every backend of the service (application_name 'catalog') on the test database, once some
+    """Kill every backend of the service (application_name 'catalog…': the projector's is named
+    'catalog projector <host>:<pid>') on the test database, once some
     of them are busy: (killed, of which busy). Polls until a statement or transaction is in flight."""
     with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
         busy = 0
         for _ in range(400):
             busy = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = 'catalog' AND state IN ('active', 'idle in transaction')"
+                "AND application_name LIKE 'catalog%' AND state IN ('active', 'idle in transaction')"
             ).fetchone()[0]  # type: ignore[index]
             if busy:
                 break
         killed = conn.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = 'catalog'"
+            "WHERE datname = current_database() AND application_name LIKE 'catalog%'"
         ).fetchone()[0]  # type: ignore[index]
     return int(killed), int(busy)
 
@@ -183,7 +184,7 @@ async def test_a_flush_whose_connection_dies_answers_503_to_every_waiting_reques
             while not all(s.done() for s in sends):
                 row = killer.execute(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name = 'catalog' "
+                    "WHERE datname = current_database() AND application_name LIKE 'catalog%' "
                     "AND wait_event_type = 'Lock'"
                 ).fetchone()
                 killed += row[0] if row else 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,37 @@ async def test_a_failing_event_is_set_aside_visible_and_retried_after_a_fix(
     assert await retry_set_aside(engine, Policies.load()) == (1, 0)
     assert (await client.get("/api/v1/namespaces/airflow/jobs/explode")).status_code == 200
     assert (await client.get("/api/v1/ingest/status")).json()["setAside"] == 0
+
+
+async def test_several_bad_events_in_a_large_batch_are_set_aside_and_only_they(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    # The batch is folded in halves down to the failing events: every other event must land, once.
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE jobs ADD CONSTRAINT ck_test_no_boom CHECK (name NOT LIKE 'boom%')")
+    bad = {0, 17, 18, 33, 63}
+    events = [
+        run_event(
+            when=at(3, i // 60, i % 60),
+            job=("airflow", f"boom_{i}" if i in bad else f"calm_{i}"),
+            outputs=[dataset("bigquery", f"mart.h{i}")],
+        )
+        for i in range(64)
+    ]
+    answer = await client.post("/api/v1/lineage/batch?wait=projected", content=orjson.dumps(events))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["projected"] is True
+    state = (await client.get("/api/v1/ingest/status")).json()
+    assert state["setAside"] == len(bad)
+    with psycopg.connect(libpq_dsn(database_url)) as conn:
+        jobs = {
+            r[0] for r in conn.execute("SELECT name FROM jobs WHERE name LIKE 'calm%' OR name LIKE 'boom%'")
+        }
+        aside = conn.execute("SELECT count(*) FROM projection_set_aside").fetchone()
+        runs = conn.execute("SELECT count(*) FROM runs").fetchone()
+    assert jobs == {f"calm_{i}" for i in range(64) if i not in bad}
+    assert aside == (len(bad),)
+    assert runs == (64 - len(bad),)
 
 
 async def test_the_status_needs_a_key(client: httpx.AsyncClient) -> None:
@@ -264,3 +296,88 @@ async def test_two_service_processes_one_projector_and_the_other_takes_over_when
         assert time.monotonic() - killed_at < 5
         assert (await http.get("/api/v1/namespaces/airflow/jobs/after_failover")).status_code == 200
     assert await _leaders([survivor]) == [survivor]
+
+
+def _workers(serve: subprocess.Popen[bytes]) -> set[int]:
+    """The worker processes `catalog serve --workers N` runs (its children, uvicorn's spawned workers)."""
+    children = Path(f"/proc/{serve.pid}/task/{serve.pid}/children").read_text().split()
+    return {int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()}
+
+
+async def _projecting(http: httpx.AsyncClient) -> int:
+    """The pid the ingest status names as the projector (waiting out a failover's gap)."""
+    deadline = time.monotonic() + 15
+    while True:
+        status = (await http.get("/api/v1/ingest/status")).json()
+        if status["projector"] is not None:
+            host, pid = status["projector"].rsplit(":", 1)
+            assert host == socket.gethostname()
+            return int(pid)
+        assert time.monotonic() < deadline, "no process projects"
+        await asyncio.sleep(0.1)
+
+
+async def test_serve_with_workers_accepts_in_each_projects_in_one_and_survives_losing_it(
+    database_url: str, service_database_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    env = _env(database_url, service_database_url, tmp_path)
+    port = free_port()
+    serve = _spawn(["serve", "--port", str(port), "--workers", "2"], env)
+    processes.append(serve)
+    await _wait_ready(port, serve)
+    deadline = time.monotonic() + 30
+    while len(workers := _workers(serve)) != 2:
+        assert time.monotonic() < deadline, f"workers: {workers}"
+        await asyncio.sleep(0.1)
+
+    # Fresh connections each: the kernel hands them to either worker; every event is logged once and
+    # projected by the one projector.
+    events = [
+        run_event(when=at(1, minute=i), job=("airflow", f"w{i}"), outputs=[dataset("bigquery", f"mart.w{i}")])
+        for i in range(40)
+    ]
+
+    async def send(event: dict[str, object]) -> httpx.Response:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        ) as http:
+            return await http.post("/api/v1/lineage?wait=projected", content=orjson.dumps(event))
+
+    answers = await asyncio.gather(*(send(e) for e in events))
+    assert [a.status_code for a in answers] == [201] * len(events), answers[0].text
+    assert all(a.json()["projected"] for a in answers)
+    assert len({a.json()["position"] for a in answers}) == len(events)
+
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as http:
+        leader = await _projecting(http)
+        assert leader in workers  # one of this serve's workers, named with its host and pid
+    os.kill(leader, signal.SIGKILL)
+
+    # The other worker takes the lead; uvicorn replaces the dead one. A request may meet the dying
+    # worker's socket: a new connection then reaches a live one.
+    deadline = time.monotonic() + 30
+    event = run_event(
+        when=at(2), job=("airflow", "after_worker_died"), outputs=[dataset("bigquery", "mart.z")]
+    )
+    while True:
+        try:
+            answer = await send(event)
+            if answer.status_code == 201 and answer.json().get("projected") is True:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "no worker projected after the projecting one died"
+        await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as http:
+        assert (await _projecting(http)) in workers - {leader}
+    deadline = time.monotonic() + 30
+    while len(replaced := _workers(serve) - {leader}) != 2:  # uvicorn started a worker in its place
+        assert time.monotonic() < deadline, f"workers now: {replaced}"
+        await asyncio.sleep(0.2)
+    assert serve.poll() is None

@@ -283,6 +283,9 @@ class IngestStatus(BaseModel):
     last_error_at: dt.datetime | None
     updated_at: dt.datetime  # when the position last moved
     projector_here: bool  # whether this service process is the active projector
+    # `<host>:<pid>` of the process projecting now, whichever process answers (null: none holds the
+    # lock this instant, e.g. during a failover; admin and auditor keys only)
+    projector: str | None = None
 
 
 @router.get(
@@ -298,18 +301,20 @@ async def ingest_status(
     async with request.app.state.engine.connect() as conn:
         state = await projector.status(await raw_connection(conn))
     request.app.state.watermark.advance(state.position)
-    # An error text may quote an event's values: only roles that read every product see it.
-    sees_errors = principal.role in ("admin", "auditor")
+    # An error text may quote an event's values, and hosts are the operators' business: only roles
+    # that read every product see them.
+    operator = principal.role in ("admin", "auditor")
     return IngestStatus(
         position=state.position,
         head=state.head,
         lag_events=state.lag_events,
         lag_seconds=round(state.lag_seconds, 3),
         set_aside=state.set_aside,
-        last_error=state.last_error if sees_errors else None,
+        last_error=state.last_error if operator else None,
         last_error_at=state.last_error_at,
         updated_at=state.updated_at,
         projector_here=request.app.state.projector.leading,
+        projector=state.projector if operator else None,
     )
 
 
