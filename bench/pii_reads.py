@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from catalog.classification import service  # noqa: E402
-from catalog.db.engine import create_engine, raw_transaction  # noqa: E402
+from catalog.db.engine import create_engine, driver_connection  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "pii-reads-latest.json"
 
@@ -47,7 +47,10 @@ async def measure(url: str, samples: int, seed: int) -> dict[str, Any]:
     rnd = random.Random(seed)
     engine = create_engine(url, pool_size=2)
     try:
-        async with raw_transaction(engine) as conn:
+        # The services take an SQLAlchemy connection (the one idiom); the bench's own lookups go straight
+        # to asyncpg on the same connection and transaction.
+        async with engine.begin() as sa:
+            conn = await driver_connection(sa)
             n_datasets = await conn.fetchval("SELECT count(*) FROM datasets")
             rows = await conn.fetchval("SELECT count(*) FROM classifications WHERE source = 'propagated'")
             if not rows:
@@ -60,7 +63,7 @@ async def measure(url: str, samples: int, seed: int) -> dict[str, Any]:
             depths: list[int] = []
             for dataset_id in picked:
                 started = time.perf_counter()
-                found = await service.classifications_for_datasets(conn, [dataset_id])
+                found = await service.classifications_for_datasets(sa, [dataset_id])
                 per_dataset.append(time.perf_counter() - started)
                 depths.extend(c["depth"] for c in found.get(dataset_id, []))
             fields = await conn.fetch(
@@ -74,7 +77,7 @@ async def measure(url: str, samples: int, seed: int) -> dict[str, Any]:
             for f in rnd.sample(list(fields), min(samples, len(fields))):
                 started = time.perf_counter()
                 flow = await service.pii_flow(
-                    conn, namespace=f["ns"], dataset=f["ds"], field=f["path"], max_depth=3
+                    sa, namespace=f["ns"], dataset=f["ds"], field=f["path"], max_depth=3
                 )
                 flows.append(time.perf_counter() - started)
                 hops.append(len(flow["hops"]) if flow else 0)
@@ -82,7 +85,7 @@ async def measure(url: str, samples: int, seed: int) -> dict[str, Any]:
                 [r["name"] for r in await conn.fetch("SELECT name FROM namespaces ORDER BY name")]
             )
             started = time.perf_counter()
-            _, total = await service.pii_inventory(conn, namespace=namespace, limit=100)
+            _, total = await service.pii_inventory(sa, namespace=namespace, limit=100)
             inventory_s = time.perf_counter() - started
     finally:
         await engine.dispose()
