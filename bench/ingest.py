@@ -382,16 +382,26 @@ def main() -> None:
     finally:
         drop_database(args.dsn, "bench_projector" + tag)
 
-    # The projector on the serving process's thread (one `catalog serve`), then in its own process beside
-    # an accepting-only one (`catalog projector run --follow`: scale by processes).
-    for index, (name, apart) in enumerate((("freshness", False), ("freshness_projector_apart", True))):
+    # The projector on the serving process's thread (one `catalog serve`), in its own process beside an
+    # accepting-only one (`catalog projector run --follow`), and on one of `--workers N` accepting ones.
+    # Both phases need rate x 2 x seconds distinct events: the stream goes on past the first `--events`
+    # (the same generator, later runs; a repeated event would only be a duplicate, never projected).
+    rate = results["projector"]["events_per_s"]
+    wanted = int(rate * 2 * args.freshness_seconds) + 1
+    stream = lines
+    if wanted > len(stream):
+        stream = [
+            json.dumps(e, separators=(",", ":")).encode() for e in generator.events(wanted, args.datasets, 7)
+        ]
+    phases = [("freshness", False, 1), ("freshness_projector_apart", True, 1)]
+    if args.workers > 1:
+        phases.append(("freshness_workers", False, args.workers))
+    for index, (name, apart, workers) in enumerate(phases):
         dsn = fresh_database(args.dsn, f"bench_{name}{tag}")
         port = args.port + 3 + index * 30
-        process = serve(dsn, port, token, projector_apart=apart)
+        process = serve(dsn, port, token, projector_apart=apart, workers=workers)
         try:
-            results[name] = asyncio.run(
-                freshness(port, token, lines, results["projector"]["events_per_s"], args.freshness_seconds)
-            )
+            results[name] = asyncio.run(freshness(port, token, stream, rate, args.freshness_seconds))
             print(
                 f"{name}: { {k: v for k, v in results[name].items() if k != 'curve_every_second'} }",
                 file=sys.stderr,
