@@ -114,3 +114,24 @@ async def test_concurrent_appenders_never_make_the_reader_skip_a_late_commit(dat
     assert len(committed) == APPENDERS * TRANSACTIONS
     assert read == sorted(read)  # in log order, each once
     assert set(read) == committed  # and none skipped
+
+
+async def test_appenders_in_several_processes_create_a_new_months_partition_once(database_url: str) -> None:
+    """Each process has its own PartitionCache: two may create the same month's partition at once (seen
+    with `catalog serve --workers 2`: DuplicateTableError, a failed ingest). Every one must succeed."""
+    import datetime as dt
+
+    engines = [create_engine(database_url, pool_size=1) for _ in range(APPENDERS)]
+    try:
+        for month in range(1, 7):  # months no other test logs events in
+            when = dt.datetime(2031, month, 15, tzinfo=dt.UTC)
+            await asyncio.gather(*(PartitionCache().ensure(e, [when]) for e in engines))
+        async with engines[0].connect() as conn:
+            made = await conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'event_log'::regclass "
+                "AND inhrelid::regclass::text LIKE 'event_log_2031_%'"
+            )
+            assert made.scalar_one() == 6
+    finally:
+        for e in engines:
+            await e.dispose()
