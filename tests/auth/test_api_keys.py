@@ -59,10 +59,13 @@ def iter_routes(routes: list[Any]) -> Iterator[Any]:
 
 
 def dependency_names(dependant: Any) -> Iterator[str]:
-    """The names of every dependency of a route, however deep (`Requires` depends on the principal)."""
+    """The names of every dependency of a route, however deep (`Requires` depends on the principal, or,
+    for the routes whose product is the key's own, is one dependency that calls it: `authenticates`)."""
     for sub in dependant.dependencies:
         if sub.call is not None:
             yield getattr(sub.call, "__name__", type(sub.call).__name__)
+            if (calls := getattr(sub.call, "authenticates", None)) is not None:
+                yield calls.__name__
         yield from dependency_names(sub)
 
 

@@ -199,6 +199,8 @@ def Requires(
             return principal
 
         requires_principal_only.route_policy = policy  # type: ignore[attr-defined]
+        # It authenticates by calling require_principal itself (tests/auth/test_api_keys.py reads this).
+        requires_principal_only.authenticates = require_principal  # type: ignore[attr-defined]
         return Depends(requires_principal_only)
     if domain == "body-dataset":
         if body is None:
