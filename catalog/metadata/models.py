@@ -111,7 +111,7 @@ class Run(Seen, Base):
     __table_args__ = (
         UniqueConstraint("job_id", "run_uuid"),
         Index("ix_runs_run_uuid", "run_uuid"),
-        Index("ix_runs_job_id_first_seen", "job_id", "first_seen"),
+        Index("ix_runs_job_id_first_seen_run_uuid", "job_id", "first_seen", "run_uuid"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)

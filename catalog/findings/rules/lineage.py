@@ -38,9 +38,9 @@ def _details(dataset: str) -> str:
         WHERE o.dataset_id = {dataset} AND o.direction = 'output' ORDER BY o.last_seen DESC, o.job_id LIMIT 1)
          AS run_id,
        {PRODUCED_BY.format(dataset)} AS producer_product,
-       (SELECT min(pa.product) FROM job_io o
-        JOIN product_assignments pa ON pa.subject_kind = 'job' AND pa.subject_id = o.job_id
-        WHERE o.dataset_id = {dataset}) AS job_product"""
+       (SELECT min((SELECT pa.product FROM product_assignments pa
+                    WHERE pa.subject_kind = 'job' AND pa.subject_id = o.job_id))
+        FROM job_io o WHERE o.dataset_id = {dataset}) AS job_product"""  # a lookup, as PRODUCED_BY
 
 
 UNLINEAGED_DETAILS = f"SELECT d.id, {_details('d.id')} FROM datasets d WHERE d.id = ANY($1::bigint[])"
