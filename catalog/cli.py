@@ -122,7 +122,7 @@ def serve(
             console.print("             send `Authorization: Bearer <key>` (or set CATALOG_ADMIN_TOKEN)")
         if settings.workers > 1:
             console.print(f"  workers:   {settings.workers} accepting processes, one of them projecting")
-        serve_app(settings, db.service_url, settings.workers)
+        serve_app(settings, db.service_url)
 
 
 # -- ingest -------------------------------------------------------------------------------------------

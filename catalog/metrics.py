@@ -241,13 +241,14 @@ class CatalogMetrics:
             single-event ingest's CPU was this lookup). (Its two helpers are module-private; the
             dependency is pinned below the next major version.)"""
 
-            routes: list[Any] | None = None
-            known: dict[tuple[str, str, str], tuple[str, bool]] | None = None
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.routes: list[Any] = []  # flattened on the first request (the app is complete then)
+                self.known: dict[tuple[str, str, str], tuple[str, bool]] = {}
 
             def _get_handler(self, request: Request) -> tuple[str, bool]:
-                if self.routes is None or self.known is None:
+                if not self.routes:
                     self.routes = routing._effective_routes(request.app.routes)
-                    self.known = {}
                 scope = request.scope
                 key = (scope["method"], scope.get("root_path", ""), scope["path"])
                 found = self.known.get(key)
