@@ -240,11 +240,19 @@ def peer(lines: list[bytes], n: int, admin_dsn: str) -> dict[str, Any]:
 
 
 def serve(
-    dsn: str, port: int, token: str, *, rules: bool = True, projector_apart: bool = False, workers: int = 1
+    dsn: str,
+    port: int,
+    token: str,
+    *,
+    rules: bool = True,
+    projector_apart: bool = False,
+    workers: int = 1,
+    projector: bool = True,
 ) -> subprocess.Popen[bytes]:
     """`catalog serve` (its projector on a thread), or with `projector_apart` an accepting-only process
     beside a `catalog projector run --follow` process (scale by processes: one core each here); with
-    `workers` > 1, `catalog serve --workers N` (N accepting processes, one of them projecting)."""
+    `workers` > 1, `catalog serve --workers N` (N accepting processes, one of them projecting); with
+    `projector` False, accepting only and no projector anywhere (the log is folded later)."""
     env = dict(
         os.environ,
         CATALOG_DATABASE_URL=dsn,
@@ -252,7 +260,7 @@ def serve(
         CATALOG_LOG_LEVEL="WARNING",
         CATALOG_FINDINGS_INCREMENTAL="true" if rules else "false",
         CATALOG_INGEST_DEFAULT_WAIT="logged",  # acceptance: answered once durably in the log
-        CATALOG_PROJECTOR_ENABLED="false" if projector_apart else "true",
+        CATALOG_PROJECTOR_ENABLED="false" if projector_apart or not projector else "true",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port), "--workers", str(workers)],
@@ -317,6 +325,11 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="also measure acceptance with `catalog serve --workers N`"
     )
+    parser.add_argument(
+        "--only",
+        help="comma-separated acceptance modes to run (e.g. http_single_accept_only); skips the projector,"
+        " freshness and peer phases: for quick comparisons, not for the issue's report",
+    )
     args = parser.parse_args()
 
     generator = load_module("gen_events", SHARED_BENCH / "gen_events.py")
@@ -346,14 +359,27 @@ def main() -> None:
     print(f"raw baseline: {results['raw']}", file=sys.stderr)
 
     modes = ["http_single", "http_batch", "http_single_projector_apart", "http_batch_projector_apart"]
+    # The accepting path alone (the issue's "acceptance": validate, authorise, redact, deduplicate,
+    # append, answer), no projector on this box's two cores while it runs: what every accepting process
+    # adds when the projector has cores of its own.
+    modes += ["http_single_accept_only", "http_batch_accept_only"]
     if args.workers > 1:
         modes += ["http_single_workers", "http_batch_workers"]
+    if args.only:
+        modes = [m for m in modes if m in args.only.split(",")]
     for index, mode in enumerate(modes):
         dsn = fresh_database(args.dsn, f"bench_{mode}{tag}")
         # a port per run: a server that is slow to exit must not answer the next run's requests
         port = args.port + 10 + index
         workers = args.workers if mode.endswith("_workers") else 1
-        process = serve(dsn, port, token, projector_apart=mode.endswith("_apart"), workers=workers)
+        process = serve(
+            dsn,
+            port,
+            token,
+            projector_apart=mode.endswith("_apart"),
+            workers=workers,
+            projector=not mode.endswith("_accept_only"),
+        )
         try:
             if mode.startswith("http_single"):
                 bodies = lines[: args.single]
@@ -372,6 +398,13 @@ def main() -> None:
         finally:
             stop(process)
             drop_database(args.dsn, f"bench_{mode}{tag}")
+
+    if args.only:
+        for mode in modes:
+            what, key = ("single", "insert_16conn") if "single" in mode else ("batch", "copy_batch_1000")
+            results[f"ratio_{mode}"] = round(results[mode]["events_per_s"] / results["raw"][key], 3)
+        print(json.dumps({k: v for k, v in results.items() if k.startswith(("ratio", "raw"))}, indent=2))
+        return
 
     dsn = fresh_database(args.dsn, "bench_projector" + tag)
     try:
@@ -429,6 +462,11 @@ def main() -> None:
     results["ratio_batch_vs_copy_projector_apart"] = round(
         results["http_batch_projector_apart"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )
+    for what, baseline_key in (("single", "insert_16conn"), ("batch", "copy_batch_1000")):
+        key = "insert16" if what == "single" else "copy"
+        results[f"ratio_{what}_vs_{key}_accept_only"] = round(
+            results[f"http_{what}_accept_only"]["events_per_s"] / results["raw"][baseline_key], 3
+        )
     if args.workers > 1:
         results["workers"] = args.workers
         results["ratio_single_vs_insert16_workers"] = round(

@@ -265,7 +265,7 @@ def _log_columns(events: Sequence[OpenLineageEvent]) -> list[list[Any]]:
         [e.job_namespace for e in events],
         [e.job_name for e in events],
         [e.producer for e in events],
-        [orjson.dumps(e.payload).decode() for e in events],
+        [(e.canonical or orjson.dumps(e.payload)).decode() for e in events],
         [e.emitter for e in events],
         # one text per event (unnest cannot take ragged arrays); a JSON pointer holds no newline
         ["\n".join(e.redactions) for e in events],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
@@ -50,6 +50,10 @@ class OpenLineageEvent:
     # digest: the same event is the same event whoever retries it.
     emitter: str | None = None
     emitter_key: str | None = None  # the id of that key (for the audit log; stored beside the event)
+    # The canonical JSON of payload (sorted keys) the digest was computed from, when the accepting path
+    # built it: the log stores these bytes rather than encoding the payload a second time (jsonb keeps
+    # no key order, so it is the same value). None for an event read back from the log.
+    canonical: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class EventRejected(Exception):

@@ -247,7 +247,9 @@ def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEve
     """Validate a decoded JSON value as one OpenLineage event; raise EventRejected naming what is wrong.
 
     The returned event's payload is a sanitised (NUL -> U+FFFD) and redacted copy of `obj` that keeps every
-    facet as received; `obj` itself is not modified.
+    facet as received; `obj` itself is not modified. Facets that needed no change may be shared with `obj`
+    rather than copied (catalog/openlineage/redaction.py `_walk_facets`): hand over a freshly decoded
+    value and do not change it afterwards.
     """
     if not isinstance(obj, dict):
         raise EventRejected("", f"an OpenLineage event must be a JSON object, got {_describe(obj)}")
@@ -258,7 +260,7 @@ def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEve
     except orjson.JSONEncodeError as exc:
         # Only reachable for objects not decoded by orjson (integers beyond 64 bits, lone surrogates).
         raise EventRejected("", f"the event holds a value that cannot be stored as JSON: {exc}") from None
-    return _structure(payload, hashlib.sha256(canonical).digest(), tuple(redactions), limits)
+    return _structure(payload, hashlib.sha256(canonical).digest(), tuple(redactions), limits, canonical)
 
 
 def parse_logged(payload: dict[str, Any], digest: bytes, *, limits: Limits) -> OpenLineageEvent:
@@ -271,7 +273,11 @@ def parse_logged(payload: dict[str, Any], digest: bytes, *, limits: Limits) -> O
 
 
 def _structure(
-    payload: dict[str, Any], digest: bytes, redactions: tuple[str, ...], limits: Limits
+    payload: dict[str, Any],
+    digest: bytes,
+    redactions: tuple[str, ...],
+    limits: Limits,
+    canonical: bytes | None = None,
 ) -> OpenLineageEvent:
     """The typed event of a sanitised payload (EventRejected names what is wrong)."""
     kind = _kind(payload)
@@ -352,4 +358,5 @@ def _structure(
         payload=payload,
         digest=digest,
         redactions=redactions,
+        canonical=canonical,
     )

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from catalog.openlineage.events import EventRejected, Limits
 from catalog.openlineage.redaction import MASK, REDACTED, is_secret_key, redact, redact_text
 from catalog.openlineage.validation import parse_event
 from tests.openlineage.test_validation import valid_event
@@ -305,3 +306,86 @@ def test_redact_accepts_any_json_like_value() -> None:
     assert redact(42) == (42, [])
     marker: Any = object()
     assert redact({"x": marker})[0]["x"] is marker  # not JSON: passed through, not refused
+
+
+# -- facets seen before (the clean-facet memo) ---------------------------------------------------------
+
+
+def _with_facets(schema: dict[str, Any], sql: str) -> dict[str, Any]:
+    event = valid_event()
+    event["inputs"][0]["facets"]["schema"] = schema
+    event["job"]["facets"]["sql"] = {"query": sql}
+    return event
+
+
+def test_a_facet_seen_clean_before_is_kept_as_received_and_stored_the_same() -> None:
+    schema = {"fields": [{"name": f"memo_col_{i}", "type": "STRING"} for i in range(12)]}
+    first = parse_event(_with_facets(copy.deepcopy(schema), "SELECT memo_a FROM memo_b"))
+    again = _with_facets(copy.deepcopy(schema), "SELECT memo_a FROM memo_b")
+    second = parse_event(again)
+    # The second time it is not walked (so not copied): the very object received is in the payload.
+    assert second.payload["inputs"][0]["facets"]["schema"] is again["inputs"][0]["facets"]["schema"]
+    assert second.payload["job"]["facets"]["sql"] is again["job"]["facets"]["sql"]
+    assert second.payload == first.payload
+    assert second.digest == first.digest
+
+
+def test_a_facet_with_a_secret_is_redacted_every_time_it_comes() -> None:
+    for _ in range(3):
+        event = _with_facets({"fields": []}, "CREATE ROLE memo LOGIN PASSWORD 'memo-hunter2'")
+        event["inputs"][0]["facets"]["dataSource"] = {"uri": "postgres://memo:memo-pw@db/x"}
+        parsed = parse_event(event)
+        stored = orjson.dumps(parsed.payload)
+        assert b"memo-hunter2" not in stored
+        assert b"memo-pw" not in stored
+        assert set(parsed.redactions) == {"/job/facets/sql/query", "/inputs/0/facets/dataSource/uri"}
+
+
+def test_a_facet_that_differs_by_one_secret_is_not_taken_for_the_clean_one() -> None:
+    clean = {"uri": "postgres://memo-db:5432/app?sslmode=require"}
+    event = valid_event()
+    event["inputs"][0]["facets"]["dataSource"] = dict(clean)
+    assert parse_event(event).redactions == ()
+    event = valid_event()
+    event["inputs"][0]["facets"]["dataSource"] = {"uri": clean["uri"] + "&password=memo-s3cret"}
+    parsed = parse_event(event)
+    assert parsed.redactions == ("/inputs/0/facets/dataSource/uri",)
+    assert b"memo-s3cret" not in orjson.dumps(parsed.payload)
+
+
+def test_a_facet_with_a_nul_is_sanitised_every_time_it_comes() -> None:
+    for _ in range(2):
+        event = valid_event()
+        event["outputs"][0]["facets"]["documentation"] = {"description": "memo\x00nul", "k\x00": 1}
+        parsed = parse_event(event)
+        assert parsed.payload["outputs"][0]["facets"]["documentation"] == {
+            "description": "memo\ufffdnul",
+            "k\ufffd": 1,
+        }
+
+
+def test_limits_still_apply_to_a_facet_seen_clean_under_looser_ones() -> None:
+    long_text = "memo-long-" + "x" * 300
+    loose = _with_facets({"fields": [{"name": "memo_limit", "description": long_text}]}, "SELECT 2")
+    parse_event(loose)
+    tight = _with_facets({"fields": [{"name": "memo_limit", "description": long_text}]}, "SELECT 2")
+    with pytest.raises(EventRejected) as refused:
+        parse_event(tight, limits=Limits(max_string=200))
+    assert refused.value.type_ == "too-large"
+    deep: dict[str, Any] = {"leaf": "memo-deep"}
+    for _ in range(8):
+        deep = {"n": deep}
+    parse_event(_with_facets(copy.deepcopy(deep), "SELECT 3"))
+    with pytest.raises(EventRejected) as refused:
+        parse_event(_with_facets(copy.deepcopy(deep), "SELECT 3"), limits=Limits(max_depth=8))
+    assert refused.value.type_ == "too-deep"
+
+
+def test_run_facets_are_walked_every_time() -> None:
+    # They name the run and never repeat: not memoised (a copy, never the received object).
+    event = valid_event()
+    event["run"]["facets"]["nominalTime"] = {"nominalStartTime": "2024-05-01T12:00:00Z"}
+    parse_event(copy.deepcopy(event))
+    parsed = parse_event(event)
+    assert parsed.payload["run"]["facets"]["nominalTime"] is not event["run"]["facets"]["nominalTime"]
+    assert parsed.payload["run"]["facets"]["nominalTime"] == event["run"]["facets"]["nominalTime"]
