@@ -243,13 +243,20 @@ def _count_datasets(obj: dict[str, Any], limits: Limits) -> None:
         )
 
 
-def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEvent:
+def parse_event(
+    obj: Any,
+    *,
+    limits: Limits = _DEFAULT_LIMITS,
+    emitter: str | None = None,
+    emitter_key: str | None = None,
+) -> OpenLineageEvent:
     """Validate a decoded JSON value as one OpenLineage event; raise EventRejected naming what is wrong.
 
     The returned event's payload is a sanitised (NUL -> U+FFFD) and redacted copy of `obj` that keeps every
     facet as received; `obj` itself is not modified. Facets that needed no change may be shared with `obj`
     rather than copied (catalog/openlineage/redaction.py `_walk_facets`): hand over a freshly decoded
-    value and do not change it afterwards.
+    value and do not change it afterwards. `emitter` and `emitter_key`: the product and id of the key
+    that sent it, when the caller has authorised one (stored with the event, not part of its digest).
     """
     if not isinstance(obj, dict):
         raise EventRejected("", f"an OpenLineage event must be a JSON object, got {_describe(obj)}")
@@ -260,7 +267,10 @@ def parse_event(obj: Any, *, limits: Limits = _DEFAULT_LIMITS) -> OpenLineageEve
     except orjson.JSONEncodeError as exc:
         # Only reachable for objects not decoded by orjson (integers beyond 64 bits, lone surrogates).
         raise EventRejected("", f"the event holds a value that cannot be stored as JSON: {exc}") from None
-    return _structure(payload, hashlib.sha256(canonical).digest(), tuple(redactions), limits, canonical)
+    # The emitter is given here rather than set later with dataclasses.replace, which copies every field
+    # (measurable per event in a batch of thousands).
+    digest = hashlib.sha256(canonical).digest()
+    return _structure(payload, digest, tuple(redactions), limits, canonical, emitter, emitter_key)
 
 
 def parse_logged(payload: dict[str, Any], digest: bytes, *, limits: Limits) -> OpenLineageEvent:
@@ -278,6 +288,8 @@ def _structure(
     redactions: tuple[str, ...],
     limits: Limits,
     canonical: bytes | None = None,
+    emitter: str | None = None,
+    emitter_key: str | None = None,
 ) -> OpenLineageEvent:
     """The typed event of a sanitised payload (EventRejected names what is wrong)."""
     kind = _kind(payload)
@@ -358,5 +370,7 @@ def _structure(
         payload=payload,
         digest=digest,
         redactions=redactions,
+        emitter=emitter,
+        emitter_key=emitter_key,
         canonical=canonical,
     )

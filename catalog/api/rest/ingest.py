@@ -10,7 +10,6 @@ once the projector has passed it (bounded by `read_wait_seconds`), so a client r
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -120,11 +119,11 @@ async def _decoded(request: Request, limit: int) -> bytes:
         raise _problem(exc) from exc
 
 
-def sent_by(authoriser: Authoriser, event: OpenLineageEvent) -> OpenLineageEvent:
-    """The event marked with the product of the key that sent it (stored with it): whose view of a
-    dataset its facets are is judged by it (catalog/ingest/extract.py)."""
+def parse_sent(item: Any, authoriser: Authoriser) -> OpenLineageEvent:
+    """`parse_event`, the event marked with the product and id of the key that sent it (stored with it):
+    whose view of a dataset its facets are is judged by that product (catalog/ingest/extract.py)."""
     assert authoriser.principal is not None
-    return replace(event, emitter=authoriser.emitting_product(), emitter_key=authoriser.principal.key_id)
+    return parse_event(item, emitter=authoriser.emitting_product(), emitter_key=authoriser.principal.key_id)
 
 
 async def _submit(writer: IngestWriter, events: list[OpenLineageEvent]) -> Accepted:
@@ -160,12 +159,13 @@ async def ingest_event(
     settings = request.app.state.settings
     try:
         body = await _decoded(request, settings.max_body_bytes)
+        authoriser = authoriser_of(request)
         try:
-            event = parse_event(load_json(body))
+            event = parse_sent(load_json(body), authoriser)
         except EventRejected as exc:
             raise _problem(exc) from exc
-        await authoriser_of(request).require_events([event])
-        accepted = await _submit(request.app.state.writer, [sent_by(authoriser_of(request), event)])
+        await authoriser.require_events([event])
+        accepted = await _submit(request.app.state.writer, [event])
     except AccessDenied:
         count_events(rejected=1)
         raise
@@ -229,22 +229,21 @@ async def ingest_batch(
         raise Problem(
             "too-large", f"{len(items)} events in one batch; the limit is {settings.max_batch_events}"
         )
+    authoriser = authoriser_of(request)
     events: list[OpenLineageEvent] = []
     failed: list[FailedEvent] = []
     for index, item in enumerate(items):
         try:
             if isinstance(item, EventRejected):
                 raise item
-            events.append(parse_event(item))
+            events.append(parse_sent(item, authoriser))
         except EventRejected as exc:
             failed.append(FailedEvent(index=index, reason=exc.detail, retriable=False, pointer=exc.pointer))
     accepted = Accepted(0, 0, 0)
     try:
-        await authoriser_of(request).require_events(events)
+        await authoriser.require_events(events)
         if events:
-            accepted = await _submit(
-                request.app.state.writer, [sent_by(authoriser_of(request), e) for e in events]
-            )
+            accepted = await _submit(request.app.state.writer, events)
     except AccessDenied:  # one denied event refuses the batch: all its events are rejected
         count_events(rejected=len(items))
         raise
