@@ -30,6 +30,7 @@ from catalog.api.rest import marquez as marquez_routes
 from catalog.api.rest import operations as operations_routes
 from catalog.api.rest import session as session_routes
 from catalog.api.rest import tags as tags_routes
+from catalog.api.rest.ingest_lane import IngestLaneMiddleware
 from catalog.api.rest.problems import install_handlers
 from catalog.api.text_guard import ParameterTextMiddleware, reject_marked_path_parameters
 from catalog.audit.checkpointer import AuditCheckpointer
@@ -233,7 +234,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             )
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
-    # Innermost: it resolves the route template from the path EncodedSlashMiddleware has prepared.
+    # Innermost of all: single-event ingests skip FastAPI's routing (catalog/api/rest/ingest_lane.py).
+    if settings.ingest_lane:
+        app.add_middleware(IngestLaneMiddleware)
+    # Next: it resolves the route template from the path EncodedSlashMiddleware has prepared.
     app.state.metrics.instrument(app)
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(WritePositionMiddleware)  # Catalog-LSN on write answers (catalog/api/consistency.py)

@@ -3,7 +3,7 @@
 Every process accepts ingest on its own (each has its writer and its group commit: the log takes
 concurrent appenders, catalog/ingest/writer.py) and each runs a projector thread that stands by unless
 it wins the election (catalog/ingest/projector.py). So workers add accepting throughput — a single
-process is CPU-bound at about 0.55 ms of CPU a single-event request — and never a second projector.
+process is CPU-bound at about 0.3 ms of CPU a single-event request — and never a second projector.
 
 uvicorn starts workers as fresh interpreters that import the app by name (`worker_app`), so the parent,
 which resolved the settings and migrated the database, hands both down through the environment."""
