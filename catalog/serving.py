@@ -11,6 +11,7 @@ which resolved the settings and migrated the database, hands both down through t
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from catalog.cli_support import tune_garbage_collector
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 # The database URL the workers serve with: the parent resolved it (for the embedded PostgreSQL it is
 # the service role's URL on a server the parent started) and migrated it; workers never migrate.
 SERVICE_URL_ENV = "CATALOG_SERVE_SERVICE_URL"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _SERVE_OPTIONS: dict[str, Any] = {"log_config": None, "access_log": False, "timeout_graceful_shutdown": 10}
 
@@ -55,9 +57,29 @@ def worker_app() -> FastAPI:
     """One worker's app (uvicorn calls this in each worker process)."""
     from catalog.logs import configure_logging
 
+    _exit_with_the_supervisor()
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return _app(settings, os.environ[SERVICE_URL_ENV])
+
+
+def _exit_with_the_supervisor() -> None:
+    """A worker outliving its supervisor (killed with -9, by the OOM killer) would go on serving unwatched,
+    and never stop with the service: on Linux, ask the kernel for SIGTERM (a graceful stop) when the
+    parent dies, and stop at once if it already has (PR_SET_PDEATHSIG; nothing elsewhere)."""
+    import multiprocessing
+
+    supervisor = multiprocessing.parent_process()  # recorded when it spawned us: not "whoever is parent now"
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # not worth failing the worker for
+    if os.getppid() != supervisor.pid:  # it died before the request took effect (even while we started)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _app(settings: Settings, service_url: str) -> FastAPI:

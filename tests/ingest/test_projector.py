@@ -381,3 +381,19 @@ async def test_serve_with_workers_accepts_in_each_projects_in_one_and_survives_l
         assert time.monotonic() < deadline, f"workers now: {replaced}"
         await asyncio.sleep(0.2)
     assert serve.poll() is None
+
+    # The supervisor killed outright: its workers stop too, rather than serve on unwatched.
+    serve.kill()
+    serve.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while alive := [pid for pid in replaced if not _gone(pid)]:
+        assert time.monotonic() < deadline, f"workers left behind: {alive}"
+        await asyncio.sleep(0.2)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie nobody reaps yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
