@@ -177,7 +177,13 @@ def live_server(settings: Settings, service_database_url: str) -> Iterator[LiveS
     port = free_port()
     app = create_app(settings, service_database_url)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,  # an open client connection must not keep the app (and its projector) alive
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
