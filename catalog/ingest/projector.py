@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +56,10 @@ PROJECTOR_LOCK_KEY = 0x0C47A107
 # 1,391 with 1000, for ~110 MB more at the peak (`bench/ingest.py`'s projector phase, same box, same run).
 BATCH_SIZE = 5000
 ANALYZE_FROM = 1000  # rows a table gains before the first ANALYZE (then every doubling)
+# Events a step must have folded before the memory it freed is handed back to the system (see
+# release_freed_memory): a large batch's texts leave the C heap fragmented, and the service's RSS would
+# keep the high-water mark of the largest batch it ever folded.
+TRIM_FROM = 1000
 # Stored events were validated on the way in; re-parsing them must not reject one because "now" moved.
 REPLAY_LIMITS = Limits(latest_skew=dt.timedelta(days=365 * 1000))
 
@@ -89,6 +95,30 @@ WHERE s.name = $1
 # pg_stat_activity tell which process projects: with `catalog serve --workers N` and several hosts,
 # "is it projecting, and where" is the operator's first question.
 HOLDER_PREFIX = "catalog projector "
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere).
+
+    A step of thousands of events allocates their payload texts and rows with malloc (anything above
+    CPython's small-object size); once freed, glibc keeps the pages, so RSS follows the largest batch ever
+    folded rather than the live data (a 300,000-event soak at 1,000 events/s: +41 % RSS without it)."""
+    trim = _MALLOC_TRIM
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        return trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def holder_name() -> str:
@@ -447,6 +477,8 @@ class Projector:
             self._advanced(step.position)
             if step.folded:
                 self._analyzer.analyze_behind(step.folded)
+                if step.folded >= TRIM_FROM:
+                    release_freed_memory()
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
