@@ -195,10 +195,10 @@ async def freshness(port: int, token: str, lines: list[bytes], rate: float, seco
 async def project_backlog(dsn: str, lines: list[bytes]) -> dict[str, Any]:
     """Append the stream through the accepting path's code, then time the projector folding it."""
     sys.path[:0] = [str(ROOT), str(ROOT / "clients" / "python" / "src")]
-    from catalog.cli_support import tune_garbage_collector
     from catalog.db.engine import create_engine, raw_transaction
     from catalog.ingest.projector import catch_up
     from catalog.ingest.service import PartitionCache, append
+    from catalog.memory import tune_garbage_collector
     from catalog.openlineage.events import Limits
     from catalog.openlineage.validation import parse_event
     from catalog.policies_in_force import Policies

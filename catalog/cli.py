@@ -23,12 +23,12 @@ from catalog.cli_support import (
     fail,
     out,
     settings_from,
-    tune_garbage_collector,
     with_db,
 )
 from catalog.config import Settings
 from catalog.export.cli import export_app
 from catalog.findings.cli import scan
+from catalog.memory import tune_garbage_collector
 
 if TYPE_CHECKING:
     from catalog.policies_in_force import Policies

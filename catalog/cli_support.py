@@ -7,7 +7,6 @@ top-level command imports them, never the other way round."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import getpass
 import os
 import sys
@@ -84,22 +83,3 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # no passwd entry (containers): still say it came from the CLI
         return "cli"
-
-
-# Measured (`python bench/ingest.py`, 2 cores): with CPython's default threshold (700 allocations) a
-# 1000-event batch triggers dozens of collections that each walk every object still alive, the batch
-# included: decoding and checking one batch took 325 ms against 160-220 ms with the threshold raised,
-# and the projector folded 383 events/s against 523. Ingest allocates in bursts and rarely makes
-# cycles, so collect rarely, and never walk the objects alive at startup (modules, app, policies).
-# 200,000 rather than 50,000 since the accepting path got cheaper: a batch's decoded events are all
-# alive until it is answered, so each young collection walked tens of thousands of them (17 % of a
-# batch's CPU under py-spy); server CPU per batched event 0.117-0.119 -> 0.100-0.104 ms (accept-only,
-# 20k bench events, alternating runs), the projector unchanged (2,140-2,386 events/s both ways).
-GC_THRESHOLDS = (200_000, 20, 10)
-
-
-def tune_garbage_collector() -> None:
-    """For long-running serving and projecting processes, once everything is loaded."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)

@@ -14,8 +14,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from catalog.cli_support import tune_garbage_collector
 from catalog.config import load_settings
+from catalog.memory import tune_garbage_collector
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -54,15 +54,19 @@ LATEST_RUN = (
     "(SELECT r.run_uuid FROM runs r WHERE r.job_id = {} ORDER BY r.first_seen DESC, r.run_uuid DESC LIMIT 1)"
 )
 
-# For routing a finding to a steward (never for judging a crossing): the product of the jobs that produce a
-# dataset no product owns — an analytics table made by another product's job is that product's to answer.
+# The product of the jobs that touch a dataset ({0}), those in direction {1} or, with {1} empty, either.
 # Written as a lookup per job_io row, not a join: the join let the planner start from every job's
 # assignment and probe job_io for each (625,000 probes for 500 datasets, 490 ms, on a catalog not yet
 # ANALYZEd); this form always starts from the dataset's own job_io rows.
-PRODUCED_BY = (
+_JOBS_PRODUCT = (
     "(SELECT min((SELECT pa.product FROM product_assignments pa WHERE pa.subject_kind = 'job' "
-    "AND pa.subject_id = o.job_id)) FROM job_io o WHERE o.dataset_id = {} AND o.direction = 'output')"
+    "AND pa.subject_id = o.job_id)) FROM job_io o WHERE o.dataset_id = {0}{1})"
 )
+# For routing a finding to a steward (never for judging a crossing): the product of the jobs that produce a
+# dataset no product owns — an analytics table made by another product's job is that product's to answer.
+PRODUCED_BY = _JOBS_PRODUCT.replace("{1}", " AND o.direction = 'output'")
+# The product of any job reading or writing the dataset.
+TOUCHED_BY = _JOBS_PRODUCT.replace("{1}", "")
 
 # The live flows of the scope's jobs ($1): edges seen in the job's latest event of that direction (an
 # input a job's newer runs dropped no longer counts).

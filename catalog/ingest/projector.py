@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import datetime as dt
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +39,7 @@ from catalog.db.errors import is_unavailable
 from catalog.ingest.extract import EventKey
 from catalog.ingest.service import APPENDED_CHANNEL, IngestOutcome, append, fold
 from catalog.ingest.statistics import GrowthAnalyzer
+from catalog.memory import release_freed_memory
 from catalog.openlineage.events import EventRejected, Limits, OpenLineageEvent
 from catalog.openlineage.validation import parse_logged
 from catalog.policies_in_force import Policies
@@ -95,30 +94,6 @@ WHERE s.name = $1
 # pg_stat_activity tell which process projects: with `catalog serve --workers N` and several hosts,
 # "is it projecting, and where" is the operator's first question.
 HOLDER_PREFIX = "catalog projector "
-
-
-def release_freed_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere).
-
-    A step of thousands of events allocates their payload texts and rows with malloc (anything above
-    CPython's small-object size); once freed, glibc keeps the pages, so RSS follows the largest batch ever
-    folded rather than the live data (a 300,000-event soak at 1,000 events/s: +41 % RSS without it)."""
-    trim = _MALLOC_TRIM
-    if trim is not None:
-        trim(0)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-        return trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
 
 
 def holder_name() -> str:

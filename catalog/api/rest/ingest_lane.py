@@ -30,13 +30,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.api.rest import ingest as ingest_routes
 from catalog.api.rest.deps import bearer
+from catalog.api.rest.ingest import WaitFor
 from catalog.api.rest.requires import iter_routes
 from catalog.api.text_guard import reject_marked_path_parameters
 
 # The route's dependencies the lane may leave out, and why it may: its path has no parameters to guard,
 # and a `Catalog-Position` read wait never applies to an ingest (`await_requested_position` returns at once).
 NOT_NEEDED = frozenset({reject_marked_path_parameters, ingest_routes.await_requested_position})
-WAITS = {b"": None, b"wait=logged": "logged", b"wait=projected": "projected"}
+# The query strings the lane takes, and the `wait` each means.
+WAITS: dict[bytes, WaitFor | None] = {b"": None, b"wait=logged": "logged", b"wait=projected": "projected"}
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
@@ -100,7 +102,7 @@ class IngestLaneMiddleware:
             scope["type"] != "http"
             or scope["method"] != "POST"
             or _route_path(scope) != ingest_routes.SINGLE_PATH
-            or (wait := WAITS.get(scope.get("query_string", b""), "other")) == "other"
+            or (query := scope.get("query_string", b"")) not in WAITS
         ):
             await self.app(scope, receive, send)
             return
@@ -109,7 +111,7 @@ class IngestLaneMiddleware:
         request = Request(scope, receive, send)
         try:
             principal = await self.lane.access(request=request, credentials=await bearer(request))
-            response: Response = await ingest_routes.ingest_event(request, principal, wait)  # type: ignore[arg-type]
+            response: Response = await ingest_routes.ingest_event(request, principal, WAITS[query])
         except Exception as exc:
             handler = self.lane.handler_for(exc)
             if handler is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from catalog.findings.facts import LATEST_RUN, PRODUCED_BY, Record
+from catalog.findings.facts import LATEST_RUN, PRODUCED_BY, TOUCHED_BY, Record
 from catalog.findings.rules.base import Finding, Scope, key, run_of
 from catalog.findings.subjects import Subject, dataset_subject, field_subject, flow_subject, job_ref
 
@@ -38,9 +38,7 @@ def _details(dataset: str) -> str:
         WHERE o.dataset_id = {dataset} AND o.direction = 'output' ORDER BY o.last_seen DESC, o.job_id LIMIT 1)
          AS run_id,
        {PRODUCED_BY.format(dataset)} AS producer_product,
-       (SELECT min((SELECT pa.product FROM product_assignments pa
-                    WHERE pa.subject_kind = 'job' AND pa.subject_id = o.job_id))
-        FROM job_io o WHERE o.dataset_id = {dataset}) AS job_product"""  # a lookup, as PRODUCED_BY
+       {TOUCHED_BY.format(dataset)} AS job_product"""
 
 
 UNLINEAGED_DETAILS = f"SELECT d.id, {_details('d.id')} FROM datasets d WHERE d.id = ANY($1::bigint[])"
