@@ -6,14 +6,16 @@
 
 Runs, each on a fresh database:
   raw          ../shared/bench/raw_baseline.py: COPY in batches, INSERT+COMMIT on 16 connections
-  http_single  acceptance: `catalog serve` (uvicorn, one process, its projector running behind) + 32
-               concurrent keep-alive clients, one event a POST, answered once durably in the log
+  http_single  acceptance: `catalog serve` (uvicorn, one process, its projector process folding behind)
+               + 32 concurrent keep-alive clients, one event a POST, answered once durably in the log;
+               also with the projector on a thread of the serving process (`_projector_thread`) and
+               with no projector at all (`_accept_only`)
   http_batch   acceptance: POST /api/v1/lineage/batch, 1000 events a request, 2 concurrent clients
   projector    the projector alone (classification, ownership audit and findings on) folding the whole
                stream appended beforehand, in this process (`catch_up`, what `catalog projector run` does)
   freshness    single events sent at half the projector's rate (then 1.5x, then nothing), the projection
                lag sampled from GET /api/v1/ingest/status: p95 at half rate, and the curve; once with
-               the projector on `catalog serve`'s thread, once in its own process beside it
+               `catalog serve`'s projector process, once with its projector on a thread
   peer         with --peer: Data.Rentgen 0.7.2 on the same events (../shared/bench/peer_data_rentgen.sh)
 and prints events/s and the ratios the issue targets (acceptance single >= 0.5 x INSERTx16, batch >= 0.6 x
 COPY, projector >= 0.15 x COPY and >= 4 x Data.Rentgen, lag p95 <= 1 s at half the projector's rate).
@@ -245,14 +247,13 @@ def serve(
     token: str,
     *,
     rules: bool = True,
-    projector_apart: bool = False,
     workers: int = 1,
-    projector: bool = True,
+    projector: str = "process",
 ) -> subprocess.Popen[bytes]:
-    """`catalog serve` (its projector on a thread), or with `projector_apart` an accepting-only process
-    beside a `catalog projector run --follow` process (scale by processes: one core each here); with
-    `workers` > 1, `catalog serve --workers N` (N accepting processes, one of them projecting); with
-    `projector` False, accepting only and no projector anywhere (the log is folded later)."""
+    """`catalog serve` as it runs by default (its projector in a child process of its own), or with
+    `projector="thread"` on a thread of the serving process (one GIL for both: the previous default), or
+    with "none" accepting only, no projector anywhere (the log is folded later); with `workers` > 1,
+    `catalog serve --workers N` (N accepting processes, each with a projector process, one leading)."""
     env = dict(
         os.environ,
         CATALOG_DATABASE_URL=dsn,
@@ -260,7 +261,8 @@ def serve(
         CATALOG_LOG_LEVEL="WARNING",
         CATALOG_FINDINGS_INCREMENTAL="true" if rules else "false",
         CATALOG_INGEST_DEFAULT_WAIT="logged",  # acceptance: answered once durably in the log
-        CATALOG_PROJECTOR_ENABLED="false" if projector_apart or not projector else "true",
+        CATALOG_PROJECTOR_ENABLED="false" if projector == "none" else "true",
+        CATALOG_PROJECTOR_PROCESS="false" if projector == "thread" else "true",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port), "--workers", str(workers)],
@@ -275,28 +277,37 @@ def serve(
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if response.status == 200:
-                    if projector_apart:  # after serve migrated the database
-                        APART[process.pid] = subprocess.Popen(
-                            [sys.executable, "-m", "catalog.cli", "projector", "run", "--follow"],
-                            env=env,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
+                if response.status == 200 and (projector == "none" or _projecting(port, token)):
                     return process
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     process.kill()
     raise RuntimeError("catalog serve did not come up: " + (LOGS / f"serve-{port}.log").read_text()[-2000:])
 
 
 LOGS = Path(os.environ.get("CATALOG_BENCH_LOGS", "/tmp"))  # the servers' stderr, serve-<port>.log
-APART: dict[int, subprocess.Popen[bytes]] = {}  # serve's pid -> its projector process
+
+
+def _projecting(port: int, token: str) -> bool:
+    """Whether a projector leads (a projector process still starting would share the measured load)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/ingest/status", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=1) as response:
+        return json.loads(response.read())["projector"] is not None
+
+
+def _placement(mode: str) -> str:
+    """Where a mode's `catalog serve` runs its projector (see `serve`)."""
+    if mode.endswith("_accept_only"):
+        return "none"
+    return "thread" if mode.endswith("_projector_thread") else "process"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if (projector := APART.pop(process.pid, None)) is not None:
-        stop(projector)
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -358,7 +369,7 @@ def main() -> None:
         drop_database(args.dsn, "bench_raw" + tag)
     print(f"raw baseline: {results['raw']}", file=sys.stderr)
 
-    modes = ["http_single", "http_batch", "http_single_projector_apart", "http_batch_projector_apart"]
+    modes = ["http_single", "http_batch", "http_single_projector_thread", "http_batch_projector_thread"]
     # The accepting path alone (the issue's "acceptance": validate, authorise, redact, deduplicate,
     # append, answer), no projector on this box's two cores while it runs: what every accepting process
     # adds when the projector has cores of its own.
@@ -376,9 +387,8 @@ def main() -> None:
             dsn,
             port,
             token,
-            projector_apart=mode.endswith("_apart"),
             workers=workers,
-            projector=not mode.endswith("_accept_only"),
+            projector=_placement(mode),
         )
         try:
             if mode.startswith("http_single"):
@@ -415,8 +425,8 @@ def main() -> None:
     finally:
         drop_database(args.dsn, "bench_projector" + tag)
 
-    # The projector on the serving process's thread (one `catalog serve`), in its own process beside an
-    # accepting-only one (`catalog projector run --follow`), and on one of `--workers N` accepting ones.
+    # `catalog serve`'s projector process, its projector on a thread of the serving process, and with
+    # --workers, one of the `--workers N` accepting processes' projector processes.
     # Both phases need rate x 2 x seconds distinct events: the stream goes on past the first `--events`
     # (the same generator, later runs; a repeated event would only be a duplicate, never projected).
     rate = results["projector"]["events_per_s"]
@@ -426,13 +436,13 @@ def main() -> None:
         stream = [
             json.dumps(e, separators=(",", ":")).encode() for e in generator.events(wanted, args.datasets, 7)
         ]
-    phases = [("freshness", False, 1), ("freshness_projector_apart", True, 1)]
+    phases = [("freshness", "process", 1), ("freshness_projector_thread", "thread", 1)]
     if args.workers > 1:
-        phases.append(("freshness_workers", False, args.workers))
-    for index, (name, apart, workers) in enumerate(phases):
+        phases.append(("freshness_workers", "process", args.workers))
+    for index, (name, placement, workers) in enumerate(phases):
         dsn = fresh_database(args.dsn, f"bench_{name}{tag}")
         port = args.port + 3 + index * 30
-        process = serve(dsn, port, token, projector_apart=apart, workers=workers)
+        process = serve(dsn, port, token, projector=placement, workers=workers)
         try:
             results[name] = asyncio.run(freshness(port, token, stream, rate, args.freshness_seconds))
             print(
@@ -456,11 +466,11 @@ def main() -> None:
     results["ratio_batch_vs_copy"] = round(
         results["http_batch"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )
-    results["ratio_single_vs_insert16_projector_apart"] = round(
-        results["http_single_projector_apart"]["events_per_s"] / results["raw"]["insert_16conn"], 3
+    results["ratio_single_vs_insert16_projector_thread"] = round(
+        results["http_single_projector_thread"]["events_per_s"] / results["raw"]["insert_16conn"], 3
     )
-    results["ratio_batch_vs_copy_projector_apart"] = round(
-        results["http_batch_projector_apart"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
+    results["ratio_batch_vs_copy_projector_thread"] = round(
+        results["http_batch_projector_thread"]["events_per_s"] / results["raw"]["copy_batch_1000"], 3
     )
     for what, baseline_key in (("single", "insert_16conn"), ("batch", "copy_batch_1000")):
         key = "insert16" if what == "single" else "copy"

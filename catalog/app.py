@@ -41,6 +41,7 @@ from catalog.db.engine import create_engine
 from catalog.db.migrate import head_revisions
 from catalog.db.replica import ReadRouter
 from catalog.ingest.projector import ProjectorThread, Watermark
+from catalog.ingest.projector_process import ProjectorProcess
 from catalog.ingest.writer import IngestWriter
 from catalog.metrics import CatalogMetrics
 from catalog.policies_in_force import Policies
@@ -132,17 +133,25 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         engine = create_engine(database_url, pool_size=settings.pool_size)
         # Every process accepts (the writer appends to the log); one of them projects (catalog/ingest).
         watermark = Watermark(engine)
-        projector = ProjectorThread(
-            database_url,
-            watermark,
-            app.state.policies,
-            batch_size=settings.projector_batch_size,
-            standby_poll=settings.projector_standby_seconds,
-        )
+        projector: ProjectorProcess | ProjectorThread
+        if (
+            settings.projector_process
+        ):  # woken by the NOTIFY of every append (catalog/ingest/projector_process.py)
+            projector = ProjectorProcess(settings, database_url, watermark)
+            appended = None
+        else:
+            projector = ProjectorThread(
+                database_url,
+                watermark,
+                app.state.policies,
+                batch_size=settings.projector_batch_size,
+                standby_poll=settings.projector_standby_seconds,
+            )
+            appended = projector.wake
         writer = IngestWriter(
             engine,
             max_group=settings.ingest_group_max,
-            appended=projector.wake if settings.projector_enabled else None,
+            appended=appended if settings.projector_enabled else None,
         )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.state.engine = engine

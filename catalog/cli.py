@@ -79,7 +79,8 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Accepting processes on the one port (CATALOG_WORKERS, default 1); one projects.", min=1
+            help="Accepting processes on the one port (CATALOG_WORKERS, default 1); one projector leads.",
+            min=1,
         ),
     ] = None,
     home: HomeOpt = None,
@@ -121,8 +122,19 @@ def serve(
             console.print("  auth:      create a key with `catalog keys create --name me --role admin`, then")
             console.print("             send `Authorization: Bearer <key>` (or set CATALOG_ADMIN_TOKEN)")
         if settings.workers > 1:
-            console.print(f"  workers:   {settings.workers} accepting processes, one of them projecting")
+            console.print(f"  workers:   {settings.workers} accepting processes on the one port")
+        console.print(f"  projector: {_projector_placement(settings)}")
         serve_app(settings, db.service_url)
+
+
+def _projector_placement(settings: Settings) -> str:
+    if not settings.projector_enabled:
+        return "none here (CATALOG_PROJECTOR_ENABLED=false): run `catalog projector run --follow` beside it"
+    if settings.projector_process:
+        if settings.workers > 1:
+            return "a process beside each worker; one of them folds the log, the others stand by"
+        return "in a process of its own, folding the log behind the accepting path"
+    return "on a thread of the serving process (CATALOG_PROJECTOR_PROCESS=false)"
 
 
 # -- ingest -------------------------------------------------------------------------------------------

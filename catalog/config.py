@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="Whether this service process may become the projector (one of them is, with failover). "
         "Off: it only accepts, e.g. beside a `catalog projector run --follow` process of its own.",
     )
+    projector_process: bool = Field(
+        True,
+        description="Run this service process's projector in a child process of its own (its own interpreter, "
+        "so folding never holds the accepting path's GIL; restarted if it dies). Off: on a thread of the "
+        "service process (one process less; acceptance slows while the projector folds).",
+    )
     projector_standby_seconds: float = Field(
         1.0, gt=0, description="How often a process that is not the projector tries to become it (failover)."
     )

@@ -1,9 +1,10 @@
 """How `catalog serve` runs the app: in this process, or in N worker processes sharing one socket.
 
 Every process accepts ingest on its own (each has its writer and its group commit: the log takes
-concurrent appenders, catalog/ingest/writer.py) and each runs a projector thread that stands by unless
-it wins the election (catalog/ingest/projector.py). So workers add accepting throughput — a single
-process is CPU-bound at about 0.3 ms of CPU a single-event request — and never a second projector.
+concurrent appenders, catalog/ingest/writer.py) and each runs a projector process of its own
+(catalog/ingest/projector_process.py) that stands by unless it wins the election (catalog/ingest/
+projector.py). So workers add accepting throughput — a single process is CPU-bound at about 0.3 ms of
+CPU a single-event request — and never a second active projector.
 
 uvicorn starts workers as fresh interpreters that import the app by name (`worker_app`), so the parent,
 which resolved the settings and migrated the database, hands both down through the environment."""
@@ -11,9 +12,9 @@ which resolved the settings and migrated the database, hands both down through t
 from __future__ import annotations
 
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
+from catalog.child_processes import exit_with_parent
 from catalog.config import load_settings
 from catalog.memory import tune_garbage_collector
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 # The database URL the workers serve with: the parent resolved it (for the embedded PostgreSQL it is
 # the service role's URL on a server the parent started) and migrated it; workers never migrate.
 SERVICE_URL_ENV = "CATALOG_SERVE_SERVICE_URL"
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _SERVE_OPTIONS: dict[str, Any] = {"log_config": None, "access_log": False, "timeout_graceful_shutdown": 10}
 
@@ -57,29 +57,10 @@ def worker_app() -> FastAPI:
     """One worker's app (uvicorn calls this in each worker process)."""
     from catalog.logs import configure_logging
 
-    _exit_with_the_supervisor()
+    exit_with_parent()  # its supervisor
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return _app(settings, os.environ[SERVICE_URL_ENV])
-
-
-def _exit_with_the_supervisor() -> None:
-    """A worker outliving its supervisor (killed with -9, by the OOM killer) would go on serving unwatched,
-    and never stop with the service: on Linux, ask the kernel for SIGTERM (a graceful stop) when the
-    parent dies, and stop at once if it already has (PR_SET_PDEATHSIG; nothing elsewhere)."""
-    import multiprocessing
-
-    supervisor = multiprocessing.parent_process()  # recorded when it spawned us: not "whoever is parent now"
-    if supervisor is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        return  # not worth failing the worker for
-    if os.getppid() != supervisor.pid:  # it died before the request took effect (even while we started)
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _app(settings: Settings, service_url: str) -> FastAPI:

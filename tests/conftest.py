@@ -36,6 +36,12 @@ ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
 # projected (what `?wait=projected` asks for), in-process apps and `catalog serve` subprocesses alike (they
 # inherit the environment). Tests of the asynchronous path itself ask for `logged` explicitly.
 os.environ.setdefault("CATALOG_INGEST_DEFAULT_WAIT", "projected")
+# Apps built in-process run their projector on a thread: the projector process `catalog serve` runs by
+# default is a fresh interpreter (about a second of CPU to start), and the suite builds hundreds of apps.
+# The process is tested where it is the point (tests/ingest/test_projector_process.py) and by the
+# `catalog serve` subprocesses that kill, fail over and stop (tests/ingest/test_projector.py,
+# tests/cli/test_serve_signals.py), which run with it.
+os.environ.setdefault("CATALOG_PROJECTOR_PROCESS", "false")
 
 
 SERVICE_ROLE = DEFAULT_SERVICE_ROLE

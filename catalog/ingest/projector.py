@@ -370,9 +370,11 @@ class Projector:
         batch_size: int = BATCH_SIZE,
         standby_poll: float = 1.0,
         idle_poll: float = 1.0,
+        leading_changed: Callable[[bool], None] | None = None,
     ) -> None:
         self._engine = engine
         self._advanced = advanced  # told every position reached (the process's Watermark)
+        self._leading_changed = leading_changed  # told when this process starts and stops leading
         self._policies = policies  # what the fold assigns, classifies and judges by
         self._batch_size = batch_size
         self._standby_poll = standby_poll
@@ -421,12 +423,12 @@ class Projector:
             if not await _take_the_lead(raw):
                 return False
             log.info("this process is now the projector")
-            self.leading = True
+            self._set_leading(True)
             try:
                 await raw.add_listener(APPENDED_CHANNEL, self._notified)
                 await self._lead(raw)
             finally:
-                self.leading = False
+                self._set_leading(False)
                 # Never hand a connection that still holds the lock back to the pool.
                 try:
                     await asyncio.shield(self._release(raw))
@@ -434,6 +436,11 @@ class Projector:
                     await conn.invalidate()
                     raise
             return True
+
+    def _set_leading(self, leading: bool) -> None:
+        self.leading = leading
+        if self._leading_changed is not None:
+            self._leading_changed(leading)
 
     async def _release(self, raw: asyncpg.Connection[Any]) -> None:
         await raw.remove_listener(APPENDED_CHANNEL, self._notified)

@@ -1,19 +1,25 @@
-"""Builders for the projector's tests: a varied stream of events, a backlog appended without projecting,
-and the backend of the active projector."""
+"""Builders and checks for the projector's tests: a varied stream of events, a backlog appended without
+projecting, the backend of the active projector, and the proofs that nothing was lost or applied twice."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import libpq_dsn, raw_connection, raw_transaction
 from catalog.ingest.projector import PROJECTOR_LOCK_KEY, status
+from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 from catalog.ingest.service import PartitionCache, append
 from catalog.openlineage.validation import parse_event
+from catalog.policies_in_force import Policies
 from tests.factories import at, column_lineage, dataset, run_event, schema
 
 PG = "postgres://payments-db:5432"
@@ -87,3 +93,46 @@ def projector_backend(database_url: str) -> dict[str, Any] | None:
             (PROJECTOR_LOCK_KEY & 0xFFFFFFFF,),
         ).fetchone()
     return None if row is None else {"pid": row[0], "in_transaction": row[1], "state": row[2]}
+
+
+async def rebuild_matches(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        live = await projection_fingerprint(conn)
+    await rebuild_projection(engine, Policies.load(), batch_size=200)
+    async with engine.connect() as conn:
+        rebuilt = await projection_fingerprint(conn)
+    assert {t for t in live if live[t] != rebuilt[t]} == set()
+    assert live["column_edges"][0] > 0
+    assert live["classifications"][0] > 0
+
+
+async def no_audit_row_twice(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        doubled = await conn.execute(
+            text(
+                "SELECT action, subject, details ->> 'owner' FROM audit_log WHERE action LIKE 'ownership.%' "
+                "GROUP BY 1, 2, 3 HAVING count(*) > 1"
+            )
+        )
+        assert doubled.all() == []
+
+
+def gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie nobody reaps yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def until_a_step_is_in_flight(database_url: str, engine: AsyncEngine, *, after: int = 0) -> None:
+    """Until the projector has committed a step past `after` and is inside its next one (a kill now lands
+    mid-batch)."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert time.monotonic() < deadline, "the projector made no progress"
+        backend = projector_backend(database_url)
+        in_flight = backend is not None and backend["in_transaction"] and backend["state"] == "active"
+        if in_flight and (await projector_status(engine)).position > after:
+            return
+        await asyncio.sleep(0.02)

@@ -18,17 +18,24 @@ import httpx
 import orjson
 import psycopg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.config import Settings
 from catalog.db.engine import libpq_dsn
 from catalog.ingest.projector import catch_up, retry_set_aside
-from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 from catalog.policies_in_force import Policies
 from tests.conftest import ADMIN_TOKEN, free_port
 from tests.factories import at, dataset, run_event
-from tests.ingest.projector_helpers import append_backlog, projector_backend, projector_status, stream
+from tests.ingest.projector_helpers import (
+    append_backlog,
+    gone,
+    no_audit_row_twice,
+    projector_backend,
+    projector_status,
+    rebuild_matches,
+    stream,
+    until_a_step_is_in_flight,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,28 +50,6 @@ def settings(tmp_path: Path) -> Settings:
         ingest_default_wait="logged",
         projector_standby_seconds=0.2,
     )
-
-
-async def _rebuild_matches(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        live = await projection_fingerprint(conn)
-    await rebuild_projection(engine, Policies.load(), batch_size=200)
-    async with engine.connect() as conn:
-        rebuilt = await projection_fingerprint(conn)
-    assert {t for t in live if live[t] != rebuilt[t]} == set()
-    assert live["column_edges"][0] > 0
-    assert live["classifications"][0] > 0
-
-
-async def _no_audit_row_twice(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        doubled = await conn.execute(
-            text(
-                "SELECT action, subject, details ->> 'owner' FROM audit_log WHERE action LIKE 'ownership.%' "
-                "GROUP BY 1, 2, 3 HAVING count(*) > 1"
-            )
-        )
-        assert doubled.all() == []
 
 
 async def test_a_failing_event_is_set_aside_visible_and_retried_after_a_fix(
@@ -164,8 +149,8 @@ async def test_a_connection_lost_mid_step_rolls_back_and_the_projector_comes_bac
     state = await projector_status(engine)
     assert state.position == head
     assert state.set_aside == 0
-    await _no_audit_row_twice(engine)
-    await _rebuild_matches(engine)
+    await no_audit_row_twice(engine)
+    await rebuild_matches(engine)
 
 
 def _env(database_url: str, service_url: str, home: Path) -> dict[str, str]:
@@ -178,6 +163,7 @@ def _env(database_url: str, service_url: str, home: Path) -> dict[str, str]:
         CATALOG_ADMIN_TOKEN=ADMIN_TOKEN,
         CATALOG_PROJECTOR_STANDBY_SECONDS="0.2",
         CATALOG_INGEST_DEFAULT_WAIT="logged",
+        CATALOG_PROJECTOR_PROCESS="true",  # as `catalog serve` runs by default (the suite's apps use a thread)
         PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "clients/python/src")]),
     )
 
@@ -214,15 +200,8 @@ async def test_kill_9_of_the_projector_mid_batch_loses_nothing_and_applies_nothi
     env = _env(database_url, service_database_url, tmp_path) | {"CATALOG_PROJECTOR_BATCH_SIZE": "300"}
     projector = _spawn(["projector", "run", "--follow"], env)
     processes.append(projector)
-    deadline = time.monotonic() + 90
-    while True:  # one batch committed, the next one in flight
-        assert projector.poll() is None, "the projector exited"
-        assert time.monotonic() < deadline, "the projector made no progress"
-        backend = projector_backend(database_url)
-        in_flight = backend is not None and backend["in_transaction"] and backend["state"] == "active"
-        if in_flight and (await projector_status(engine)).position > 0:
-            break
-        await asyncio.sleep(0.02)
+    await until_a_step_is_in_flight(database_url, engine)  # one batch committed, the next one in flight
+    assert projector.poll() is None, "the projector exited"
     projector.send_signal(signal.SIGKILL)
     projector.wait(timeout=10)
     stopped_at = (await projector_status(engine)).position
@@ -231,8 +210,8 @@ async def test_kill_9_of_the_projector_mid_batch_loses_nothing_and_applies_nothi
     assert (
         await catch_up(engine, Policies.load(), batch_size=500) == head
     )  # restarted: resumes from the stored position
-    await _no_audit_row_twice(engine)
-    await _rebuild_matches(engine)
+    await no_audit_row_twice(engine)
+    await rebuild_matches(engine)
 
 
 async def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -278,10 +257,15 @@ async def test_two_service_processes_one_projector_and_the_other_takes_over_when
         await asyncio.sleep(0.1)
     (leader,) = leaders
     (survivor,) = [p for p in ports if p != leader]
-    processes[ports.index(leader)].send_signal(signal.SIGKILL)
-    processes[ports.index(leader)].wait(timeout=10)
-
+    killed = processes[ports.index(leader)]
+    its_projector = _children(killed.pid)  # the process that holds the lock (serve's projector process)
+    assert len(its_projector) == 1
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=10)
     killed_at = time.monotonic()
+    # Its projector process goes with it (before anything is sent that it could fail to report).
+    await _until_gone(its_projector, "the killed service's projector process")
+
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{survivor}",
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
@@ -353,9 +337,11 @@ async def test_serve_with_workers_accepts_in_each_projects_in_one_and_survives_l
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
     ) as http:
-        leader = await _projecting(http)
-        assert leader in workers  # one of this serve's workers, named with its host and pid
-    os.kill(leader, signal.SIGKILL)
+        projecting = await _projecting(http)
+    # The projector process of one of this serve's workers, named with its host and pid.
+    leader = _parent(projecting)
+    assert leader in workers
+    os.kill(leader, signal.SIGKILL)  # the worker: its projector process goes with it
 
     # The other worker takes the lead; uvicorn replaces the dead one. A request may meet the dying
     # worker's socket: a new connection then reaches a live one.
@@ -375,7 +361,8 @@ async def test_serve_with_workers_accepts_in_each_projects_in_one_and_survives_l
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
     ) as http:
-        assert (await _projecting(http)) in workers - {leader}
+        assert _parent(await _projecting(http)) in workers - {leader}
+    await _until_gone([projecting], "the dead worker's projector process")
     deadline = time.monotonic() + 30
     while len(replaced := _workers(serve) - {leader}) != 2:  # uvicorn started a worker in its place
         assert time.monotonic() < deadline, f"workers now: {replaced}"
@@ -383,17 +370,28 @@ async def test_serve_with_workers_accepts_in_each_projects_in_one_and_survives_l
     assert serve.poll() is None
 
     # The supervisor killed outright: its workers stop too, rather than serve on unwatched.
+    # One projector process per worker (one leads, one stands by); the new worker's starts with its app.
+    deadline = time.monotonic() + 30
+    while len(projectors := [child for worker in replaced for child in _children(worker)]) != 2:
+        assert time.monotonic() < deadline, f"projector processes: {projectors}"
+        await asyncio.sleep(0.2)
     serve.kill()
     serve.wait(timeout=10)
+    await _until_gone([*replaced, *projectors], "workers or their projector processes")
+
+
+async def _until_gone(pids: list[int], what: str) -> None:
     deadline = time.monotonic() + 20
-    while alive := [pid for pid in replaced if not _gone(pid)]:
-        assert time.monotonic() < deadline, f"workers left behind: {alive}"
+    while alive := [pid for pid in pids if not gone(pid)]:
+        assert time.monotonic() < deadline, f"{what} left behind: {alive}"
         await asyncio.sleep(0.2)
 
 
-def _gone(pid: int) -> bool:
-    """Exited (reaped, or a zombie nobody reaps yet)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started with multiprocessing (not its resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text()]

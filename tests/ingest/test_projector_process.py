@@ -1,0 +1,111 @@
+"""The projector in a process of its own (the default under `catalog serve`): it folds and reports how far
+to its service process (so `?wait=projected` answers), a kill -9 of it mid-batch is survived (the service
+starts another, which resumes: nothing lost, nothing applied twice), and it never outlives its service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalog.app import create_app
+from catalog.config import Settings
+from catalog.ingest.projector_process import ProjectorProcess
+from tests.conftest import ADMIN_TOKEN
+from tests.factories import at, dataset, run_event
+from tests.ingest.projector_helpers import (
+    append_backlog,
+    gone,
+    no_audit_row_twice,
+    projector_status,
+    rebuild_matches,
+    stream,
+    until_a_step_is_in_flight,
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        admin_token=ADMIN_TOKEN,
+        log_format="console",
+        ingest_default_wait="logged",
+        projector_process=True,
+        projector_standby_seconds=0.2,
+        projector_batch_size=300,  # several steps to the backlog below, so a kill lands mid-way
+    )
+
+
+async def _until(condition: object, what: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not (condition() if callable(condition) else condition):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def test_the_projector_process_folds_reports_survives_kill_9_and_ends_with_its_service(
+    settings: Settings, service_database_url: str, database_url: str, engine: AsyncEngine
+) -> None:
+    app = create_app(settings, service_database_url)
+    async with app.router.lifespan_context(app):
+        projector = app.state.projector
+        assert isinstance(projector, ProjectorProcess)
+        first = projector.pid
+        assert first is not None
+        assert first != os.getpid()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://catalog",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as http:
+            # Woken by the append's NOTIFY (nothing in this process wakes it), and the position it
+            # reached crosses the pipe: the answer says projected, and the read finds the job.
+            event = run_event(
+                when=at(1), job=("airflow", "in_a_child"), outputs=[dataset("bigquery", "mart.c")]
+            )
+            answer = await http.post("/api/v1/lineage?wait=projected", content=orjson.dumps(event))
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["projected"] is True
+            assert (await http.get("/api/v1/namespaces/airflow/jobs/in_a_child")).status_code == 200
+            status = (await http.get("/api/v1/ingest/status")).json()
+            assert status["projectorHere"] is True  # this service's projector leads
+            assert status["projector"].endswith(f":{first}")  # and it is the child, not this process
+
+            # A backlog, and the child killed with a step in flight.
+            head = await append_backlog(engine, stream(2400))
+            await until_a_step_is_in_flight(database_url, engine, after=answer.json()["position"])
+            os.kill(first, signal.SIGKILL)
+            await _until(lambda: gone(first), "the killed projector is still there")
+            stopped_at = (await projector_status(engine)).position
+            assert stopped_at < head  # it died mid-way
+
+            # The service starts another, which takes the lead and resumes from the stored position.
+            await _until(lambda: projector.pid not in (None, first), "no new projector process", within=20)
+            second = projector.pid
+            assert projector.restarts == 1
+            assert await app.state.watermark.wait_for(head, 90)
+            assert projector.leading
+            status = (await http.get("/api/v1/ingest/status")).json()
+            assert status["position"] == status["head"] == head
+            assert status["projector"].endswith(f":{second}")
+    # Stopping the service stops its projector process.
+    assert second is not None
+    assert gone(second)
+    await no_audit_row_twice(engine)
+    await rebuild_matches(engine)
+
+
+async def test_a_service_without_a_projector_starts_no_process(
+    settings: Settings, service_database_url: str
+) -> None:
+    app = create_app(settings.model_copy(update={"projector_enabled": False}), service_database_url)
+    async with app.router.lifespan_context(app):
+        assert app.state.projector.pid is None
