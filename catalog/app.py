@@ -134,9 +134,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         # Every process accepts (the writer appends to the log); one of them projects (catalog/ingest).
         watermark = Watermark(engine)
         projector: ProjectorProcess | ProjectorThread
-        if (
-            settings.projector_process
-        ):  # woken by the NOTIFY of every append (catalog/ingest/projector_process.py)
+        if settings.projector_process:
+            # In a child process of its own, woken by the NOTIFY of every append (nothing to call here).
             projector = ProjectorProcess(settings, database_url, watermark)
             appended = None
         else:

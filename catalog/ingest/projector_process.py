@@ -144,7 +144,10 @@ class ProjectorProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX)
             self.restarts += 1
-            self._spawn()
+            try:
+                self._spawn()
+            except OSError:  # out of processes or memory: the dead one stays, and this loop tries again
+                log.exception("could not start a projector process")
 
 
 async def _ended(process: BaseProcess) -> None:
