@@ -224,7 +224,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(operations_routes.router)  # /metrics (a credential) and /ready (open)
     app.state.migration_heads = frozenset(head_revisions())  # what /ready holds the database to
     app.state.metrics = CatalogMetrics(
-        lambda: getattr(app.state, "engine", None), findings_ttl=settings.metrics_cache_seconds
+        lambda: getattr(app.state, "engine", None),
+        findings_ttl=settings.metrics_cache_seconds,
+        projector=lambda: getattr(app.state, "projector", None),
     )
     mount_graphql(app, settings)
     mount_web(app)  # last: `/ui` and its SPA fallback, `/`, `/docs`, `/redoc`

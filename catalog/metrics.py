@@ -1,7 +1,7 @@
 """Prometheus metrics of one service process: HTTP requests by route template and status
 (prometheus-fastapi-instrumentator), and the catalog's own — events accepted / duplicate / rejected,
 authorisation denials, open findings by rule and severity, the projection's lag behind the event log,
-the database connection pool.
+the database connection pool, and this process's projector process.
 
 Counters are per process (as Prometheus expects: each process is scraped as its own target). The
 findings gauge comes from the database, so every process reports the same catalog-wide numbers; it is
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -24,7 +25,7 @@ from prometheus_client import (
     Counter,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -194,12 +195,81 @@ class PoolUse:
         yield from (size, used, idle, overflow)
 
 
+@runtime_checkable
+class ChildProcess(Protocol):
+    """What the metrics read of a service process's projector process (catalog/ingest/projector_process.py)."""
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def alive(self) -> bool: ...
+
+    leading: bool
+    restarts: int
+
+
+class ProjectorProcessUse:
+    """`catalog_projector_process_*`: this service process's projector process — whether it runs, whether
+    it leads, how often it was started again, its resident memory (the `process_*` metrics are this
+    process's alone). Nothing when the projector runs on a thread or not at all."""
+
+    def __init__(self, projector: Callable[[], object | None]) -> None:
+        self._projector = projector
+
+    def collect(self) -> Iterable[Metric]:
+        child = self._projector()
+        if not isinstance(child, ChildProcess):
+            return
+        up = GaugeMetricFamily(
+            "catalog_projector_process_up", "1 while this process's projector process runs."
+        )
+        up.add_metric([], 1.0 if child.alive else 0.0)
+        leading = GaugeMetricFamily(
+            "catalog_projector_process_leading",
+            "1 while this process's projector process is the active projector.",
+        )
+        leading.add_metric([], 1.0 if child.leading else 0.0)
+        restarts = CounterMetricFamily(
+            "catalog_projector_process_restarts",
+            "Times the projector process died on its own and was started again (a crash loop shows here).",
+        )
+        restarts.add_metric([], float(child.restarts))
+        yield from (up, leading, restarts)
+        resident = _resident_bytes(child.pid) if child.alive else None
+        if resident is not None:
+            memory = GaugeMetricFamily(
+                "catalog_projector_process_resident_memory_bytes", "Resident memory of the projector process."
+            )
+            memory.add_metric([], resident)
+            yield memory
+
+
+def _resident_bytes(pid: int | None) -> float | None:
+    """From /proc (Linux; None elsewhere, or when the process just ended)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+            return float(int(statm.read().split()[1]) * PAGE_SIZE)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 class CatalogMetrics:
     """The registry of one app: HTTP metrics, the catalog's counters, findings and pool gauges, and the
     process collectors (CPU, memory, file descriptors, GC). One per app, so tests may build many apps in
     one process."""
 
-    def __init__(self, engine: Callable[[], AsyncEngine | None], *, findings_ttl: float) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], AsyncEngine | None],
+        *,
+        findings_ttl: float,
+        projector: Callable[[], object | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, INGEST_EVENTS, DENIALS):
             self.registry.register(collector)
@@ -216,9 +286,10 @@ class CatalogMetrics:
         self.projection = ProjectionLag(required, min(findings_ttl, 1.0))
         self.registry.register(self._as_collector(self.projection))
         self.registry.register(self._as_collector(PoolUse(engine)))
+        self.registry.register(self._as_collector(ProjectorProcessUse(projector)))
 
     @staticmethod
-    def _as_collector(source: OpenFindings | ProjectionLag | PoolUse) -> Collector:
+    def _as_collector(source: OpenFindings | ProjectionLag | PoolUse | ProjectorProcessUse) -> Collector:
         class _Adapter(Collector):
             def collect(self) -> Iterable[Metric]:
                 return source.collect()

@@ -60,6 +60,10 @@ class ProjectorProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.exitcode is None
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._spawn()

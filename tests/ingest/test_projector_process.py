@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.app import create_app
@@ -78,6 +79,11 @@ async def test_the_projector_process_folds_reports_survives_kill_9_and_ends_with
             status = (await http.get("/api/v1/ingest/status")).json()
             assert status["projectorHere"] is True  # this service's projector leads
             assert status["projector"].endswith(f":{first}")  # and it is the child, not this process
+            metrics = await _metrics(http)
+            assert metrics["catalog_projector_process_up"] == 1
+            assert metrics["catalog_projector_process_leading"] == 1
+            assert metrics["catalog_projector_process_restarts_total"] == 0
+            assert metrics["catalog_projector_process_resident_memory_bytes"] > 20 * 2**20
 
             # A backlog, and the child killed with a step in flight.
             head = await append_backlog(engine, stream(2400))
@@ -96,11 +102,23 @@ async def test_the_projector_process_folds_reports_survives_kill_9_and_ends_with
             status = (await http.get("/api/v1/ingest/status")).json()
             assert status["position"] == status["head"] == head
             assert status["projector"].endswith(f":{second}")
+            assert (await _metrics(http))["catalog_projector_process_restarts_total"] == 1
     # Stopping the service stops its projector process.
     assert second is not None
     assert gone(second)
     await no_audit_row_twice(engine)
     await rebuild_matches(engine)
+
+
+async def _metrics(http: httpx.AsyncClient) -> dict[str, float]:
+    answer = await http.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name.startswith("catalog_projector_process")
+    }
 
 
 async def test_a_service_without_a_projector_starts_no_process(
@@ -109,3 +127,9 @@ async def test_a_service_without_a_projector_starts_no_process(
     app = create_app(settings.model_copy(update={"projector_enabled": False}), service_database_url)
     async with app.router.lifespan_context(app):
         assert app.state.projector.pid is None
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://catalog",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as http:
+            assert (await _metrics(http))["catalog_projector_process_up"] == 0
