@@ -478,7 +478,9 @@ class Projector:
 
 
 class ProjectorThread:
-    """The service's projector, on its own thread, event loop and connections.
+    """The service's projector on its own thread, event loop and connections: with
+    `projector_process=false`, and in the apps the test suite builds. (`catalog serve` runs it in a
+    process of its own by default, catalog/ingest/projector_process.py: a thread shares the GIL.)
 
     A projector step is seconds of Python (parsing, extraction) between database round trips: on the
     event loop that serves HTTP it would stall every request for as long, so the accepting path would
