@@ -23,8 +23,6 @@ class EventLogEntry(Base):
     __tablename__ = "event_log"
     __table_args__ = (
         UniqueConstraint("event_time", "digest"),
-        Index("ix_event_log_run_uuid", "run_uuid"),
-        Index("ix_event_log_received_at", "received_at"),
         Index("ix_event_log_id", "id"),  # the projector reads "after position N, in id order"
         {"postgresql_partition_by": "RANGE (event_time)"},
     )
