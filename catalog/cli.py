@@ -269,26 +269,27 @@ def projector_run(
 
 async def _project(url: str, settings: Settings, policies: Policies, follow: bool) -> int:
     from catalog.db.engine import create_engine
-    from catalog.ingest.projector import Projector, Watermark, catch_up
+    from catalog.ingest import projector
 
-    engine = create_engine(url, pool_size=2)
-    try:
-        if not follow:
-            return await catch_up(engine, policies, batch_size=settings.projector_batch_size)
-        watermark = Watermark(engine)
-        projector = Projector(
-            engine,
-            watermark.advance,
+    if follow:
+        reached = 0
+
+        def advanced(position: int) -> None:
+            nonlocal reached
+            reached = max(reached, position)
+
+        await projector.follow(
+            url,
             policies,
             batch_size=settings.projector_batch_size,
             standby_poll=settings.projector_standby_seconds,
+            advanced=advanced,
+            until=asyncio.Event(),  # never set: until SIGINT/SIGTERM
         )
-        await projector.start()
-        try:
-            await asyncio.Event().wait()  # until SIGINT/SIGTERM
-        finally:
-            await projector.stop()
-        return watermark.position
+        return reached
+    engine = create_engine(url, pool_size=2)
+    try:
+        return await projector.catch_up(engine, policies, batch_size=settings.projector_batch_size)
     finally:
         await engine.dispose()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -23,6 +22,7 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -210,11 +210,18 @@ class ChildProcess(Protocol):
 
 class ProjectorProcessUse:
     """`catalog_projector_process_*`: this service process's projector process — whether it runs, whether
-    it leads, how often it was started again, its resident memory (the `process_*` metrics are this
-    process's alone). Nothing when the projector runs on a thread or not at all."""
+    it leads, how often it was started again, and prometheus_client's process metrics of it (resident
+    memory, CPU seconds, open files: the `process_*` ones are this process's alone). Nothing when the
+    projector runs on a thread or not at all."""
 
     def __init__(self, projector: Callable[[], object | None]) -> None:
         self._projector = projector
+        # Read from /proc/<its pid> at scrape time; a pid that is not there (none yet, just ended) yields nothing.
+        self._process = ProcessCollector(namespace="catalog_projector", pid=self._pid, registry=None)
+
+    def _pid(self) -> str:
+        child = self._projector()
+        return str(child.pid) if isinstance(child, ChildProcess) and child.alive else "none"
 
     def collect(self) -> Iterable[Metric]:
         child = self._projector()
@@ -235,27 +242,7 @@ class ProjectorProcessUse:
         )
         restarts.add_metric([], float(child.restarts))
         yield from (up, leading, restarts)
-        resident = _resident_bytes(child.pid) if child.alive else None
-        if resident is not None:
-            memory = GaugeMetricFamily(
-                "catalog_projector_process_resident_memory_bytes", "Resident memory of the projector process."
-            )
-            memory.add_metric([], resident)
-            yield memory
-
-
-def _resident_bytes(pid: int | None) -> float | None:
-    """From /proc (Linux; None elsewhere, or when the process just ended)."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
-            return float(int(statm.read().split()[1]) * PAGE_SIZE)
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        yield from self._process.collect()
 
 
 class CatalogMetrics:

@@ -34,7 +34,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.db.engine import raw_connection, raw_transaction
+from catalog.db.engine import create_engine, raw_connection, raw_transaction
 from catalog.db.errors import is_unavailable
 from catalog.ingest.extract import EventKey
 from catalog.ingest.service import APPENDED_CHANNEL, IngestOutcome, append, fold
@@ -528,8 +528,6 @@ class ProjectorThread:
         await asyncio.to_thread(self._started.wait, 10)
 
     async def _serve(self, advanced: Callable[[int], None]) -> None:
-        from catalog.db.engine import create_engine
-
         engine = create_engine(self._url, pool_size=2)
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -551,6 +549,37 @@ class ProjectorThread:
             self._loop.call_soon_threadsafe(self._stopping.set)
         await asyncio.to_thread(self._thread.join, 15)
         self._thread = None
+
+
+async def follow(
+    database_url: str,
+    policies: Policies,
+    *,
+    batch_size: int,
+    standby_poll: float,
+    advanced: Callable[[int], None],
+    until: asyncio.Event,
+    leading_changed: Callable[[bool], None] | None = None,
+) -> None:
+    """Run a projector on its own engine, standing by or leading, until `until` is set (or this is
+    cancelled): `catalog projector run --follow` and the service's projector process."""
+    engine = create_engine(database_url, pool_size=2)
+    projector = Projector(
+        engine,
+        advanced,
+        policies,
+        batch_size=batch_size,
+        standby_poll=standby_poll,
+        leading_changed=leading_changed,
+    )
+    try:
+        await projector.start()
+        try:
+            await until.wait()
+        finally:
+            await projector.stop()
+    finally:
+        await engine.dispose()
 
 
 async def catch_up(

@@ -24,7 +24,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-from catalog.ingest.projector import Watermark
+from catalog.ingest.projector import Watermark, follow
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -189,9 +189,6 @@ def run_child(settings: Settings, database_url: str, reports: Connection) -> Non
 
 
 async def _follow(settings: Settings, database_url: str, policies: Policies, reports: Connection) -> None:
-    from catalog.db.engine import create_engine
-    from catalog.ingest.projector import Projector
-
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -209,19 +206,15 @@ async def _follow(settings: Settings, database_url: str, policies: Policies, rep
             sent = position
             report("position", position)
 
-    engine = create_engine(database_url, pool_size=2)
-    projector = Projector(
-        engine,
-        advanced,
-        policies,
-        batch_size=settings.projector_batch_size,
-        standby_poll=settings.projector_standby_seconds,
-        leading_changed=lambda leading: report("leading", leading),
-    )
     try:
-        await projector.start()
-        await stopping.wait()
-        await projector.stop()
+        await follow(
+            database_url,
+            policies,
+            batch_size=settings.projector_batch_size,
+            standby_poll=settings.projector_standby_seconds,
+            advanced=advanced,
+            until=stopping,
+            leading_changed=lambda leading: report("leading", leading),
+        )
     finally:
-        await engine.dispose()
         reports.close()

@@ -14,15 +14,29 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from catalog.config import Settings
 from catalog.db.engine import libpq_dsn, raw_connection, raw_transaction
 from catalog.ingest.projector import PROJECTOR_LOCK_KEY, status
 from catalog.ingest.rebuild import projection_fingerprint, rebuild_projection
 from catalog.ingest.service import PartitionCache, append
 from catalog.openlineage.validation import parse_event
 from catalog.policies_in_force import Policies
+from tests.conftest import ADMIN_TOKEN
 from tests.factories import at, column_lineage, dataset, run_event, schema
 
 PG = "postgres://payments-db:5432"
+
+
+def asynchronous_settings(tmp_path: Path, **more: Any) -> Settings:
+    """Ingest answers once logged (the asynchronous path itself), and quick failover."""
+    return Settings(
+        home=tmp_path / "home",
+        admin_token=ADMIN_TOKEN,
+        log_format="console",
+        ingest_default_wait="logged",
+        projector_standby_seconds=0.2,
+        **more,
+    )
 
 
 def stream(count: int, *, seed: int = 0) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from tests.conftest import ADMIN_TOKEN, free_port
 from tests.factories import at, dataset, run_event
 from tests.ingest.projector_helpers import (
     append_backlog,
+    asynchronous_settings,
     gone,
     no_audit_row_twice,
     projector_backend,
@@ -42,14 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Ingest answers once logged (the asynchronous path itself), and quick failover."""
-    return Settings(
-        home=tmp_path / "home",
-        admin_token=ADMIN_TOKEN,
-        log_format="console",
-        ingest_default_wait="logged",
-        projector_standby_seconds=0.2,
-    )
+    return asynchronous_settings(tmp_path)
 
 
 async def test_a_failing_event_is_set_aside_visible_and_retried_after_a_fix(

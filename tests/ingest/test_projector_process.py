@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from tests.conftest import ADMIN_TOKEN
 from tests.factories import at, dataset, run_event
 from tests.ingest.projector_helpers import (
     append_backlog,
+    asynchronous_settings,
     gone,
     no_audit_row_twice,
     projector_status,
@@ -34,20 +36,13 @@ from tests.ingest.projector_helpers import (
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        home=tmp_path / "home",
-        admin_token=ADMIN_TOKEN,
-        log_format="console",
-        ingest_default_wait="logged",
-        projector_process=True,
-        projector_standby_seconds=0.2,
-        projector_batch_size=300,  # several steps to the backlog below, so a kill lands mid-way
-    )
+    # Several steps to the backlog below, so a kill lands mid-way.
+    return asynchronous_settings(tmp_path, projector_process=True, projector_batch_size=300)
 
 
-async def _until(condition: object, what: str, within: float = 30) -> None:
+async def _until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
     deadline = time.monotonic() + within
-    while not (condition() if callable(condition) else condition):
+    while not condition():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.02)
 
@@ -84,6 +79,7 @@ async def test_the_projector_process_folds_reports_survives_kill_9_and_ends_with
             assert metrics["catalog_projector_process_leading"] == 1
             assert metrics["catalog_projector_process_restarts_total"] == 0
             assert metrics["catalog_projector_process_resident_memory_bytes"] > 20 * 2**20
+            assert metrics["catalog_projector_process_cpu_seconds_total"] > 0  # the child's, read from /proc
 
             # A backlog, and the child killed with a step in flight.
             head = await append_backlog(engine, stream(2400))

@@ -281,9 +281,7 @@ class IngestStatus(BaseModel):
     last_error: str | None  # the latest error that set an event aside (admin and auditor keys only)
     last_error_at: dt.datetime | None
     updated_at: dt.datetime  # when the position last moved
-    projector_here: (
-        bool  # whether the active projector is this service process's (its projector process, or thread)
-    )
+    projector_here: bool  # whether the active projector is this service process's own (process or thread)
     # `<host>:<pid>` of the process projecting now, whichever process answers (null: none holds the
     # lock this instant, e.g. during a failover; admin and auditor keys only)
     projector: str | None = None
