@@ -4,13 +4,14 @@
 Why appends take one lock: the projector reads "every event after position N" (catalog/ingest/projector.py).
 Ids come from a sequence when the INSERT runs, but transactions commit in any order, so under concurrent
 appenders id 11 can be visible while id 10 is still uncommitted; a reader that moved past 11 would never
-come back for 10. `append` therefore takes a transaction-scoped advisory lock BEFORE its INSERT draws ids
-and holds it until COMMIT (PostgreSQL releases transaction locks after the commit is visible). An
-appender that draws id 11 has waited for the one that drew 10 to commit or roll back, so what any
-snapshot sees of the log is always a prefix of ids (with holes only for ids never to commit): "after N"
-cannot skip a late row. It is cheap because appends are group-committed (one short INSERT per group of
-requests, catalog/ingest/writer.py), and it needs the sequence's CACHE at 1 (the default; a per-backend
-cache would hand out ids out of order) — tests/ingest/test_log_order.py checks both.
+come back for 10. `append` (the SQL function `append_to_event_log`, migration 0014) therefore takes a
+transaction-scoped advisory lock BEFORE its INSERT draws ids and holds it until COMMIT (PostgreSQL
+releases transaction locks after the commit is visible). An appender that draws id 11 has waited for the
+one that drew 10 to commit or roll back, so what any snapshot sees of the log is always a prefix of ids
+(with holes only for ids never to commit): "after N" cannot skip a late row. It is cheap because appends
+are group-committed (one statement per group of requests, catalog/ingest/writer.py), and it needs the
+sequence's CACHE at 1 (the default; a per-backend cache would hand out ids out of order) —
+tests/ingest/test_log_order.py checks both.
 """
 
 from __future__ import annotations
@@ -42,23 +43,13 @@ APPEND_LOCK_KEY = 0x0C47A106
 # NOTIFYed on every append that stored something: the projector LISTENs (delivered at COMMIT).
 APPENDED_CHANNEL = "catalog_event_log"
 
-# Duplicates (same event time and digest) are skipped by the unique constraint; RETURNING tells which
-# rows were new.
+# Lock, INSERT (duplicates skipped by the unique constraint), the positions of events logged before, and
+# the NOTIFY, in one statement (migration 0014): one round trip, which the ingest writer sends with no
+# explicit transaction around it, so that the statement is the transaction.
 APPEND_EVENTS = """
-INSERT INTO event_log (event_time, digest, kind, event_type, run_uuid, job_namespace, job_name, producer, payload,
-                       emitter_product, redactions, emitter_key)
-SELECT t, d, k, e, r, jn, j, p, x::jsonb, m, CASE WHEN rd = '' THEN NULL ELSE string_to_array(rd, E'\\n') END, ek
-FROM unnest($1::timestamptz[], $2::bytea[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) AS u(t, d, k, e, r, jn, j, p, x, m, rd, ek)
-ON CONFLICT (event_time, digest) DO NOTHING
-RETURNING id, event_time, digest
-"""
-
-# The log positions of events already stored (a retry): their answer carries where they are.
-LOGGED_IDS = """
-SELECT e.event_time, e.digest, e.id
-FROM unnest($1::timestamptz[], $2::bytea[]) AS k(t, d)
-JOIN event_log e ON e.event_time = k.t AND e.digest = k.d
+SELECT id, event_time, digest, fresh
+FROM append_to_event_log($1, $2, $3::timestamptz[], $4::bytea[], $5::text[], $6::text[], $7::uuid[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
 """
 
 # Every ownership claim stored for the batch's datasets that products.yaml does not place: the fold
@@ -134,21 +125,15 @@ def dedupe(events: Sequence[OpenLineageEvent]) -> list[OpenLineageEvent]:
 
 
 async def append(raw: asyncpg.Connection[Any], events: Sequence[OpenLineageEvent]) -> IngestOutcome:
-    """Append events to the log inside the caller's transaction, which holds the append lock from here
-    to its COMMIT (see the module docstring). Nothing is projected here."""
+    """Append events to the log: in the caller's transaction, which then holds the append lock until its
+    COMMIT, or (the ingest writer) with none, the statement being its own transaction. Nothing is
+    projected here."""
     unique = dedupe(events)
     if not unique:
         return IngestOutcome(frozenset(), len(events), {})
-    await raw.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
-    inserted = await raw.fetch(APPEND_EVENTS, *_log_columns(unique))
-    positions: dict[EventKey, int] = {(r["event_time"], bytes(r["digest"])): r["id"] for r in inserted}
-    fresh = frozenset(positions)
-    if len(positions) < len(unique):
-        known = [e for e in unique if (e.event_time, e.digest) not in positions]
-        for r in await raw.fetch(LOGGED_IDS, [e.event_time for e in known], [e.digest for e in known]):
-            positions[(r["event_time"], bytes(r["digest"]))] = r["id"]
-    if fresh:
-        await raw.execute(f"NOTIFY {APPENDED_CHANNEL}")
+    rows = await raw.fetch(APPEND_EVENTS, APPEND_LOCK_KEY, APPENDED_CHANNEL, *_log_columns(unique))
+    positions: dict[EventKey, int] = {(r["event_time"], bytes(r["digest"])): r["id"] for r in rows}
+    fresh = frozenset((r["event_time"], bytes(r["digest"])) for r in rows if r["fresh"])
     return IngestOutcome(fresh, len(events), positions)
 
 

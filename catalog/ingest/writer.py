@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from catalog.db.engine import raw_transaction
+from catalog.db.engine import raw_connection
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
-from catalog.ingest.service import PartitionCache, append
+from catalog.ingest.service import IngestOutcome, PartitionCache, append
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class IngestWriter:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._partitions = PartitionCache()
         self._task: asyncio.Task[None] | None = None
+        self._held: AsyncConnection | None = None  # the writer's own connection (see `_append`)
 
     async def start(self) -> None:
         if self._task is None:
@@ -95,6 +96,10 @@ class IngestWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._held is not None:
+            held, self._held = self._held, None
+            with contextlib.suppress(Exception):
+                await held.close()  # back to the pool
         while not self._queue.empty():
             request = self._queue.get_nowait()
             if not request.done.done():
@@ -148,6 +153,33 @@ class IngestWriter:
         if self._appended is not None and any(result.stored for result in counts):
             self._appended()
 
+    async def _append(self, events: Sequence[OpenLineageEvent]) -> IngestOutcome:
+        """`append` on the writer's own connection, with no transaction around it: the one statement is the
+        transaction (one round trip; through the pool, the checkout's ping, BEGIN and COMMIT were three
+        more, and the serving process waited for each). A connection that fails is dropped: the next
+        append takes a fresh one from the pool."""
+        if self._held is None:
+            self._held = await self._engine.connect()
+        raw = await raw_connection(self._held)
+        try:
+            return await append(raw, events)
+        except Exception as exc:
+            if raw.is_closed() or is_unavailable(exc):
+                await self._drop_connection()
+                if not is_unavailable(exc):
+                    raise DatabaseUnavailable(
+                        f"the connection to PostgreSQL was lost ({type(exc).__name__})"
+                    ) from exc
+            raise
+
+    async def _drop_connection(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.invalidate()
+            with contextlib.suppress(Exception):
+                await held.close()
+
     async def _commit(self, batches: list[Sequence[OpenLineageEvent]]) -> list[Accepted]:
         """Commit several requests' events in one transaction; what each request stored."""
         everything = [e for batch in batches for e in batch]
@@ -156,8 +188,7 @@ class IngestWriter:
         attempt = 0
         while True:
             try:
-                async with raw_transaction(self._engine) as raw:
-                    outcome = await append(raw, everything)
+                outcome = await self._append(everything)
                 break
             except asyncpg.exceptions.TransactionRollbackError as exc:
                 # deadlock_detected / serialization_failure: nothing of it was stored; try again.

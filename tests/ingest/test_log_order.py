@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.db.engine import create_engine, raw_transaction
+from catalog.db.engine import create_engine, raw_connection, raw_transaction
 from catalog.ingest.projector import read_after
-from catalog.ingest.service import PartitionCache, append
+from catalog.ingest.service import APPENDED_CHANNEL, PartitionCache, append
+from catalog.ingest.writer import IngestWriter
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.openlineage.validation import parse_event
 from tests.factories import at, dataset, run_event
@@ -89,23 +90,8 @@ async def test_concurrent_appenders_never_make_the_reader_skip_a_late_commit(dat
                 await asyncio.sleep(rng.uniform(0, 0.01))
             committed.update(outcome.positions.values())
 
-    async def reader() -> None:
-        position = 0
-        while True:
-            finished = done.is_set()
-            async with engine.connect() as conn:
-                from catalog.db.engine import raw_connection
-
-                batch = await read_after(await raw_connection(conn), position, 7)
-            for logged in batch:
-                read.append(logged.id)
-                position = logged.id
-            if finished and not batch:
-                return
-            await asyncio.sleep(0.001)
-
     try:
-        reading = asyncio.create_task(reader())
+        reading = asyncio.create_task(_read_like_the_projector(engine, done, read, step=7))
         await asyncio.gather(*(appender(w) for w in range(APPENDERS)))
         done.set()
         await reading
@@ -114,6 +100,23 @@ async def test_concurrent_appenders_never_make_the_reader_skip_a_late_commit(dat
     assert len(committed) == APPENDERS * TRANSACTIONS
     assert read == sorted(read)  # in log order, each once
     assert set(read) == committed  # and none skipped
+
+
+async def _read_like_the_projector(
+    engine: AsyncEngine, done: asyncio.Event, read: list[int], step: int
+) -> None:
+    """Read "every event after my position", `step` at a time, moving the position past each, until
+    `done` and nothing is left; `read` gets every id read, in the order read."""
+    position = 0
+    while True:
+        finished = done.is_set()
+        async with engine.connect() as conn:
+            batch = await read_after(await raw_connection(conn), position, step)
+        read.extend(logged.id for logged in batch)
+        position = batch[-1].id if batch else position
+        if finished and not batch:
+            return
+        await asyncio.sleep(0.001)
 
 
 async def test_appenders_in_several_processes_create_a_new_months_partition_once(database_url: str) -> None:
@@ -135,3 +138,73 @@ async def test_appenders_in_several_processes_create_a_new_months_partition_once
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_writers_in_several_processes_never_make_the_reader_skip_a_late_commit(
+    database_url: str,
+) -> None:
+    """The accepting path's writer appends with no transaction around its one statement (the statement is
+    the transaction): the same guarantee as above, with several writers (one per service process)
+    appending groups at once."""
+    writers = [IngestWriter(create_engine(database_url, pool_size=2)) for _ in range(4)]
+    events = {w: [_event(10 + w, i) for i in range(TRANSACTIONS * 2)] for w in range(len(writers))}
+    reader_engine = create_engine(database_url, pool_size=2)
+    read: list[int] = []
+    done = asyncio.Event()
+
+    async def writer(w: int) -> set[int]:
+        positions = set()
+        for i in range(0, len(events[w]), 3):
+            accepted = await writers[w].submit(events[w][i : i + 3])
+            assert accepted.stored == len(events[w][i : i + 3])
+            positions.add(accepted.position)
+        return positions
+
+    for w in writers:
+        await w.start()
+    try:
+        reading = asyncio.create_task(_read_like_the_projector(reader_engine, done, read, step=5))
+        answered = await asyncio.gather(*(writer(w) for w in range(len(writers))))
+        done.set()
+        await reading
+    finally:
+        for w in writers:
+            await w.stop()
+            await w._engine.dispose()
+        await reader_engine.dispose()
+    assert len(read) == sum(len(batch) for batch in events.values())
+    assert read == sorted(set(read))  # in log order, each once
+    assert set().union(*answered) <= set(read)  # every answered position was read
+
+
+async def test_an_append_answers_where_duplicates_are_and_notifies_only_for_new_events(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, pool_size=2)
+    listening = await engine.connect()
+    listener = await raw_connection(listening)
+    notified: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(APPENDED_CHANNEL, lambda *args: notified.put_nowait(args[2]))
+    first, second, third = _event(20, 1), _event(20, 2), _event(20, 3)
+    try:
+        await PartitionCache().ensure(engine, [first.event_time, second.event_time, third.event_time])
+        async with engine.connect() as conn:
+            raw = await raw_connection(conn)  # no transaction: the ingest writer's way
+            earlier = await append(raw, [first, second])
+            await asyncio.wait_for(notified.get(), 5)
+            again = await append(raw, [second, first, first])
+            await asyncio.sleep(0.3)
+            assert notified.empty()  # nothing new: nobody woken
+            mixed = await append(raw, [third, first])
+            await asyncio.wait_for(notified.get(), 5)
+        assert (earlier.stored, earlier.duplicates) == (2, 0)
+        assert (again.stored, again.duplicates, again.fresh) == (0, 3, frozenset())
+        assert again.positions == earlier.positions  # a retry is told where its events already are
+        assert (mixed.stored, mixed.duplicates) == (1, 1)
+        assert mixed.fresh == {(third.event_time, third.digest)}
+        key = (first.event_time, first.digest)
+        assert mixed.positions[key] == earlier.positions[key]
+        assert mixed.positions[(third.event_time, third.digest)] > max(earlier.positions.values())
+    finally:
+        await listening.close()
+        await engine.dispose()
