@@ -28,3 +28,10 @@ def exit_with_parent() -> None:
         return  # not worth failing the child for
     if os.getppid() != parent.pid:  # it died before the request took effect (even while we started)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def lower_priority(niceness: int) -> None:
+    """Run this process at `niceness` at least (a background worker: when the CPU is contended, the
+    processes answering requests go first)."""
+    if niceness > 0 and hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         "so folding never holds the accepting path's GIL; restarted if it dies). Off: on a thread of the "
         "service process (one process less; acceptance slows while the projector folds).",
     )
+    projector_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="The projector process's CPU niceness, and its PostgreSQL connections' when PostgreSQL runs "
+        "on this machine: when both want the CPU, accepting goes first and the projection lag absorbs the "
+        "burst (catches up when the burst ends). 0: no preference.",
+    )
     projector_standby_seconds: float = Field(
         1.0, gt=0, description="How often a process that is not the projector tries to become it (failover)."
     )

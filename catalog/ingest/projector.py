@@ -34,6 +34,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from catalog.db.backend_priority import lower_backend_priority
 from catalog.db.engine import create_engine, raw_connection, raw_transaction
 from catalog.db.errors import is_unavailable
 from catalog.ingest.extract import EventKey
@@ -560,10 +561,13 @@ async def follow(
     advanced: Callable[[int], None],
     until: asyncio.Event,
     leading_changed: Callable[[bool], None] | None = None,
+    backend_niceness: int = 0,
 ) -> None:
     """Run a projector on its own engine, standing by or leading, until `until` is set (or this is
-    cancelled): `catalog projector run --follow` and the service's projector process."""
+    cancelled): `catalog projector run --follow` and the service's projector process (which lowers its
+    PostgreSQL backends' priority with its own: `backend_niceness`, catalog/db/backend_priority.py)."""
     engine = create_engine(database_url, pool_size=2)
+    lower_backend_priority(engine, backend_niceness)
     projector = Projector(
         engine,
         advanced,

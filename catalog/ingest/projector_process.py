@@ -173,7 +173,7 @@ async def _ended(process: BaseProcess) -> None:
 
 def run_child(settings: Settings, database_url: str, reports: Connection) -> None:
     """The child's entry point (in a spawned interpreter)."""
-    from catalog.child_processes import exit_with_parent
+    from catalog.child_processes import exit_with_parent, lower_priority
     from catalog.logs import configure_logging
     from catalog.memory import tune_garbage_collector
     from catalog.policies_in_force import Policies
@@ -182,6 +182,7 @@ def run_child(settings: Settings, database_url: str, reports: Connection) -> Non
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when its projector
     # stops (SIGTERM), or a restart could race the service's own shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lower_priority(settings.projector_nice)  # and its PostgreSQL backends' (`follow`, backend_niceness)
     configure_logging(settings.log_level, settings.log_format)
     policies = Policies.from_settings(settings)  # the same files as the parent's; each follows its mtime
     tune_garbage_collector()
@@ -215,6 +216,7 @@ async def _follow(settings: Settings, database_url: str, policies: Policies, rep
             advanced=advanced,
             until=stopping,
             leading_changed=lambda leading: report("leading", leading),
+            backend_niceness=settings.projector_nice,
         )
     finally:
         reports.close()

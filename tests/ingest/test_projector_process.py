@@ -15,10 +15,13 @@ import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.app import create_app
 from catalog.config import Settings
+from catalog.db.backend_priority import on_this_machine
+from catalog.ingest.projector import PROJECTOR_LOCK_KEY
 from catalog.ingest.projector_process import ProjectorProcess
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import at, dataset, run_event
@@ -129,3 +132,48 @@ async def test_a_service_without_a_projector_starts_no_process(
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         ) as http:
             assert (await _metrics(http))["catalog_projector_process_up"] == 0
+
+
+async def test_the_projector_process_and_its_database_connections_yield_the_cpu_to_the_accepting_path(
+    settings: Settings, service_database_url: str, engine: AsyncEngine
+) -> None:
+    """When both want the CPU, the projector (its process and its PostgreSQL backends) goes second; the
+    serving process and its backends keep their priority."""
+    niceness = 7  # not the default: the setting is what is applied
+    app = create_app(settings.model_copy(update={"projector_nice": niceness}), service_database_url)
+    async with app.router.lifespan_context(app):
+        projector = app.state.projector
+        await _until(lambda: projector.leading, "the projector process never led")
+        assert projector.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, projector.pid) == max(
+            niceness, os.getpriority(os.PRIO_PROCESS, 0)
+        )
+        async with engine.connect() as conn:
+            # The leader's lock is held by one of the projector process's connections.
+            holder = (
+                await conn.exec_driver_sql(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s::oid"
+                    % (PROJECTOR_LOCK_KEY & 0xFFFFFFFF)
+                )
+            ).scalar_one()
+            ours = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+        if not on_this_machine(make_url(service_database_url)):
+            pytest.skip("PostgreSQL runs elsewhere: its backends are not reniced (nor visible here)")
+        may_renice = os.geteuid() == 0 or os.stat(f"/proc/{holder}").st_uid == os.geteuid()
+        assert os.getpriority(os.PRIO_PROCESS, holder) == (niceness if may_renice else 0)
+        assert os.getpriority(os.PRIO_PROCESS, ours) == 0  # not the test's (nor the service's) connections
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("postgresql://u@/db?host=/tmp/catalog-x&port=5433", True),  # the embedded server's socket
+        ("postgresql://u@127.0.0.1:5432/db", True),
+        ("postgresql://u@localhost/db", True),
+        ("postgresql://u@[::1]:5432/db", True),
+        ("postgresql://u@db.internal:5432/db", False),
+        ("postgresql://u@10.0.0.7/db", False),
+    ],
+)
+def test_backends_are_reniced_only_on_this_machine(url: str, local: bool) -> None:
+    assert on_this_machine(make_url(url)) is local
