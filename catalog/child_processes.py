@@ -30,8 +30,8 @@ def exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def lower_priority(niceness: int) -> None:
-    """Run this process at `niceness` at least (a background worker: when the CPU is contended, the
-    processes answering requests go first)."""
-    if niceness > 0 and hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, 0) < niceness:
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+def lower_priority(niceness: int, pid: int = 0) -> None:
+    """Run process `pid` (0: this one) at `niceness` at least (a background worker: when the CPU is
+    contended, the processes answering requests go first). Only ever raised: never more CPU than it had."""
+    if niceness > 0 and hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)

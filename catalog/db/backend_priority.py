@@ -5,7 +5,8 @@ its PostgreSQL backend, which competes with the accepting path's backend at full
 PostgreSQL runs on this machine (a Unix socket or a loopback address: the embedded server, or a system one
 beside the service) and the backend may be reniced (the same user, or root), each new connection's backend
 gets the same niceness. Elsewhere nothing happens: a remote server's process ids mean nothing here. Only
-ever raised (a lower priority), so a backend never gets more CPU than PostgreSQL gave it.
+ever raised (a lower priority: catalog/child_processes.py `lower_priority`, which the projector process
+applies to itself), so a backend never gets more CPU than PostgreSQL gave it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalog.child_processes import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +38,18 @@ def lower_backend_priority(engine: AsyncEngine, niceness: int) -> None:
     """Renice the backend of every connection `engine` opens from now on (see the module docstring)."""
     if niceness <= 0 or not hasattr(os, "setpriority") or not on_this_machine(engine.url):
         return
-    refused: list[OSError] = []
+    refused = False
 
     @event.listens_for(engine.sync_engine, "connect")
     def _renice_backend(dbapi_connection: Any, _record: Any) -> None:
+        nonlocal refused
         if refused:  # told once that we may not: no use asking for every connection
             return
         pid = dbapi_connection.run_async(lambda raw: raw.fetchval("SELECT pg_backend_pid()"))
         try:
             renice(int(pid), niceness)
         except OSError as exc:
-            refused.append(exc)
+            refused = True
             log.info(
                 "the projector's PostgreSQL connections keep their priority (%s: %s); only its own process "
                 "is niced",
@@ -60,6 +64,5 @@ def renice(pid: int, niceness: int) -> bool:
     with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
         if comm.read().strip() != "postgres":
             return False
-    if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
-        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    lower_priority(niceness, pid)
     return True

@@ -121,7 +121,7 @@ async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
             async with raw.transaction():
                 yield raw
         except Exception as exc:
-            _raise_if_lost(exc, raw.is_closed())
+            raise_if_lost(exc, raw.is_closed())
             raise
 
 
@@ -146,10 +146,11 @@ async def lost_connection_guard(conn: AsyncConnection) -> AsyncIterator[AsyncCon
     try:
         yield conn
     except Exception as exc:
-        _raise_if_lost(exc, await connection_lost(conn))
+        raise_if_lost(exc, await connection_lost(conn))
         raise
 
 
-def _raise_if_lost(exc: Exception, lost: bool) -> None:
+def raise_if_lost(exc: Exception, lost: bool) -> None:
+    """`exc` as `DatabaseUnavailable` (503, retry) when the connection it came on is gone (`lost`)."""
     if lost and not is_unavailable(exc):
         raise DatabaseUnavailable(f"the connection to PostgreSQL was lost ({type(exc).__name__})") from exc

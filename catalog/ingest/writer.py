@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from catalog.db.engine import raw_connection
+from catalog.db.engine import raise_if_lost, raw_connection
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.ingest.service import IngestOutcome, PartitionCache, append
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
@@ -164,12 +164,10 @@ class IngestWriter:
         try:
             return await append(raw, events)
         except Exception as exc:
-            if raw.is_closed() or is_unavailable(exc):
+            lost = raw.is_closed()
+            if lost or is_unavailable(exc):
                 await self._drop_connection()
-                if not is_unavailable(exc):
-                    raise DatabaseUnavailable(
-                        f"the connection to PostgreSQL was lost ({type(exc).__name__})"
-                    ) from exc
+            raise_if_lost(exc, lost)
             raise
 
     async def _drop_connection(self) -> None:

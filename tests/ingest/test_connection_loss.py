@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 import uuid
 from typing import Any
 
@@ -30,10 +31,12 @@ GQL = "query($ns: String) { datasets(namespace: $ns, first: 5) { nodes { name fi
 def _terminate_service_backends(database_url: str) -> tuple[int, int]:
     """Kill every backend of the service (application_name 'catalog…': the projector's is named
     'catalog projector <host>:<pid>') on the test database, once some
-    of them are busy: (killed, of which busy). Polls until a statement or transaction is in flight."""
+    of them are busy: (killed, of which busy). Polls until a statement or transaction is in flight (for up
+    to 10 s: a group append is one short statement, so a few hundred polls can all fall between two)."""
     with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
         busy = 0
-        for _ in range(400):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             busy = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND application_name LIKE 'catalog%' AND state IN ('active', 'idle in transaction')"
