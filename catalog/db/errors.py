@@ -6,6 +6,13 @@ cannot call Transaction.__aexit__(): the underlying connection is closed`, which
 error at all). Code that holds a raw asyncpg connection turns "the statement failed and the connection
 is now closed" into `DatabaseUnavailable` (`raw_transaction`, the GraphQL request connection), because
 for that one case the class (plain `InterfaceError`, also raised for misuse) does not tell.
+
+One asyncpg class is a lost connection in disguise: `InternalClientError` ("cannot switch to state 12;
+another operation (2) is in progress"). A backend terminated while its connection sits idle sends a FATAL
+ErrorResponse and then closes; asyncpg parses the error at once (the protocol leaves its idle state) but
+sees the end of the stream one event-loop turn later, and an operation started in between fails with that
+error (MagicStack/asyncpg#1069). asyncpg then aborts the connection, so the pool does not hand it out
+again (tests/db/test_broken_protocol.py); the request that met it is told to retry.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import errno
 import socket
 from collections.abc import Iterator
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -97,6 +105,8 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
+        if isinstance(current, asyncpg.exceptions.InternalClientError):
+            return True  # a connection whose backend is gone (see the module docstring)
         # asyncpg's PostgresError and SQLAlchemy's adapted DBAPI errors both carry `sqlstate`.
         if unavailable_sqlstate(getattr(current, "sqlstate", None)):
             return True

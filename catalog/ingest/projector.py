@@ -339,24 +339,40 @@ class Watermark:
     async def refresh(self) -> int:
         async with self._lock:
             if time.monotonic() - self._read_at >= self._poll:
-                async with self._engine.connect() as conn:
-                    raw = await raw_connection(conn)
-                    found = await raw.fetchval("SELECT position FROM projector_state WHERE name = $1", STATE)
-                self._read_at = time.monotonic()
+                try:
+                    async with self._engine.connect() as conn:
+                        raw = await raw_connection(conn)
+                        found = await raw.fetchval(
+                            "SELECT position FROM projector_state WHERE name = $1", STATE
+                        )
+                finally:
+                    self._read_at = time.monotonic()  # a failed read waits its turn too
                 self.advance(int(found or 0))
         return self.position
 
     async def wait_for(self, position: int, within: float) -> bool:
-        """Whether the projector passed `position` within `within` seconds."""
+        """Whether the projector passed `position` within `within` seconds. A database that cannot be
+        asked right now counts as "not yet": the callers' work is done or still to do either way (an
+        ingest answered once its events were committed; a read that then meets the database answers 503
+        itself), so a wait never turns a lost connection into an error of its own."""
         deadline = time.monotonic() + within
         while True:
-            if self.position >= position or await self.refresh() >= position:
+            if self.position >= position or await self._refreshed_or_unknown() >= position:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(self._poll, remaining))
+
+    async def _refreshed_or_unknown(self) -> int:
+        try:
+            return await self.refresh()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.debug("projection position unknown for now (%s); still waiting", type(exc).__name__)
+            return self.position
 
 
 class Projector:

@@ -26,6 +26,7 @@ DATABASE_ERROR_CLASSES: tuple[type[Exception], ...] = (
     SQLAlchemyError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a connection whose backend was terminated (catalog/db/errors.py)
     OSError,
 )
 
