@@ -131,7 +131,11 @@ def _projector_placement(settings: Settings) -> str:
     if not settings.projector_enabled:
         return "none here (CATALOG_PROJECTOR_ENABLED=false): run `catalog projector run --follow` beside it"
     if settings.projector_process:
-        niced = f" (nice {settings.projector_nice})" if settings.projector_nice else ""
+        niced = ""
+        if settings.projector_idle:
+            niced = " (idle CPU priority)"
+        elif settings.projector_nice:
+            niced = f" (nice {settings.projector_nice})"
         if settings.workers > 1:
             return f"a process beside each worker{niced}; one of them folds the log, the others stand by"
         return f"in a process of its own{niced}, folding the log behind the accepting path"

@@ -117,13 +117,19 @@ class Settings(BaseSettings):
         "so folding never holds the accepting path's GIL; restarted if it dies). Off: on a thread of the "
         "service process (one process less; acceptance slows while the projector folds).",
     )
+    projector_idle: bool = Field(
+        False,
+        description="Run the projector process, and its PostgreSQL connections when PostgreSQL runs on this "
+        "machine, at the idle CPU priority (Linux SCHED_IDLE): it folds only on CPU time no request wants. "
+        "Acceptance gains when the CPU is contended, freshness loses (README, 'Accepting goes first'): for "
+        "a backfill, or where acceptance matters more than the lag. Off: CATALOG_PROJECTOR_NICE alone.",
+    )
     projector_nice: int = Field(
         10,
         ge=0,
         le=19,
         description="The projector process's CPU niceness, and its PostgreSQL connections' when PostgreSQL runs "
-        "on this machine: when both want the CPU, accepting goes first and the projection lag absorbs the "
-        "burst (catches up when the burst ends). 0: no preference.",
+        "on this machine: when both want the CPU, accepting goes first. 0: no preference.",
     )
     projector_standby_seconds: float = Field(
         1.0, gt=0, description="How often a process that is not the projector tries to become it (failover)."

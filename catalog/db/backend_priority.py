@@ -7,6 +7,12 @@ beside the service) and the backend may be reniced (the same user, or root), eac
 gets the same niceness. Elsewhere nothing happens: a remote server's process ids mean nothing here. Only
 ever raised (a lower priority: catalog/child_processes.py `lower_priority`, which the projector process
 applies to itself), so a backend never gets more CPU than PostgreSQL gave it.
+
+With CATALOG_PROJECTOR_IDLE=true the backends get the idle scheduling policy too (SCHED_IDLE:
+they run only on CPU time no other process wants). Such a backend can be preempted while it holds one of
+PostgreSQL's short internal locks (a buffer's, the WAL insertion lock) that an accepting backend then waits
+for; waiting frees that CPU, so the idle backend runs again as soon as no runnable process wants it. The
+projection's own locks are never ones the accepting path takes (it only appends to `event_log`).
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ def on_this_machine(url: URL) -> bool:
     return host is None or host == "" or host.startswith("/") or host in LOOPBACK
 
 
-def lower_backend_priority(engine: AsyncEngine, niceness: int) -> None:
-    """Renice the backend of every connection `engine` opens from now on (see the module docstring)."""
-    if niceness <= 0 or not hasattr(os, "setpriority") or not on_this_machine(engine.url):
+def lower_backend_priority(engine: AsyncEngine, niceness: int, *, idle: bool = False) -> None:
+    """Renice the backend of every connection `engine` opens from now on, and with `idle` give it the idle
+    scheduling policy (see the module docstring)."""
+    if (niceness <= 0 and not idle) or not hasattr(os, "setpriority") or not on_this_machine(engine.url):
         return
     refused = False
 
@@ -47,7 +54,7 @@ def lower_backend_priority(engine: AsyncEngine, niceness: int) -> None:
             return
         pid = dbapi_connection.run_async(lambda raw: raw.fetchval("SELECT pg_backend_pid()"))
         try:
-            renice(int(pid), niceness)
+            renice(int(pid), niceness, idle=idle)
         except OSError as exc:
             refused = True
             log.info(
@@ -58,11 +65,11 @@ def lower_backend_priority(engine: AsyncEngine, niceness: int) -> None:
             )
 
 
-def renice(pid: int, niceness: int) -> bool:
-    """Raise `pid`'s niceness to `niceness` if it is a PostgreSQL process with less; False if it is not one
-    (a server in another process namespace)."""
+def renice(pid: int, niceness: int, *, idle: bool = False) -> bool:
+    """Raise `pid`'s niceness to `niceness` (and with `idle`, give it SCHED_IDLE) if it is a PostgreSQL
+    process; False if it is not one (a server in another process namespace)."""
     with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
         if comm.read().strip() != "postgres":
             return False
-    lower_priority(niceness, pid)
+    lower_priority(niceness, pid, idle=idle)
     return True

@@ -578,12 +578,14 @@ async def follow(
     until: asyncio.Event,
     leading_changed: Callable[[bool], None] | None = None,
     backend_niceness: int = 0,
+    backend_idle: bool = False,
 ) -> None:
     """Run a projector on its own engine, standing by or leading, until `until` is set (or this is
     cancelled): `catalog projector run --follow` and the service's projector process (which lowers its
-    PostgreSQL backends' priority with its own: `backend_niceness`, catalog/db/backend_priority.py)."""
+    PostgreSQL backends' priority with its own: `backend_niceness`, `backend_idle`,
+    catalog/db/backend_priority.py)."""
     engine = create_engine(database_url, pool_size=2)
-    lower_backend_priority(engine, backend_niceness)
+    lower_backend_priority(engine, backend_niceness, idle=backend_idle)
     projector = Projector(
         engine,
         advanced,

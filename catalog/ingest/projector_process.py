@@ -182,7 +182,10 @@ def run_child(settings: Settings, database_url: str, reports: Connection) -> Non
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when its projector
     # stops (SIGTERM), or a restart could race the service's own shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    lower_priority(settings.projector_nice)  # and its PostgreSQL backends' (`follow`, backend_niceness)
+    try:  # and its PostgreSQL backends' (`follow`, backend_niceness and backend_idle)
+        lower_priority(settings.projector_nice, idle=settings.projector_idle)
+    except OSError as exc:  # not for a process's own priority on Linux; elsewhere, keep going
+        logging.getLogger(__name__).info("the projector process keeps its priority (%s)", exc)
     configure_logging(settings.log_level, settings.log_format)
     policies = Policies.from_settings(settings)  # the same files as the parent's; each follows its mtime
     tune_garbage_collector()
@@ -217,6 +220,7 @@ async def _follow(settings: Settings, database_url: str, policies: Policies, rep
             until=stopping,
             leading_changed=lambda leading: report("leading", leading),
             backend_niceness=settings.projector_nice,
+            backend_idle=settings.projector_idle,
         )
     finally:
         reports.close()

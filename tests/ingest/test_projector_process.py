@@ -134,13 +134,17 @@ async def test_a_service_without_a_projector_starts_no_process(
             assert (await _metrics(http))["catalog_projector_process_up"] == 0
 
 
+@pytest.mark.parametrize("idle", [True, False], ids=["idle", "niced-only"])
 async def test_the_projector_process_and_its_database_connections_yield_the_cpu_to_the_accepting_path(
-    settings: Settings, service_database_url: str, engine: AsyncEngine
+    settings: Settings, service_database_url: str, engine: AsyncEngine, idle: bool
 ) -> None:
-    """When both want the CPU, the projector (its process and its PostgreSQL backends) goes second; the
-    serving process and its backends keep their priority."""
+    """When both want the CPU, the projector (its process and its PostgreSQL backends) goes second: at the
+    idle scheduling policy (the default) and niced; the serving process and its backends keep theirs."""
     niceness = 7  # not the default: the setting is what is applied
-    app = create_app(settings.model_copy(update={"projector_nice": niceness}), service_database_url)
+    app = create_app(
+        settings.model_copy(update={"projector_nice": niceness, "projector_idle": idle}), service_database_url
+    )
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     async with app.router.lifespan_context(app):
         projector = app.state.projector
         await _until(lambda: projector.leading, "the projector process never led")
@@ -148,6 +152,7 @@ async def test_the_projector_process_and_its_database_connections_yield_the_cpu_
         assert os.getpriority(os.PRIO_PROCESS, projector.pid) == max(
             niceness, os.getpriority(os.PRIO_PROCESS, 0)
         )
+        assert os.sched_getscheduler(projector.pid) == policy
         async with engine.connect() as conn:
             # The leader's lock is held by one of the projector process's connections.
             holder = (
@@ -161,7 +166,11 @@ async def test_the_projector_process_and_its_database_connections_yield_the_cpu_
             pytest.skip("PostgreSQL runs elsewhere: its backends are not reniced (nor visible here)")
         may_renice = os.geteuid() == 0 or os.stat(f"/proc/{holder}").st_uid == os.geteuid()
         assert os.getpriority(os.PRIO_PROCESS, holder) == (niceness if may_renice else 0)
-        assert os.getpriority(os.PRIO_PROCESS, ours) == 0  # not the test's (nor the service's) connections
+        assert os.sched_getscheduler(holder) == (policy if may_renice else os.SCHED_OTHER)
+        # not the test's (nor the service's) connections, nor the service process itself
+        assert os.getpriority(os.PRIO_PROCESS, ours) == 0
+        assert os.sched_getscheduler(ours) == os.SCHED_OTHER
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 @pytest.mark.parametrize(
