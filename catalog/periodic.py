@@ -10,6 +10,18 @@ import logging
 from collections.abc import Awaitable, Callable
 
 
+def raise_if_cancelled(during: BaseException | None = None) -> None:
+    """Raise CancelledError if the current task was asked to stop. A library can swallow a task's
+    cancellation, raising something else or returning (Python 3.11's `asyncio.wait_for` when the awaited
+    future completes at the same moment, SQLAlchemy's connection checkout): a loop that survives every
+    `Exception` would then never stop, and whoever awaits it would wait for ever (the projector thread of
+    an app stopped while its database refused connections ran on after the test session:
+    tests/rest/test_ready.py). `Task.cancelling()` still counts the request."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from during
+
+
 class Periodic:
     """Runs `step` every `interval` seconds (after a first wait of `interval`) until `stop()`."""
 
@@ -48,5 +60,6 @@ class Periodic:
                 await self._step()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                raise_if_cancelled(exc)
                 self._log.log(self._level, self._failure, exc_info=True)

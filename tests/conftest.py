@@ -204,3 +204,17 @@ def live_server(settings: Settings, service_database_url: str) -> Iterator[LiveS
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(autouse=True)
+def _no_projector_thread_outlives_its_test() -> Iterator[None]:
+    """An app's projector thread must stop with the app: one that ran on (its loop swallowed a
+    cancellation: catalog/periodic.py `raise_if_cancelled`) kept retrying a dropped database until the
+    session ended. Set up first, so it looks after every other fixture's teardown."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    left = [t for t in threading.enumerate() if t.name == "projector" and t.ident not in before]
+    for thread in left:
+        thread.join(5)
+    if any(thread.is_alive() for thread in left):
+        pytest.fail("a projector thread started by this test is still running after it")

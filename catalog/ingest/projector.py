@@ -43,6 +43,7 @@ from catalog.ingest.statistics import GrowthAnalyzer
 from catalog.memory import release_freed_memory
 from catalog.openlineage.events import EventRejected, Limits, OpenLineageEvent
 from catalog.openlineage.validation import parse_logged
+from catalog.periodic import raise_if_cancelled
 from catalog.policies_in_force import Policies
 
 log = logging.getLogger(__name__)
@@ -428,9 +429,11 @@ class Projector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the loop must survive anything; the lock went with the connection
+                raise_if_cancelled(exc)
                 self.last_error = _describe(exc)
                 log.warning("projector stopped leading (%s); trying again", self.last_error)
                 led = False
+            raise_if_cancelled()
             if not led:  # another process projects: try again later (appends here do not wake us)
                 await asyncio.sleep(self._standby_poll)
 

@@ -24,6 +24,7 @@ from catalog.db.engine import raise_if_lost, raw_connection
 from catalog.db.errors import DatabaseUnavailable, is_unavailable
 from catalog.ingest.service import IngestOutcome, PartitionCache, append
 from catalog.openlineage.events import EventRejected, OpenLineageEvent
+from catalog.periodic import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class IngestWriter:
                         # The events were valid and are not acknowledged; sending them again is safe
                         # (the event log deduplicates), so the caller gets 503 + Retry-After, not 500.
                         request.done.set_exception(_retry_later(exc))
+                raise_if_cancelled(exc)
 
     async def _commit_group(self, group: list[_Request]) -> None:
         try:
