@@ -38,8 +38,8 @@ def lower_priority(niceness: int, pid: int = 0, *, idle: bool = False) -> None:
 
     Niceness is a share: a niced projector still kept the serving process waiting for a CPU 0.22 s of every
     second (0.02 s with no projector; `/proc/<pid>/schedstat` on the 2-core bench box). A SCHED_IDLE task is
-    preempted at once by any other, which gives acceptance more and the projection lag less (README,
-    "Accepting goes first"). Raises OSError where it is not allowed (another user's process without
+    preempted at once by any other: more CPU for acceptance, less for the projector, so a longer lag
+    (README, "Accepting goes first"). Raises OSError where it is not allowed (another user's process without
     CAP_SYS_NICE)."""
     if niceness > 0 and hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, pid) < niceness:
         os.setpriority(os.PRIO_PROCESS, pid, niceness)

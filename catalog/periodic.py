@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 def raise_if_cancelled(during: BaseException | None = None) -> None:
     """Raise CancelledError if the current task was asked to stop. A library can swallow a task's
     cancellation, raising something else or returning (Python 3.11's `asyncio.wait_for` when the awaited
-    future completes at the same moment, SQLAlchemy's connection checkout): a loop that survives every
+    future completes at the same moment is one known case): a loop that survives every
     `Exception` would then never stop, and whoever awaits it would wait for ever (the projector thread of
     an app stopped while its database refused connections ran on after the test session:
     tests/rest/test_ready.py). `Task.cancelling()` still counts the request."""

@@ -185,7 +185,7 @@ def run_child(settings: Settings, database_url: str, reports: Connection) -> Non
     try:  # and its PostgreSQL backends' (`follow`, backend_niceness and backend_idle)
         lower_priority(settings.projector_nice, idle=settings.projector_idle)
     except OSError as exc:  # not for a process's own priority on Linux; elsewhere, keep going
-        logging.getLogger(__name__).info("the projector process keeps its priority (%s)", exc)
+        log.info("the projector process keeps its priority (%s)", exc)
     configure_logging(settings.log_level, settings.log_format)
     policies = Policies.from_settings(settings)  # the same files as the parent's; each follows its mtime
     tune_garbage_collector()
