@@ -136,6 +136,9 @@ def _projector_placement(settings: Settings) -> str:
             niced = " (idle CPU priority)"
         elif settings.projector_nice:
             niced = f" (nice {settings.projector_nice})"
+        if settings.projector_busy_share < 1:
+            share = f"{settings.projector_busy_share:.0%}"
+            niced += f", folding {share} of the time while this process is CPU-bound accepting"
         if settings.workers > 1:
             return f"a process beside each worker{niced}; one of them folds the log, the others stand by"
         return f"in a process of its own{niced}, folding the log behind the accepting path"

@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         "Acceptance gains when the CPU is contended, freshness loses (README, 'Accepting goes first'): for "
         "a backfill, or where acceptance matters more than the lag. Off: CATALOG_PROJECTOR_NICE alone.",
     )
+    projector_busy_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="While its service process is CPU-bound accepting ingest, the share of the time the "
+        "projector process folds (in small steps, pausing between them): acceptance keeps its rate, the lag "
+        "grows and drains when the load falls (README, 'Accepting goes first'; Linux only). 1: never pauses.",
+    )
     projector_nice: int = Field(
         10,
         ge=0,

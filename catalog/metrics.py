@@ -205,6 +205,8 @@ class ChildProcess(Protocol):
     def alive(self) -> bool: ...
 
     leading: bool
+    yielding: bool
+    paused_seconds: float
     restarts: int
 
 
@@ -241,7 +243,18 @@ class ProjectorProcessUse:
             "Times the projector process died on its own and was started again (a crash loop shows here).",
         )
         restarts.add_metric([], float(child.restarts))
-        yield from (up, leading, restarts)
+        yielding = GaugeMetricFamily(
+            "catalog_projector_process_yielding",
+            "1 while the projector process folds only a share of the time, this process being CPU-bound "
+            "accepting (CATALOG_PROJECTOR_BUSY_SHARE).",
+        )
+        yielding.add_metric([], 1.0 if child.yielding else 0.0)
+        paused = CounterMetricFamily(
+            "catalog_projector_process_paused_seconds",
+            "Seconds the projector process paused to leave the CPU to this process's accepting.",
+        )
+        paused.add_metric([], child.paused_seconds)
+        yield from (up, leading, restarts, yielding, paused)
         yield from self._process.collect()
 
 

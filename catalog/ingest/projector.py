@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.db.backend_priority import lower_backend_priority
 from catalog.db.engine import create_engine, raw_connection, raw_transaction
 from catalog.db.errors import is_unavailable
+from catalog.ingest.accepting_load import YieldToAccepting
 from catalog.ingest.extract import EventKey
 from catalog.ingest.service import APPENDED_CHANNEL, IngestOutcome, append, fold
 from catalog.ingest.statistics import GrowthAnalyzer
@@ -389,8 +390,10 @@ class Projector:
         standby_poll: float = 1.0,
         idle_poll: float = 1.0,
         leading_changed: Callable[[bool], None] | None = None,
+        pacer: YieldToAccepting | None = None,
     ) -> None:
         self._engine = engine
+        self._pacer = pacer  # the projector process's: folds a share of the time while acceptance is busy
         self._advanced = advanced  # told every position reached (the process's Watermark)
         self._leading_changed = leading_changed  # told when this process starts and stops leading
         self._policies = policies  # what the fold assigns, classifies and judges by
@@ -473,22 +476,27 @@ class Projector:
         self._analyzer.start_from(
             int(await raw.fetchval("SELECT position FROM projector_state WHERE name = $1", STATE) or 0)
         )
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            step = await self._step(raw)
+            limit = self._batch_size if self._pacer is None else self._pacer.batch_limit(self._batch_size)
+            started = loop.time()
+            step = await self._step(raw, limit)
             self._advanced(step.position)
             if step.folded:
                 self._analyzer.analyze_behind(step.folded)
                 if step.folded >= TRIM_FROM:
                     release_freed_memory()
+                if self._pacer is not None:
+                    await self._pacer.after_fold(loop.time() - started)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
 
-    async def _step(self, raw: asyncpg.Connection[Any]) -> Step:
+    async def _step(self, raw: asyncpg.Connection[Any], limit: int) -> Step:
         for attempt in range(4):
             try:
-                return await project_step(raw, self._policies, limit=self._batch_size)
+                return await project_step(raw, self._policies, limit=limit)
             except asyncpg.exceptions.TransactionRollbackError as exc:
                 if attempt == 3:
                     raise
@@ -582,11 +590,13 @@ async def follow(
     leading_changed: Callable[[bool], None] | None = None,
     backend_niceness: int = 0,
     backend_idle: bool = False,
+    pacer: YieldToAccepting | None = None,
 ) -> None:
     """Run a projector on its own engine, standing by or leading, until `until` is set (or this is
     cancelled): `catalog projector run --follow` and the service's projector process (which lowers its
     PostgreSQL backends' priority with its own: `backend_niceness`, `backend_idle`,
-    catalog/db/backend_priority.py)."""
+    catalog/db/backend_priority.py, and paces itself by the service process's load: `pacer`,
+    catalog/ingest/accepting_load.py)."""
     engine = create_engine(database_url, pool_size=2)
     lower_backend_priority(engine, backend_niceness, idle=backend_idle)
     projector = Projector(
@@ -596,6 +606,7 @@ async def follow(
         batch_size=batch_size,
         standby_poll=standby_poll,
         leading_changed=leading_changed,
+        pacer=pacer,
     )
     try:
         await projector.start()

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
@@ -54,6 +55,10 @@ class ProjectorProcess:
         self._supervisor: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.leading = False  # as the child last reported
+        # whether it pauses for this process's accepting (catalog/ingest/accepting_load.py), and how long so far
+        self.yielding = False
+        self.paused_seconds = 0.0  # over every child this process started (a counter)
+        self._paused_before = 0.0  # by the children that ended
         self.restarts = 0
 
     @property
@@ -114,11 +119,15 @@ class ProjectorProcess:
                     self._watermark.advance(int(value))
                 elif kind == "leading":
                     self.leading = bool(value)
+                elif kind == "pacing":
+                    self.yielding = bool(value[0])
+                    self.paused_seconds = self._paused_before + float(value[1])
         except (EOFError, OSError):  # the child is gone; the supervisor sees to it
             self._close_reports()
 
     def _close_reports(self) -> None:
-        self.leading = False
+        self.leading = self.yielding = False
+        self._paused_before = self.paused_seconds
         if self._reports is not None:
             if self._loop is not None:
                 self._loop.remove_reader(self._reports.fileno())
@@ -193,22 +202,32 @@ def run_child(settings: Settings, database_url: str, reports: Connection) -> Non
 
 
 async def _follow(settings: Settings, database_url: str, policies: Policies, reports: Connection) -> None:
+    from catalog.ingest.accepting_load import BUSY_BATCH, AcceptingLoad, YieldToAccepting
+
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     sent = 0
+    # the parent is the service process that accepts (exit_with_parent: it stays the parent)
+    pacer = YieldToAccepting(
+        AcceptingLoad(os.getppid()), share=settings.projector_busy_share, busy_batch=BUSY_BATCH
+    )
+    pacing = (False, 0.0)
 
-    def report(kind: str, value: int | bool) -> None:
+    def report(kind: str, value: int | bool | tuple[bool, float]) -> None:
         try:
             reports.send((kind, value))
         except OSError:  # the parent is gone (PR_SET_PDEATHSIG stops us too, on Linux)
             stopping.set()
 
     def advanced(position: int) -> None:
-        nonlocal sent
+        nonlocal sent, pacing
         if position > sent:  # a caught-up leader reports every idle second; only news crosses
             sent = position
             report("position", position)
+        if (pacer.busy, pacer.paused) != pacing:
+            pacing = (pacer.busy, pacer.paused)
+            report("pacing", pacing)
 
     try:
         await follow(
@@ -221,6 +240,7 @@ async def _follow(settings: Settings, database_url: str, policies: Policies, rep
             leading_changed=lambda leading: report("leading", leading),
             backend_niceness=settings.projector_nice,
             backend_idle=settings.projector_idle,
+            pacer=pacer,
         )
     finally:
         reports.close()

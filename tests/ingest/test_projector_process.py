@@ -186,3 +186,57 @@ async def test_the_projector_process_and_its_database_connections_yield_the_cpu_
 )
 def test_backends_are_reniced_only_on_this_machine(url: str, local: bool) -> None:
     assert on_this_machine(make_url(url)) is local
+
+
+async def _keep_this_process_busy(until: asyncio.Event) -> None:
+    """This (the service) process CPU-bound, as under more ingest than it answers: spin the event loop in
+    slices, so that it still serves the test's requests between them."""
+    while not until.is_set():
+        ends = time.perf_counter() + 0.04
+        while time.perf_counter() < ends:
+            pass
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
+async def test_the_projector_process_yields_while_its_service_process_is_cpu_bound_and_catches_up_after(
+    settings: Settings, service_database_url: str, engine: AsyncEngine
+) -> None:
+    """Accepting goes first (catalog/ingest/accepting_load.py): while the service process wants a whole CPU
+    the projector process folds in small steps, pausing between them, and the status and metrics say so;
+    when the load ends, it catches up — nothing lost, nothing applied twice."""
+    head = await append_backlog(engine, stream(1200))
+    done = asyncio.Event()
+    busy = asyncio.create_task(_keep_this_process_busy(done))
+    try:
+        app = create_app(settings.model_copy(update={"projector_busy_share": 0.2}), service_database_url)
+        async with app.router.lifespan_context(app):
+            projector = app.state.projector
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://catalog",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as http:
+                await _until(lambda: projector.yielding, "the projector never yielded", within=60)
+                status = (await http.get("/api/v1/ingest/status")).json()
+                assert status["yieldingToAcceptance"] is True
+                assert 0 < status["position"] < head  # some folded, in small steps, the rest waits
+                assert (await _metrics(http))["catalog_projector_process_yielding"] == 1
+                await _until(lambda: projector.paused_seconds > 0, "no pause reported", within=30)
+                assert (await projector_status(engine)).position < head
+
+                done.set()
+                await busy
+                assert await app.state.watermark.wait_for(head, 90)  # the load is over: it catches up
+                await _until(lambda: not projector.yielding, "still yielding with nothing to yield to")
+                status = (await http.get("/api/v1/ingest/status")).json()
+                assert status["yieldingToAcceptance"] is False
+                assert status["position"] == status["head"] == head
+                metrics = await _metrics(http)
+                assert metrics["catalog_projector_process_yielding"] == 0
+                assert metrics["catalog_projector_process_paused_seconds_total"] > 0
+    finally:
+        done.set()
+        await busy
+    await no_audit_row_twice(engine)
+    await rebuild_matches(engine)

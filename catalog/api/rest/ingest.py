@@ -26,6 +26,7 @@ from catalog.db.errors import DatabaseUnavailable
 from catalog.db.replica import ReadRouter, current_lsn
 from catalog.ingest import projector
 from catalog.ingest.projector import Watermark
+from catalog.ingest.projector_process import ProjectorProcess
 from catalog.ingest.writer import Accepted, IngestWriter
 from catalog.metrics import count_events
 from catalog.openlineage.body import decode_body, load_json, split_batch
@@ -285,6 +286,9 @@ class IngestStatus(BaseModel):
     # `<host>:<pid>` of the process projecting now, whichever process answers (null: none holds the
     # lock this instant, e.g. during a failover; admin and auditor keys only)
     projector: str | None = None
+    # whether the active projector is this process's own and folds only a share of the time now, this
+    # process being CPU-bound accepting (CATALOG_PROJECTOR_BUSY_SHARE): why the lag grows under a burst
+    yielding_to_acceptance: bool = False
 
 
 @router.get(
@@ -314,6 +318,9 @@ async def ingest_status(
         updated_at=state.updated_at,
         projector_here=request.app.state.projector.leading,
         projector=state.projector if operator else None,
+        yielding_to_acceptance=isinstance(request.app.state.projector, ProjectorProcess)
+        and request.app.state.projector.leading
+        and request.app.state.projector.yielding,
     )
 
 

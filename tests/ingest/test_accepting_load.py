@@ -1,0 +1,176 @@
+"""Accepting goes first, by measure (catalog/ingest/accepting_load.py): the demand of a real process read
+from /proc, and the projector folding a share of the time, in small steps, while the process it serves
+is CPU-bound — then catching up, nothing lost or doubled, once it is not."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalog.config import Settings
+from catalog.ingest.accepting_load import (
+    BUSY_DEMAND,
+    DEMAND_WINDOW,
+    AcceptingLoad,
+    YieldToAccepting,
+    read_demand_ns,
+)
+from catalog.ingest.projector import follow
+from catalog.policies_in_force import Policies
+from tests.ingest.projector_helpers import (
+    append_backlog,
+    asynchronous_settings,
+    no_audit_row_twice,
+    projector_status,
+    rebuild_matches,
+    stream,
+)
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
+
+
+def _python(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.fixture
+def spinning() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that wants a whole CPU, as an accepting process does under more load than it answers."""
+    process = _python("while True: pass")
+    yield process
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def sleeping() -> Iterator[subprocess.Popen[bytes]]:
+    process = _python("import time; time.sleep(120)")
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _demand_over(load: AcceptingLoad, seconds: float) -> float | None:
+    load.demand()
+    time.sleep(seconds)
+    return load.demand()
+
+
+@linux_only
+def test_a_cpu_bound_process_is_busy_and_a_sleeping_one_is_not(
+    spinning: subprocess.Popen[bytes], sleeping: subprocess.Popen[bytes]
+) -> None:
+    time.sleep(0.2)  # past the interpreters' start
+    busy = _demand_over(AcceptingLoad(spinning.pid), 0.5)
+    idle = _demand_over(AcceptingLoad(sleeping.pid), 0.5)
+    assert busy is not None
+    assert busy >= BUSY_DEMAND, busy  # run + waited runnable: ~1 however contended
+    assert idle is not None
+    assert idle < 0.1, idle
+
+
+def test_the_demand_of_a_process_that_is_gone_is_unknown_and_never_busy() -> None:
+    process = _python("pass")
+    process.wait()
+    load = AcceptingLoad(process.pid, window=0)
+    assert read_demand_ns(process.pid) is None
+    assert load.demand() is None
+    assert not load.busy()
+
+
+def test_demand_is_measured_over_a_window_and_kept_within_it() -> None:
+    now, ns = [0.0], [0]
+    load = AcceptingLoad(1, window=0.05, read=lambda _: ns[0], clock=lambda: now[0])
+    now[0], ns[0] = 0.1, 90_000_000  # 0.09 CPU-seconds in 0.1 s
+    assert load.demand() == pytest.approx(0.9)
+    now[0], ns[0] = 0.12, 90_000_000  # within the window: the last measure, not 0 over 20 ms
+    assert load.demand() == pytest.approx(0.9)
+    now[0], ns[0] = 0.2, 100_000_000
+    assert load.demand() == pytest.approx(0.1)  # 0.01 s over the 0.1 s since the last measure
+    now[0] = 0.3
+    with pytest.raises(ValueError, match="share"):
+        YieldToAccepting(load, share=0, busy_batch=10)
+
+
+@linux_only
+async def test_a_pause_lasts_its_share_while_busy_and_ends_when_the_load_does(
+    spinning: subprocess.Popen[bytes], sleeping: subprocess.Popen[bytes]
+) -> None:
+    await asyncio.sleep(0.2)
+    quiet = YieldToAccepting(AcceptingLoad(sleeping.pid), share=0.25, busy_batch=10)
+    await asyncio.sleep(DEMAND_WINDOW * 1.25)
+    assert quiet.batch_limit(1000) == 1000
+    await quiet.after_fold(0.2)
+    assert quiet.paused == 0
+
+    pacer = YieldToAccepting(AcceptingLoad(spinning.pid), share=0.25, busy_batch=10)
+    await asyncio.sleep(DEMAND_WINDOW * 1.25)
+    assert pacer.batch_limit(1000) == 10
+    started = time.monotonic()
+    await pacer.after_fold(0.1)  # a quarter of the time folding: three times as long paused
+    assert 0.25 <= time.monotonic() - started < 1.0
+    assert pacer.paused == pytest.approx(0.3)
+
+    asyncio.get_running_loop().call_later(0.2, spinning.kill)
+    started = time.monotonic()
+    await pacer.after_fold(10)  # would pause 30 s; the load ends after 0.2 s
+    assert time.monotonic() - started < 2.0
+    assert not pacer.busy
+
+    never = YieldToAccepting(AcceptingLoad(sleeping.pid), share=1, busy_batch=10)
+    assert never.batch_limit(1000) == 1000
+
+
+@linux_only
+async def test_the_projector_folds_in_small_steps_while_acceptance_is_busy_then_catches_up(
+    tmp_path: Path, service_database_url: str, engine: AsyncEngine, spinning: subprocess.Popen[bytes]
+) -> None:
+    settings: Settings = asynchronous_settings(tmp_path)
+    last = await append_backlog(engine, stream(600))
+    steps: list[int] = []
+    reached = [0]
+
+    def advanced(position: int) -> None:
+        if position > reached[0]:
+            steps.append(position - reached[0])
+            reached[0] = position
+
+    pacer = YieldToAccepting(AcceptingLoad(spinning.pid), share=0.5, busy_batch=40)
+    await asyncio.sleep(DEMAND_WINDOW * 1.25)  # a first window of the spinning process's demand
+    until = asyncio.Event()
+    following = asyncio.create_task(
+        follow(
+            service_database_url,
+            Policies.from_settings(settings),
+            batch_size=1000,
+            standby_poll=0.2,
+            advanced=advanced,
+            until=until,
+            pacer=pacer,
+        )
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(steps) < 3:  # busy: steps of at most 40 events, a pause after each
+            assert time.monotonic() < deadline, steps
+            await asyncio.sleep(0.02)
+        assert all(step <= 40 for step in steps), steps
+        assert pacer.paused > 0
+        spinning.kill()  # the load ends: the rest in full steps, no more pauses
+        while reached[0] < last:
+            assert time.monotonic() < deadline, steps
+            await asyncio.sleep(0.02)
+        assert max(steps) > 40, steps
+    finally:
+        until.set()
+        await following
+    assert (await projector_status(engine)).position == last
+    await rebuild_matches(engine)
+    await no_audit_row_twice(engine)
