@@ -482,13 +482,15 @@ class Projector:
             limit = self._batch_size if self._pacer is None else self._pacer.batch_limit(self._batch_size)
             started = loop.time()
             step = await self._step(raw, limit)
+            if self._pacer is not None:
+                self._pacer.stepped(behind=step.folded >= limit)
             self._advanced(step.position)
             if step.folded:
                 self._analyzer.analyze_behind(step.folded)
                 if step.folded >= TRIM_FROM:
                     release_freed_memory()
                 if self._pacer is not None:
-                    await self._pacer.after_fold(loop.time() - started)
+                    await self._pacer.pause(loop.time() - started)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)

@@ -225,8 +225,8 @@ async def _follow(settings: Settings, database_url: str, policies: Policies, rep
         if position > sent:  # a caught-up leader reports every idle second; only news crosses
             sent = position
             report("position", position)
-        if (pacer.busy, pacer.paused) != pacing:
-            pacing = (pacer.busy, pacer.paused)
+        if (pacer.yielding, pacer.paused) != pacing:
+            pacing = (pacer.yielding, pacer.paused)
             report("pacing", pacing)
 
     try:

@@ -100,29 +100,41 @@ def test_demand_is_measured_over_a_window_and_kept_within_it() -> None:
 
 
 @linux_only
-async def test_a_pause_lasts_its_share_while_busy_and_ends_when_the_load_does(
+async def test_it_yields_only_busy_and_behind_for_its_share_and_stops_when_the_load_does(
     spinning: subprocess.Popen[bytes], sleeping: subprocess.Popen[bytes]
 ) -> None:
     await asyncio.sleep(0.2)
     quiet = YieldToAccepting(AcceptingLoad(sleeping.pid), share=0.25, busy_batch=10)
     await asyncio.sleep(DEMAND_WINDOW * 1.25)
     assert quiet.batch_limit(1000) == 1000
-    await quiet.after_fold(0.2)
+    quiet.stepped(behind=True)  # behind, but nobody is waiting for the CPU
+    assert not quiet.yielding
+    await quiet.pause(0.2)
     assert quiet.paused == 0
 
     pacer = YieldToAccepting(AcceptingLoad(spinning.pid), share=0.25, busy_batch=10)
     await asyncio.sleep(DEMAND_WINDOW * 1.25)
     assert pacer.batch_limit(1000) == 10
+    pacer.stepped(behind=False)  # busy, but the step folded all that was pending: it keeps up
+    assert not pacer.yielding
+    await pacer.pause(0.1)
+    assert pacer.paused == 0
+
+    assert pacer.batch_limit(1000) == 10
+    pacer.stepped(behind=True)
+    assert pacer.yielding
     started = time.monotonic()
-    await pacer.after_fold(0.1)  # a quarter of the time folding: three times as long paused
+    await pacer.pause(0.1)  # a quarter of the time folding: three times as long paused
     assert 0.25 <= time.monotonic() - started < 1.0
     assert pacer.paused == pytest.approx(0.3)
 
+    assert pacer.batch_limit(1000) == 10
+    pacer.stepped(behind=True)
     asyncio.get_running_loop().call_later(0.2, spinning.kill)
     started = time.monotonic()
-    await pacer.after_fold(10)  # would pause 30 s; the load ends after 0.2 s
+    await pacer.pause(10)  # would pause 30 s; the load ends after 0.2 s
     assert time.monotonic() - started < 2.0
-    assert not pacer.busy
+    assert not pacer.yielding
 
     never = YieldToAccepting(AcceptingLoad(sleeping.pid), share=1, busy_batch=10)
     assert never.batch_limit(1000) == 1000
