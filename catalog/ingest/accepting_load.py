@@ -22,24 +22,44 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-# Demand (CPU-seconds run or waited for, per second) from which the accepting process counts as busy.
-# Measured on the 2-core bench box over whole runs: 0.86-0.92 while it answered as fast as 32 clients
-# sent, with or without a projector folding beside it; 0.68 at 700 events/s (half the projector's
-# rate), of which 0.25 waiting for a CPU the projector held.
+# Demand (CPU-seconds run or waited for, per second) from which the accepting process counts as busy,
+# measured while the projector folds. On the 2-core bench box over whole runs: 0.86-0.92 while it
+# answered as fast as 32 clients sent; but also 0.85 at 652 events/s (half the projector's rate), most
+# of the difference being time spent waiting for a CPU the projector held. So this only lets the
+# projector try a pause (with YieldToAccepting's second condition); SATURATED decides whether it lasts
+# past its first window.
 BUSY_DEMAND = 0.8
+# CPU-seconds actually run per second from which the accepting process is saturated, measured during a
+# pause (the projector off the CPU): 0.85-0.88 as fast as 32 clients sent with no projector at all; a
+# process that only looked busy because the projector held a CPU runs well below (0.43 at 652
+# events/s with the projector folding).
+SATURATED = 0.7
 # The most events a step folds while the accepting process is busy: a full batch (5000) is seconds of
 # folding taken from acceptance in one piece; 500 keep the pauses frequent and the per-step overhead
 # (a transaction and a handful of set-based statements) small against the events' own work.
 BUSY_BATCH = 500
 # The demand is measured over windows this long: over 50 ms windows, the accepting process's demand at
-# saturation and at half the projector's rate overlapped (5th-95th percentiles 0.30-0.93 and 0.59-0.75);
-# a longer window smooths out a wait for the database or a client. The projector resumes within
+# saturation and at half the projector's rate overlapped more (5th-95th percentiles 0.30-0.93 and
+# 0.59-0.75); a longer window smooths out a wait for the database or a client. A pause ends within
 # about this long after a burst.
 DEMAND_WINDOW = 0.2
-# How often a pause checks whether the accepting process is still busy (a new measure once a window).
+# How often a pause checks whether the accepting process is still saturated (a new measure once a window).
 CHECK_EVERY = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """A thread's use of the CPU over a window, in seconds per second."""
+
+    ran: float  # on a CPU
+    waited: float  # runnable, waiting for one
+
+    @property
+    def wanted(self) -> float:
+        return self.ran + self.waited
 
 
 def _schedstat_path(pid: int) -> Path:
@@ -48,14 +68,14 @@ def _schedstat_path(pid: int) -> Path:
     return Path(f"/proc/{pid}/task/{pid}/schedstat")
 
 
-def read_demand_ns(pid: int) -> int | None:
-    """Nanoseconds the process's main thread has run plus waited runnable, since it started; None if
+def read_schedstat(pid: int) -> tuple[int, int] | None:
+    """Nanoseconds the process's main thread has run, and waited runnable, since it started; None if
     unknown (no such file: not Linux, or the process is gone)."""
     try:
         ran, waited, _ = _schedstat_path(pid).read_text().split()
     except (OSError, ValueError):
         return None
-    return int(ran) + int(waited)
+    return int(ran), int(waited)
 
 
 class AcceptingLoad:
@@ -66,33 +86,53 @@ class AcceptingLoad:
         pid: int,
         *,
         window: float = DEMAND_WINDOW,
-        read: Callable[[int], int | None] = read_demand_ns,
+        read: Callable[[int], tuple[int, int] | None] = read_schedstat,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pid = pid
         self._window = window
         self._read = read
         self._clock = clock
-        self._last: tuple[float, int] | None = None
-        self._demand: float | None = None
+        self._last: tuple[float, tuple[int, int]] | None = None
+        self._demand: Demand | None = None
+        self._since_restart = True  # whether `_demand` was measured since the last `restart()`
         sample = read(pid)
         if sample is not None:
             self._last = (clock(), sample)
 
-    def demand(self) -> float | None:
-        """CPU-seconds run or waited for per second since the previous measure (None: unknown). Asked
-        again within `window`, the previous measure (a shorter window is mostly noise)."""
+    def demand(self) -> Demand | None:
+        """Since the previous measure (None: unknown). Asked again within `window`, the previous measure
+        (a shorter window is mostly noise)."""
         now = self._clock()
         if self._last is not None and now - self._last[0] < self._window:
             return self._demand
         sample = self._read(self._pid)
         last, self._last = self._last, (None if sample is None else (now, sample))
-        self._demand = None if sample is None or last is None else (sample - last[1]) / 1e9 / (now - last[0])
+        if sample is None or last is None:
+            self._demand = None
+        else:
+            seconds = (now - last[0]) * 1e9
+            self._demand = Demand((sample[0] - last[1][0]) / seconds, (sample[1] - last[1][1]) / seconds)
+        self._since_restart = True
         return self._demand
 
+    def restart(self) -> None:
+        """Measure from now on: until a window has passed, `demand()` is still the previous measure, and
+        `unsaturated()` False."""
+        sample = self._read(self._pid)
+        self._last = None if sample is None else (self._clock(), sample)
+        self._since_restart = False
+
     def busy(self) -> bool:
+        """It wants a whole CPU (ran plus waited): measured while the projector folds."""
         demand = self.demand()
-        return demand is not None and demand >= BUSY_DEMAND
+        return demand is not None and demand.wanted >= BUSY_DEMAND
+
+    def unsaturated(self) -> bool:
+        """It ran less than SATURATED of the last window: measured while the projector pauses (from
+        `restart()`; False until a window has passed)."""
+        demand = self.demand()
+        return self._since_restart and demand is not None and demand.ran < SATURATED
 
 
 class YieldToAccepting:
@@ -108,8 +148,11 @@ class YieldToAccepting:
     median demand was 0.85 (0.2 s windows), as high as under saturation; yielding on demand alone paused
     the projector there for ~15 % of the time and tripled the lag's p95 (0.3 -> 0.75 s). A projector
     that keeps up folds all that is pending in one small step and never pauses; under a burst its steps
-    are full. And once it pauses, the demand is measured without it: a process that only looked busy
-    because of the projector falls below the threshold within a window, and the pause ends."""
+    are full. And once it pauses, what keeps it paused is the accepting process's time actually on a CPU
+    (AcceptingLoad.unsaturated), measured without the projector: a process that only looked busy because
+    the projector held a CPU runs well below it, and the pause ends within a window. (On the demand
+    alone, at 1,000 events/s — two thirds of the projector's rate — the pauses went on, and a 100,000-
+    event soak's lag reached 5 s instead of at most 1 s.)"""
 
     def __init__(self, load: AcceptingLoad, *, share: float, busy_batch: int) -> None:
         if not 0 < share <= 1:
@@ -132,13 +175,15 @@ class YieldToAccepting:
 
     async def pause(self, folded_for: float) -> None:
         """After a step that took `folded_for` seconds, if yielding: pause up to folded_for × (1 − share) /
-        share, for as long as the accepting process stays busy (checked every CHECK_EVERY seconds)."""
+        share, for as long as the accepting process stays saturated (checked every CHECK_EVERY seconds)."""
         budget = folded_for * (1 - self._share) / self._share if self.yielding else 0.0
+        if budget > 0:
+            self._load.restart()  # what it runs with the projector off the CPU
         while budget > 0:
             nap = min(CHECK_EVERY, budget)
             await asyncio.sleep(nap)
             self.paused += nap
             budget -= nap
-            if not self._load.busy():
+            if self._load.unsaturated():
                 self.yielding = self._busy = False
                 return

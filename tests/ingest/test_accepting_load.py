@@ -18,9 +18,11 @@ from catalog.config import Settings
 from catalog.ingest.accepting_load import (
     BUSY_DEMAND,
     DEMAND_WINDOW,
+    SATURATED,
     AcceptingLoad,
+    Demand,
     YieldToAccepting,
-    read_demand_ns,
+    read_schedstat,
 )
 from catalog.ingest.projector import follow
 from catalog.policies_in_force import Policies
@@ -57,44 +59,60 @@ def sleeping() -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
-def _demand_over(load: AcceptingLoad, seconds: float) -> float | None:
+def _demand_over(load: AcceptingLoad, seconds: float) -> Demand | None:
     load.demand()
     time.sleep(seconds)
     return load.demand()
 
 
 @linux_only
-def test_a_cpu_bound_process_is_busy_and_a_sleeping_one_is_not(
+def test_a_cpu_bound_process_is_busy_and_saturated_and_a_sleeping_one_is_neither(
     spinning: subprocess.Popen[bytes], sleeping: subprocess.Popen[bytes]
 ) -> None:
     time.sleep(0.2)  # past the interpreters' start
     busy = _demand_over(AcceptingLoad(spinning.pid), 0.5)
     idle = _demand_over(AcceptingLoad(sleeping.pid), 0.5)
     assert busy is not None
-    assert busy >= BUSY_DEMAND, busy  # run + waited runnable: ~1 however contended
+    assert busy.wanted >= BUSY_DEMAND, busy  # run + waited runnable: ~1 however contended
+    assert busy.ran >= SATURATED, busy  # this test's process sleeps: a CPU is free for it
     assert idle is not None
-    assert idle < 0.1, idle
+    assert idle.wanted < 0.1, idle
 
 
 def test_the_demand_of_a_process_that_is_gone_is_unknown_and_never_busy() -> None:
     process = _python("pass")
     process.wait()
     load = AcceptingLoad(process.pid, window=0)
-    assert read_demand_ns(process.pid) is None
+    assert read_schedstat(process.pid) is None
     assert load.demand() is None
     assert not load.busy()
+    assert not load.unsaturated()  # unknown is neither
+
+
+def _seconds(demand: Demand | None) -> tuple[float, float]:
+    assert demand is not None
+    return demand.ran, demand.waited
 
 
 def test_demand_is_measured_over_a_window_and_kept_within_it() -> None:
-    now, ns = [0.0], [0]
+    now, ns = [0.0], [(0, 0)]
     load = AcceptingLoad(1, window=0.05, read=lambda _: ns[0], clock=lambda: now[0])
-    now[0], ns[0] = 0.1, 90_000_000  # 0.09 CPU-seconds in 0.1 s
-    assert load.demand() == pytest.approx(0.9)
-    now[0], ns[0] = 0.12, 90_000_000  # within the window: the last measure, not 0 over 20 ms
-    assert load.demand() == pytest.approx(0.9)
-    now[0], ns[0] = 0.2, 100_000_000
-    assert load.demand() == pytest.approx(0.1)  # 0.01 s over the 0.1 s since the last measure
-    now[0] = 0.3
+    now[0], ns[0] = 0.1, (60_000_000, 30_000_000)  # ran 0.06 s and waited 0.03 s in 0.1 s
+    assert _seconds(load.demand()) == pytest.approx((0.6, 0.3))
+    assert load.busy()  # wants 0.9 of a CPU
+    assert load.unsaturated()  # but runs only 0.6 of the time
+    now[0], ns[0] = 0.12, (60_000_000, 30_000_000)  # within the window: the last measure, not 0 over 20 ms
+    assert _seconds(load.demand()) == pytest.approx((0.6, 0.3))
+    now[0], ns[0] = 0.2, (68_000_000, 32_000_000)
+    assert _seconds(load.demand()) == pytest.approx((0.08, 0.02))  # since the last measure
+    now[0], ns[0] = 0.3, (148_000_000, 32_000_000)
+    assert not load.unsaturated()
+    load.restart()  # a new window from now
+    now[0], ns[0] = 0.32, (150_000_000, 32_000_000)
+    assert _seconds(load.demand()) == pytest.approx((0.8, 0))  # still the measure before the restart
+    assert not load.unsaturated()
+    now[0], ns[0] = 0.4, (150_000_000, 32_000_000)
+    assert load.unsaturated()  # ran nothing since the restart
     with pytest.raises(ValueError, match="share"):
         YieldToAccepting(load, share=0, busy_batch=10)
 
