@@ -10,9 +10,10 @@ main thread's demand — the time it ran plus the time it sat runnable waiting f
 wall clock (Linux's /proc/<pid>/task/<pid>/schedstat) — is near 1 when requests arrive faster than it
 answers them. Then the projector folds in small steps, and after a full one (more is waiting) it
 pauses, so that it folds `share` of the time: the lag grows while acceptance is saturated (an
-overload: "acceptance keeps its rate, the lag grows") and drains as soon as the demand falls. A
-projector that keeps up never pauses (see YieldToAccepting for why both conditions), so the freshness
-at moderate load is the niced projector's.
+overload: "acceptance keeps its rate, the lag grows"); a pause lasts only while the accepting process,
+with the projector off the CPU, actually runs most of the time, so the backlog drains as soon as the
+burst ends. A projector that keeps up never pauses (see YieldToAccepting for why each condition), so
+the freshness at moderate load is the niced projector's.
 
 Where /proc is not there (not Linux) or the pid is gone, the demand is unknown and the projector never
 pauses."""
@@ -34,8 +35,8 @@ from pathlib import Path
 BUSY_DEMAND = 0.8
 # CPU-seconds actually run per second from which the accepting process is saturated, measured during a
 # pause (the projector off the CPU): 0.85-0.88 as fast as 32 clients sent with no projector at all; a
-# process that only looked busy because the projector held a CPU runs well below (0.43 at 652
-# events/s with the projector folding).
+# process that only looked busy because the projector held a CPU runs well below (0.43 of the time at
+# 652 events/s, measured with the projector folding).
 SATURATED = 0.7
 # The most events a step folds while the accepting process is busy: a full batch (5000) is seconds of
 # folding taken from acceptance in one piece; 500 keep the pauses frequent and the per-step overhead
