@@ -79,6 +79,14 @@ def read_schedstat(pid: int) -> tuple[int, int] | None:
     return int(ran), int(waited)
 
 
+Sample = tuple[float, tuple[int, int]]  # (monotonic seconds, (ran ns, waited ns))
+
+
+def demand_between(first: Sample, second: Sample) -> Demand:
+    seconds = (second[0] - first[0]) * 1e9
+    return Demand((second[1][0] - first[1][0]) / seconds, (second[1][1] - first[1][1]) / seconds)
+
+
 class AcceptingLoad:
     """The demand of one process's main thread, over the last window of at least `window` seconds."""
 
@@ -91,49 +99,30 @@ class AcceptingLoad:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pid = pid
-        self._window = window
+        self.window = window
         self._read = read
         self._clock = clock
-        self._last: tuple[float, tuple[int, int]] | None = None
         self._demand: Demand | None = None
-        self._since_restart = True  # whether `_demand` was measured since the last `restart()`
-        sample = read(pid)
-        if sample is not None:
-            self._last = (clock(), sample)
+        self._last = self.sample()
+
+    def sample(self) -> Sample | None:
+        """Now, and the thread's counters (None: unknown)."""
+        counters = self._read(self._pid)
+        return None if counters is None else (self._clock(), counters)
 
     def demand(self) -> Demand | None:
         """Since the previous measure (None: unknown). Asked again within `window`, the previous measure
         (a shorter window is mostly noise)."""
-        now = self._clock()
-        if self._last is not None and now - self._last[0] < self._window:
+        if self._last is not None and self._clock() - self._last[0] < self.window:
             return self._demand
-        sample = self._read(self._pid)
-        last, self._last = self._last, (None if sample is None else (now, sample))
-        if sample is None or last is None:
-            self._demand = None
-        else:
-            seconds = (now - last[0]) * 1e9
-            self._demand = Demand((sample[0] - last[1][0]) / seconds, (sample[1] - last[1][1]) / seconds)
-        self._since_restart = True
+        last, self._last = self._last, self.sample()
+        self._demand = None if last is None or self._last is None else demand_between(last, self._last)
         return self._demand
-
-    def restart(self) -> None:
-        """Measure from now on: until a window has passed, `demand()` is still the previous measure, and
-        `unsaturated()` False."""
-        sample = self._read(self._pid)
-        self._last = None if sample is None else (self._clock(), sample)
-        self._since_restart = False
 
     def busy(self) -> bool:
         """It wants a whole CPU (ran plus waited): measured while the projector folds."""
         demand = self.demand()
         return demand is not None and demand.wanted >= BUSY_DEMAND
-
-    def unsaturated(self) -> bool:
-        """It ran less than SATURATED of the last window: measured while the projector pauses (from
-        `restart()`; False until a window has passed)."""
-        demand = self.demand()
-        return self._since_restart and demand is not None and demand.ran < SATURATED
 
 
 class YieldToAccepting:
@@ -150,7 +139,7 @@ class YieldToAccepting:
     the projector there for ~15 % of the time and tripled the lag's p95 (0.3 -> 0.75 s). A projector
     that keeps up folds all that is pending in one small step and never pauses; under a burst its steps
     are full. And once it pauses, what keeps it paused is the accepting process's time actually on a CPU
-    (AcceptingLoad.unsaturated), measured without the projector: a process that only looked busy because
+    (measured window by window during the pause, without the projector): a process that only looked busy because
     the projector held a CPU runs well below it, and the pause ends within a window. (On the demand
     alone, at 1,000 events/s — two thirds of the projector's rate — the pauses went on, and a 100,000-
     event soak's lag reached 5 s instead of at most 1 s.)"""
@@ -178,13 +167,18 @@ class YieldToAccepting:
         """After a step that took `folded_for` seconds, if yielding: pause up to folded_for × (1 − share) /
         share, for as long as the accepting process stays saturated (checked every CHECK_EVERY seconds)."""
         budget = folded_for * (1 - self._share) / self._share if self.yielding else 0.0
-        if budget > 0:
-            self._load.restart()  # what it runs with the projector off the CPU
+        # What the accepting process runs with the projector off the CPU, window by window (apart from
+        # `busy()`'s rolling measure, which must not restart with every pause).
+        since = self._load.sample() if budget > 0 else None
         while budget > 0:
             nap = min(CHECK_EVERY, budget)
             await asyncio.sleep(nap)
             self.paused += nap
             budget -= nap
-            if self._load.unsaturated():
+            now = self._load.sample()
+            if since is None or now is None or now[0] - since[0] < self._load.window:
+                continue
+            if demand_between(since, now).ran < SATURATED:
                 self.yielding = self._busy = False
                 return
+            since = now

@@ -222,8 +222,8 @@ async def test_the_projector_process_yields_while_its_service_process_is_cpu_bou
                 assert status["yieldingToAcceptance"] is True
                 assert 0 < status["position"] < head  # some folded, in small steps, the rest waits
                 assert (await _metrics(http))["catalog_projector_process_yielding"] == 1
+                # reported with the step after the pause (the last one, maybe)
                 await _until(lambda: projector.paused_seconds > 0, "no pause reported", within=30)
-                assert (await projector_status(engine)).position < head
 
                 done.set()
                 await busy
