@@ -137,8 +137,8 @@ def _projector_placement(settings: Settings) -> str:
         elif settings.projector_nice:
             niced = f" (nice {settings.projector_nice})"
         if settings.projector_busy_share < 1:
-            share = f"{settings.projector_busy_share:.0%}"
-            niced += f", folding {share} of the time while this process is CPU-bound accepting"
+            share = f"a {settings.projector_busy_share:.0%} share while its service process is CPU-bound accepting"
+            niced = f"{niced[:-1]}; {share})" if niced else f" ({share})"
         if settings.workers > 1:
             return f"a process beside each worker{niced}; one of them folds the log, the others stand by"
         return f"in a process of its own{niced}, folding the log behind the accepting path"
