@@ -179,6 +179,6 @@ class YieldToAccepting:
             if since is None or now is None or now[0] - since[0] < self._load.window:
                 continue
             if demand_between(since, now).ran < SATURATED:
-                self.yielding = self._busy = False
+                self.yielding = False
                 return
             since = now

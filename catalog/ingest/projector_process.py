@@ -119,6 +119,7 @@ class ProjectorProcess:
                     self._watermark.advance(int(value))
                 elif kind == "leading":
                     self.leading = bool(value)
+                    self.yielding = self.yielding and self.leading  # only a leader yields
                 elif kind == "pacing":
                     self.yielding = bool(value[0])
                     self.paused_seconds = self._paused_before + float(value[1])

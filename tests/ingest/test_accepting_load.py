@@ -43,21 +43,22 @@ def _python(code: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-@pytest.fixture
-def spinning() -> Iterator[subprocess.Popen[bytes]]:
-    """A process that wants a whole CPU, as an accepting process does under more load than it answers."""
-    process = _python("while True: pass")
+def _running(code: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = _python(code)
     yield process
     process.kill()
     process.wait()
+
+
+@pytest.fixture
+def spinning() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that wants a whole CPU, as an accepting process does under more load than it answers."""
+    yield from _running("while True: pass")
 
 
 @pytest.fixture
 def sleeping() -> Iterator[subprocess.Popen[bytes]]:
-    process = _python("import time; time.sleep(120)")
-    yield process
-    process.kill()
-    process.wait()
+    yield from _running("import time; time.sleep(120)")
 
 
 def _demand_over(load: AcceptingLoad, seconds: float) -> Demand | None:

@@ -319,7 +319,6 @@ async def ingest_status(
         projector_here=request.app.state.projector.leading,
         projector=state.projector if operator else None,
         yielding_to_acceptance=isinstance(request.app.state.projector, ProjectorProcess)
-        and request.app.state.projector.leading
         and request.app.state.projector.yielding,
     )
 
