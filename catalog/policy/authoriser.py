@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from catalog.auth.service import Principal
 from catalog.openlineage.events import OpenLineageEvent
 from catalog.policy import service
-from catalog.policy.enforcer import GLOBAL, UNOWNED, Decision, PolicyEnforcer, dataset_object
+from catalog.policy.enforcer import GLOBAL, Decision, PolicyEnforcer, dataset_object
 from catalog.policy.masking import DatasetKey, column_keys, column_texts, columns_as_seen, is_redacted
 from catalog.policy.products import ProductMap
 from catalog.policy.scopes import DatasetRef
@@ -149,7 +149,6 @@ class Authoriser:
         self.path = path  # what access_denials.path holds (REST: the request path; GraphQL: /graphql)
         self._lookups = lookups
         self._loaders = loaders
-        self._everywhere: dict[tuple[str, str], bool] = {}
         self._recorded: set[tuple[str, str, str]] = set()
         # The route's own decision (REST): a read allowed only through a masked-only grant redacts.
         self.route_decision: Decision | None = None
@@ -194,15 +193,10 @@ class Authoriser:
 
     def allowed_everywhere(self, obj: str = INTERNALS, act: str = READ) -> bool:
         """May the caller do `act` on `obj` in every product's domain and where none is known (auditor,
-        admin)? Then no product needs to be looked up. Memoised per request."""
+        admin)? Then no product needs to be looked up."""
         if self.principal is None:
             return False
-        known = self._everywhere.get((obj, act))
-        if known is None:
-            domains = [*sorted(self.products.products), UNOWNED]
-            known = all(self.decide(obj, act, d).allowed for d in domains)
-            self._everywhere[(obj, act)] = known
-        return known
+        return self.enforcer.allowed_everywhere(self.principal, obj, act)
 
     def own_product(self) -> str:
         """The caller's own product as a domain (`global` for a key without one)."""

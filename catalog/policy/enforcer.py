@@ -159,6 +159,7 @@ class PolicyEnforcer:
         self._grants: tuple[GrantRule, ...] = ()
         self._products_seen = products.current
         self._cache: dict[tuple[str, str, str, str], Decision] = {}
+        self._everywhere: dict[tuple[str, str, str], bool] = {}
         self._enforcer, self._by_grantor = self._build()
 
     @property
@@ -187,6 +188,7 @@ class PolicyEnforcer:
         self._products_seen = self.products.current
         enforcer, by_grantor = self._build()
         self._enforcer, self._by_grantor, self._cache = enforcer, by_grantor, {}
+        self._everywhere = {}
 
     def set_grants(self, grants: Iterable[GrantRule]) -> None:
         self._grants = tuple(grants)
@@ -206,6 +208,22 @@ class PolicyEnforcer:
             self._cache.clear()
         self._cache[key] = decision
         return decision
+
+    def allowed_everywhere(self, principal: Principal, obj: str, act: str) -> bool:
+        """May `principal` do `act` on `obj` in every product's domain and where none is known (auditor,
+        admin)? Kept with the decisions until the policy or the products change: every ingest asks it
+        (whose events does the key speak for), and a decision per product each time was 3 % of a
+        single-event ingest's CPU (py-spy, a dozen products)."""
+        if self.products.current is not self._products_seen:
+            self.rebuild()
+        subject = subject_of(principal)
+        key = (subject, obj, act)
+        known = self._everywhere.get(key)
+        if known is None:
+            domains = [*sorted(self._products_seen.products), UNOWNED]
+            known = all(self._check(subject, domain, obj, act).allowed for domain in domains)
+            self._everywhere[key] = known  # bounded: subjects are roles x products
+        return known
 
     def decide(
         self,

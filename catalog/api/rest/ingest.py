@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -156,7 +156,7 @@ async def ingest_event(
     request: Request,
     principal: Annotated[Principal, Requires("lineage.event", "write", "own")],
     wait: WaitQuery = None,
-) -> JSONResponse:
+) -> Response:
     settings = request.app.state.settings
     try:
         body = await _decoded(request, settings.max_body_bytes)
@@ -182,7 +182,13 @@ async def ingest_event(
     projected = await _await_projection(request, wait, accepted.position)
     if projected is not None:
         answer["projected"] = projected
-    return JSONResponse(answer, status_code=201, headers={POSITION_HEADER: str(accepted.position)})
+    # orjson: the standard library's encoder was 2 % of a single-event ingest's CPU (py-spy).
+    return Response(
+        orjson.dumps(answer),
+        status_code=201,
+        media_type="application/json",
+        headers={POSITION_HEADER: str(accepted.position)},
+    )
 
 
 async def _await_projection(request: Request, wait: WaitFor | None, position: int) -> bool | None:

@@ -47,7 +47,9 @@ def _authoriser_for(request: Request, principal: Principal) -> Authoriser:
             principal=principal,
             enforcer=request.app.state.enforcer,
             engine=request.app.state.engine,
-            path=request.url.path,
+            # The path as routed, not `request.url.path`: Starlette builds a whole URL for that (the host
+            # header parsed, urlsplit), 3 % of a single-event ingest's CPU, for a denial's record.
+            path=request.scope["path"],
             lookups=LOOKUPS,
         )
         request.state.authoriser = authoriser
