@@ -243,14 +243,15 @@ async def project(conn: asyncpg.Connection[Any], rows: Rows) -> Projected:
 
     if rows.facets:
         facet_rows = []
-        for (kind, subject, name), (at, digest, value) in rows.facets.items():
+        for (kind, subject, name), seen in rows.facets.items():
             if kind == "dataset":
                 subject_id = dataset_ids[subject]
             elif kind == "job":
                 subject_id = job_ids[subject]
             else:
                 subject_id = run_ids[subject]
-            facet_rows.append((kind, subject_id, name, at, digest, value))
+            digest, value = seen.encoded()
+            facet_rows.append((kind, subject_id, name, seen.at, digest, value))
         facet_rows.sort(key=lambda r: (r[0], r[1], r[2]))
         await conn.execute(UPSERT_FACETS, *_columns(facet_rows, 6))
 
