@@ -162,7 +162,7 @@ class FacetSeen:
 
     at: dt.datetime
     value: Any
-    _encoded: tuple[bytes, str | None] | None = None
+    _encoded: tuple[bytes, str | None] | None = field(default=None, init=False, repr=False)
 
     def encoded(self) -> tuple[bytes, str | None]:
         """(digest of the value, the value as JSON text, None when the facet was deleted)."""

@@ -194,13 +194,17 @@ class PolicyEnforcer:
         self._grants = tuple(grants)
         self.rebuild()
 
+    def _follow_products(self) -> None:
+        """Rebuild (clearing what is kept) when products.yaml changed since the last build."""
+        if self.products.current is not self._products_seen:
+            self.rebuild()
+
     def _check(self, subject: str, domain: str, obj: str, act: str) -> Decision:
         key = (subject, domain, obj, act)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        if self.products.current is not self._products_seen:
-            self.rebuild()
+        self._follow_products()
         allowed, explain = self._enforcer.enforce_ex(subject, domain, obj, act)
         rule = explain[5] if explain and len(explain) > 5 else "default-deny"
         decision = Decision(bool(allowed), rule, subject, domain, obj, act)
@@ -214,8 +218,7 @@ class PolicyEnforcer:
         admin)? Kept with the decisions until the policy or the products change: every ingest asks it
         (whose events does the key speak for), and a decision per product each time was 3 % of a
         single-event ingest's CPU (py-spy, a dozen products)."""
-        if self.products.current is not self._products_seen:
-            self.rebuild()
+        self._follow_products()
         subject = subject_of(principal)
         key = (subject, obj, act)
         known = self._everywhere.get(key)
