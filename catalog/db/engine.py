@@ -30,7 +30,7 @@ def libpq_dsn(url: str) -> str:
 
 
 def load_json(text: str | bytes) -> Any:
-    """How jsonb values are decoded: orjson (the projector reads back every payload it folds: with the
+    """How json and jsonb values are decoded: orjson (the projector reads back every payload it folds: with the
     standard library's decoder that was 7 % of its time, `python bench/ingest.py` under py-spy), or the
     standard library for what orjson refuses (a number beyond a double's range)."""
     try:

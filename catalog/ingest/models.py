@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import BigInteger, Identity, Index, Integer, LargeBinary, Text, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db.base import Base
@@ -37,7 +37,8 @@ class EventLogEntry(Base):
     job_name: Mapped[str | None] = mapped_column(Text)
     producer: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(server_default=text("clock_timestamp()"))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # json, not jsonb: stored and read back whole, never queried inside (migration 0015 says what it saves)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The product of the key that sent it; NULL: a key acting for every product (admin, the operator's CLI)
     # or an event logged before emitters were recorded. The projection judges dataset facets by it, so a
     # rebuild reads it beside the payload (catalog/ingest/extract.py).

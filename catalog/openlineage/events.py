@@ -51,8 +51,8 @@ class OpenLineageEvent:
     emitter: str | None = None
     emitter_key: str | None = None  # the id of that key (for the audit log; stored beside the event)
     # The canonical JSON of payload (sorted keys) the digest was computed from, when the accepting path
-    # built it: the log stores these bytes rather than encoding the payload a second time (jsonb keeps
-    # no key order, so it is the same value). None for an event read back from the log.
+    # built it: the log stores these bytes (as json: the text itself) rather than encoding the payload a
+    # second time. None for an event read back from the log.
     canonical: bytes | None = field(default=None, compare=False, repr=False)
 
 

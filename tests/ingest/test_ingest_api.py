@@ -165,6 +165,29 @@ async def test_credentials_in_uris_never_reach_storage(
     assert "S3cretPassw0rd" not in facets
 
 
+async def test_the_log_stores_the_text_its_digest_was_computed_from(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """The payload is kept as accepted (json, not jsonb's re-encoding): anyone can check every logged
+    event against its dedup digest with SQL alone, and it reads back as the same value."""
+    events = [path.read_bytes() for path in CORPUS_EVENTS[:40]]
+    for body in events:
+        assert (await client.post("/api/v1/lineage", content=body)).status_code == 201
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT sha256(convert_to(payload::text, 'UTF8')) = digest AS intact, payload,"
+                    " pg_typeof(payload)::text AS type FROM event_log"
+                )
+            )
+        ).all()
+    assert len(rows) >= 30
+    assert {r.type for r in rows} == {"json"}
+    assert all(r.intact for r in rows)
+    assert all(isinstance(r.payload, dict) and r.payload["eventTime"] for r in rows)
+
+
 async def test_batch_json_array_reports_each_failure(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
     good = [run_event(when=at(2, h)) for h in range(3)]
     bad = run_event()
