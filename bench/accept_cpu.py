@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""The serving process's CPU per accepted event, for two or more checkouts of this repository, alternating.
+"""The CPU per accepted event, for two or more checkouts of this repository, alternating: the serving process's
+and its PostgreSQL backends'.
 
     python bench/accept_cpu.py [--runs 5] [--mode single|batch] BEFORE_CHECKOUT AFTER_CHECKOUT
     # e.g. git worktree add /tmp/before HEAD~1 && python bench/accept_cpu.py /tmp/before .
 
 For each run and each checkout in turn: `catalog serve` of that checkout (accepting only, no projector) on a
 fresh database, a warm-up, then `bench/ingest.py`'s load (single events from 32 clients, or batches of
-1,000 from 2), and the server process's user + system CPU from /proc. Prints the median CPU per event
-(ms) and events/s per checkout. CPU per event is steadier than throughput on a shared two-core box, where
+1,000 from 2), and the user + system CPU from /proc of the server process and of the PostgreSQL backends
+connected to its database (PostgreSQL on this machine). Prints the median CPU per event (ms) of each and
+events/s per checkout. CPU per event is steadier than throughput on a shared two-core box, where
 PostgreSQL and the load generator take the other core; alternating the checkouts spreads the box's
 drift over both.
 """
@@ -35,6 +37,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def backends_cpu(admin_dsn: str, database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to `database`."""
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database])]
+    used = {}
+    for pid in pids:
+        try:
+            used[pid] = cpu_seconds(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("checkouts", nargs="+", type=Path)
@@ -53,7 +70,8 @@ def main() -> None:
     ]
     warm, sent = lines[:WARM_UP], lines[WARM_UP:]
     token = "bench-" + os.urandom(8).hex()
-    results: dict[Path, list[tuple[float, float]]] = {}
+    # per run: server, PostgreSQL (ms per event), events/s
+    results: dict[Path, list[tuple[float, float, float]]] = {}
     port = args.port
     for run in range(args.runs):
         for checkout in checkouts:
@@ -67,21 +85,32 @@ def main() -> None:
             try:
                 asyncio.run(bench.http_load(port, token, warm, "/api/v1/lineage", 8))
                 before = cpu_seconds(process.pid)
+                backends_before = backends_cpu(args.dsn, "bench_accept_cpu")
                 if args.mode == "single":
                     elapsed = asyncio.run(bench.http_load(port, token, sent, "/api/v1/lineage", 32))
                 else:
                     bodies = [b"[" + b",".join(sent[i : i + 1000]) + b"]" for i in range(0, len(sent), 1000)]
                     elapsed = asyncio.run(bench.http_load(port, token, bodies, "/api/v1/lineage/batch", 2))
                 used = cpu_seconds(process.pid) - before
+                backends = backends_cpu(args.dsn, "bench_accept_cpu")
+                database = sum(t - backends_before.get(pid, 0.0) for pid, t in backends.items())
             finally:
                 bench.stop(process)
                 bench.drop_database(args.dsn, "bench_accept_cpu")
-            results.setdefault(checkout, []).append((used / len(sent) * 1000, len(sent) / elapsed))
-            print(f"run {run + 1} {checkout}: {used / len(sent) * 1000:.4f} ms/event", file=sys.stderr)
+            per_event = (used / len(sent) * 1000, database / len(sent) * 1000)
+            results.setdefault(checkout, []).append((*per_event, len(sent) / elapsed))
+            print(
+                f"run {run + 1} {checkout}: server {per_event[0]:.4f}, PostgreSQL {per_event[1]:.4f} ms/event",
+                file=sys.stderr,
+            )
     for checkout, measured in results.items():
-        ms = statistics.median(m for m, _ in measured)
-        rate = statistics.median(r for _, r in measured)
-        print(f"{checkout}: CPU {ms:.4f} ms/event, {rate:.0f} events/s (medians of {len(measured)})")
+        server = statistics.median(m[0] for m in measured)
+        database = statistics.median(m[1] for m in measured)
+        rate = statistics.median(m[2] for m in measured)
+        print(
+            f"{checkout}: CPU server {server:.4f}, PostgreSQL {database:.4f} ms/event, {rate:.0f} events/s"
+            f" (medians of {len(measured)})"
+        )
 
 
 if __name__ == "__main__":

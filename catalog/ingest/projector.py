@@ -482,6 +482,9 @@ class Projector:
             limit = self._batch_size if self._pacer is None else self._pacer.batch_limit(self._batch_size)
             started = loop.time()
             step = await self._step(raw, limit)
+            log.debug(
+                "step: %d events of at most %d in %.0f ms", step.folded, limit, (loop.time() - started) * 1e3
+            )
             if self._pacer is not None:
                 self._pacer.stepped(behind=step.folded >= limit)
             self._advanced(step.position)
