@@ -49,6 +49,14 @@ BUSY_BATCH = 500
 DEMAND_WINDOW = 0.2
 # How often a pause checks whether the accepting process is still saturated (a new measure once a window).
 CHECK_EVERY = 0.05
+# After a pause that the accepting process did not need (it ran below SATURATED with the CPU to itself),
+# the projector does not pause again for this long, or until a step catches up. Without it, a projector
+# folding at about half its rate on a slow spell of the box fell into a loop: behind, so its steps were
+# full; the accepting process's demand, inflated by the projector's own CPU and then by the requests
+# that queued during the pause, read "busy"; so it paused again, and folding about half the time it
+# never caught up (a bench run's p95 lag of 3.1 s at half rate, the projector pausing in 68 % of the
+# samples). A second is a few full steps: enough to fold what a needless pause let pile up.
+RESPITE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,26 +150,42 @@ class YieldToAccepting:
     (measured window by window during the pause, without the projector): a process that only looked busy because
     the projector held a CPU runs well below it, and the pause ends within a window. (On the demand
     alone, at 1,000 events/s — two thirds of the projector's rate — the pauses went on, and a 100,000-
-    event soak's lag reached 5 s instead of at most 1 s.)"""
+    event soak's lag reached 5 s instead of at most 1 s.) A pause that ends that way was not needed:
+    the projector then does not pause for `respite` seconds, or until a step catches up (RESPITE says
+    why)."""
 
-    def __init__(self, load: AcceptingLoad, *, share: float, busy_batch: int) -> None:
+    def __init__(
+        self,
+        load: AcceptingLoad,
+        *,
+        share: float,
+        busy_batch: int,
+        respite: float = RESPITE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], not {share}")
         self._load = load
         self._share = share
         self._busy_batch = busy_batch
+        self._respite = respite
+        self._clock = clock
         self._busy = False  # the accepting process, as measured before the step
+        self._respite_until = 0.0  # no pause before then (clock time): the last one was not needed
         self.yielding = False  # pausing between steps (for the ingest status)
         self.paused = 0.0  # seconds paused so far (for the metrics and tests)
 
     def batch_limit(self, batch_size: int) -> int:
         """The next step's limit, from the demand since the last check (the previous step's, or pause's)."""
+        # Measured at every step, respite or not: the rolling window must not span one.
         self._busy = self._share < 1 and self._load.busy()
         return min(batch_size, self._busy_batch) if self._busy else batch_size
 
     def stepped(self, *, behind: bool) -> None:
         """A step ended; `behind`: it folded as many events as its limit allowed (more may be waiting)."""
-        self.yielding = self._busy and behind
+        if not behind:
+            self._respite_until = 0.0  # caught up: what the respite was for is done
+        self.yielding = self._busy and behind and self._clock() >= self._respite_until
 
     async def pause(self, folded_for: float) -> None:
         """After a step that took `folded_for` seconds, if yielding: pause up to folded_for × (1 − share) /
@@ -180,5 +204,6 @@ class YieldToAccepting:
                 continue
             if demand_between(since, now).ran < SATURATED:
                 self.yielding = False
+                self._respite_until = self._clock() + self._respite
                 return
             since = now

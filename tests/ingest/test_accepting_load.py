@@ -223,3 +223,70 @@ async def test_the_projector_folds_in_small_steps_while_acceptance_is_busy_then_
     assert (await projector_status(engine)).position == last
     await rebuild_matches(engine)
     await no_audit_row_twice(engine)
+
+
+class _ScriptedThread:
+    """A thread's /proc counters that grow at rates the test sets (CPU-seconds per second), on the real
+    clock, so that YieldToAccepting's pauses (real sleeps) see what the script says."""
+
+    def __init__(self, ran: float, waited: float) -> None:
+        self.ran, self.waited = ran, waited
+        self._at = time.monotonic()
+        self._counters = (0.0, 0.0)
+
+    def read(self, _pid: int) -> tuple[int, int]:
+        now = time.monotonic()
+        elapsed, self._at = now - self._at, now
+        self._counters = (self._counters[0] + self.ran * elapsed, self._counters[1] + self.waited * elapsed)
+        return int(self._counters[0] * 1e9), int(self._counters[1] * 1e9)
+
+
+async def _step(pacer: YieldToAccepting, *, behind: bool, folding: float = 0.02) -> bool:
+    """One projector step (folding for `folding` seconds) and its pause; whether it yielded."""
+    pacer.batch_limit(1000)
+    await asyncio.sleep(folding)
+    pacer.stepped(behind=behind)
+    yielded = pacer.yielding
+    await pacer.pause(folding)
+    return yielded
+
+
+async def test_after_a_pause_the_accepting_process_did_not_need_it_does_not_pause_again_for_a_respite() -> (
+    None
+):
+    """The half-rate trap (catalog/ingest/accepting_load.py, RESPITE): the accepting process looks busy
+    (its demand inflated by the projector's CPU) but, paused for, runs well below SATURATED. The projector
+    must then fold unpaced for the respite — not pause again at the next full step — and pause again
+    after it if the process still looks busy; a pause the process needed starts no respite, and a step
+    that catches up ends one."""
+    thread = _ScriptedThread(ran=0.6, waited=0.3)  # wants 0.9 of a CPU: "busy"
+    window = 0.05
+    load = AcceptingLoad(1, window=window, read=thread.read)
+    pacer = YieldToAccepting(load, share=0.2, busy_batch=10, respite=0.6)
+    await asyncio.sleep(window * 1.5)
+
+    # The process looks busy and the projector is behind: it pauses; with the CPU to itself the process
+    # runs 0.5 of the time — it did not need the pause, which ends within about a window.
+    assert await _step(pacer, behind=True, folding=0.1)  # a budget of 0.4 s
+    assert pacer.paused < 0.2, "the pause went on although the process ran below SATURATED"
+    respite_started = time.monotonic()
+    # Still busy, still behind, but within the respite: it folds on without pausing.
+    while time.monotonic() - respite_started < 0.4:
+        assert not await _step(pacer, behind=True), "paused again during the respite"
+    paused_before = pacer.paused
+    await asyncio.sleep(0.3)  # the respite is over
+    assert await _step(pacer, behind=True), "a busy process and a full step: it pauses again"
+    assert pacer.paused > paused_before
+
+    # A step that catches up ends a respite: the next full step while busy pauses at once.
+    assert not await _step(pacer, behind=False)
+    assert await _step(pacer, behind=True)
+
+    # A pause the process needed (it ran at least SATURATED with the CPU to itself) starts no respite.
+    thread.ran, thread.waited = SATURATED + 0.2, 0.05
+    needed = YieldToAccepting(load, share=0.5, busy_batch=10, respite=10.0)
+    await asyncio.sleep(window * 1.5)
+    started = time.monotonic()
+    assert await _step(needed, behind=True, folding=0.15)  # pauses its whole budget, about 0.15 s
+    assert time.monotonic() - started >= 0.25
+    assert await _step(needed, behind=True), "a needed pause must not start a respite"

@@ -205,7 +205,9 @@ async def test_the_projector_process_yields_while_its_service_process_is_cpu_bou
     """Accepting goes first (catalog/ingest/accepting_load.py): while the service process wants a whole CPU
     the projector process folds in small steps, pausing between them, and the status and metrics say so;
     when the load ends, it catches up — nothing lost, nothing applied twice."""
-    head = await append_backlog(engine, stream(1200))
+    # More than the projector folds in a respite (accepting_load.RESPITE): if a pause ends early on a slow
+    # spell of the test box, it folds on unpaced for a second, and must still find a backlog after it.
+    head = await append_backlog(engine, stream(4000))
     done = asyncio.Event()
     busy = asyncio.create_task(_keep_this_process_busy(done))
     try:
