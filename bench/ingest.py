@@ -162,9 +162,15 @@ async def sample_lag(
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/v1/ingest/status", headers={"Authorization": f"Bearer {token}"}
     )
+
+    def get() -> Any:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
     while not stop.is_set():
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: ASYNC210 - a tiny GET, 10/s
-            state = json.loads(response.read())
+        # On a thread: the status query can take tens of ms under load, and the load generator shares
+        # this event loop (a blocking GET here would stall its pacing, then burst).
+        state = await asyncio.to_thread(get)
         samples.append(
             (
                 round(time.perf_counter() - started, 2),

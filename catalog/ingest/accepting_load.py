@@ -50,13 +50,18 @@ DEMAND_WINDOW = 0.2
 # How often a pause checks whether the accepting process is still saturated (a new measure once a window).
 CHECK_EVERY = 0.05
 # After a pause that the accepting process did not need (it ran below SATURATED with the CPU to itself),
-# the projector does not pause again for this long, or until a step catches up. Without it, a projector
-# folding at about half its rate on a slow spell of the box fell into a loop: behind, so its steps were
-# full; the accepting process's demand, inflated by the projector's own CPU and then by the requests
-# that queued during the pause, read "busy"; so it paused again, and folding about half the time it
-# never caught up (a bench run's p95 lag of 3.1 s at half rate, the projector pausing in 68 % of the
-# samples). A second is a few full steps: enough to fold what a needless pause let pile up.
+# the projector does not pause again for this long, or until a step catches up; each needless pause in a
+# row doubles it, up to RESPITE_MAX, and a pause that was needed (the process stayed saturated past the
+# catch-up of what queued while the projector folded) sets it back. Without it, a projector folding at
+# about half its rate on a slow spell of the box fell into a loop: behind, so its steps were full; the
+# accepting process's demand, inflated by the projector's own CPU and then by the requests that queued
+# during the pause, read "busy"; so it paused again, and folding about half the time it never caught
+# up. Measured on such a spell of the 2-core box, single events at 1,165/s (half the projector's rate on
+# a fast spell), alternating rounds: the lag's p95 4.6, 2.4 and 4.5 s, the projector pausing in 73-83 %
+# of the samples; with a fixed 1 s respite 3.7, 3.2 and 7.0 s (45-61 %); doubling, 1.4, 1.1 and 2.5 s
+# (14-25 %); never pausing at all (share 1), 0.8-1.5 s: a slow spell is slow for everyone.
 RESPITE = 1.0
+RESPITE_MAX = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +156,8 @@ class YieldToAccepting:
     the projector held a CPU runs well below it, and the pause ends within a window. (On the demand
     alone, at 1,000 events/s — two thirds of the projector's rate — the pauses went on, and a 100,000-
     event soak's lag reached 5 s instead of at most 1 s.) A pause that ends that way was not needed:
-    the projector then does not pause for `respite` seconds, or until a step catches up (RESPITE says
-    why)."""
+    the projector then does not pause for `respite` seconds (doubling with each such pause in a row, up
+    to `respite_max`), or until a step catches up (RESPITE says why)."""
 
     def __init__(
         self,
@@ -161,6 +166,7 @@ class YieldToAccepting:
         share: float,
         busy_batch: int,
         respite: float = RESPITE,
+        respite_max: float = RESPITE_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < share <= 1:
@@ -168,7 +174,9 @@ class YieldToAccepting:
         self._load = load
         self._share = share
         self._busy_batch = busy_batch
-        self._respite = respite
+        self._respite_first = respite
+        self._respite_max = respite_max
+        self._respite = respite  # the next respite's length: doubles with each needless pause in a row
         self._clock = clock
         self._busy = False  # the accepting process, as measured before the step
         self._respite_until = 0.0  # no pause before then (clock time): the last one was not needed
@@ -194,6 +202,11 @@ class YieldToAccepting:
         # What the accepting process runs with the projector off the CPU, window by window (apart from
         # `busy()`'s rolling measure, which must not restart with every pause).
         since = self._load.sample() if budget > 0 else None
+        # Whether a window that began `folded_for` or more into the pause was saturated. Until then the
+        # accepting process is mostly answering what queued while the projector held the CPU, saturated
+        # whether or not the pause was needed; after it, a saturated window says the pause was needed.
+        catch_up_ends = None if since is None else since[0] + folded_for
+        needed = False
         while budget > 0:
             nap = min(CHECK_EVERY, budget)
             await asyncio.sleep(nap)
@@ -205,5 +218,9 @@ class YieldToAccepting:
             if demand_between(since, now).ran < SATURATED:
                 self.yielding = False
                 self._respite_until = self._clock() + self._respite
+                self._respite = min(self._respite * 2, self._respite_max)
                 return
+            needed = needed or (catch_up_ends is not None and since[0] >= catch_up_ends)
             since = now
+        if needed:  # saturated all along, past the catch-up: the next probe may come soon
+            self._respite = self._respite_first

@@ -290,3 +290,63 @@ async def test_after_a_pause_the_accepting_process_did_not_need_it_does_not_paus
     assert await _step(needed, behind=True, folding=0.15)  # pauses its whole budget, about 0.15 s
     assert time.monotonic() - started >= 0.25
     assert await _step(needed, behind=True), "a needed pause must not start a respite"
+
+
+async def test_each_needless_pause_in_a_row_doubles_the_respite_up_to_its_most_and_a_needed_one_resets_it() -> (
+    None
+):
+    """The more often a pause proves needless, the rarer the probe (RESPITE, RESPITE_MAX); a pause the
+    accepting process needed — a real overload — brings the respite back to its first length."""
+    thread = _ScriptedThread(ran=0.6, waited=0.3)  # looks busy, runs below SATURATED when paused for
+    window = 0.05
+    pacer = YieldToAccepting(
+        AcceptingLoad(1, window=window, read=thread.read),
+        share=0.2,
+        busy_batch=10,
+        respite=0.3,
+        respite_max=0.6,
+    )
+    await asyncio.sleep(window * 1.5)
+    assert await _step(pacer, behind=True, folding=0.1)  # needless: a respite of 0.3 s
+    await asyncio.sleep(0.4)
+    assert await _step(pacer, behind=True, folding=0.1)  # over; needless again: 0.6 s this time
+    await asyncio.sleep(0.4)
+    assert not await _step(pacer, behind=True), "past the first respite's length, within the doubled one"
+    await asyncio.sleep(0.35)
+    assert await _step(pacer, behind=True, folding=0.1)  # needless a third time: 0.6 s, its most
+    await asyncio.sleep(0.5)
+    assert not await _step(pacer, behind=True), "the respite at its most, not back at its first length"
+    await asyncio.sleep(0.25)
+
+    thread.ran, thread.waited = SATURATED + 0.2, 0.05  # a real overload: the pause is needed
+    started = time.monotonic()
+    assert await _step(pacer, behind=True, folding=0.1)
+    assert time.monotonic() - started >= 0.4, "a needed pause lasts its budget (0.4 s)"
+    thread.ran, thread.waited = 0.6, 0.3
+    assert await _step(pacer, behind=True, folding=0.1), "no respite after a needed pause"
+    await asyncio.sleep(0.4)  # needless again, and the respite back at 0.3 s: over by now
+    assert await _step(pacer, behind=True), "the respite was not reset by the needed pause"
+
+
+async def test_a_pause_too_short_to_measure_past_its_first_window_is_no_verdict_on_the_respite() -> None:
+    """Until as long into a pause as the step before it took, the accepting process is mostly answering
+    what queued meanwhile: saturated whether the pause was needed or not. A pause with no window past that
+    must not set the respite back (on a slow box, short pauses did, and the needless probing went on)."""
+    thread = _ScriptedThread(ran=0.6, waited=0.3)
+    window = 0.05
+    pacer = YieldToAccepting(
+        AcceptingLoad(1, window=window, read=thread.read),
+        share=0.2,
+        busy_batch=10,
+        respite=0.3,
+        respite_max=1.2,
+    )
+    await asyncio.sleep(window * 1.5)
+    assert await _step(pacer, behind=True, folding=0.1)  # needless: a respite of 0.3 s, the next 0.6 s
+    await asyncio.sleep(0.35)
+    thread.ran, thread.waited = SATURATED + 0.2, 0.05
+    assert await _step(pacer, behind=True, folding=0.02)  # a pause of 0.08 s: one window, from 0 s
+    thread.ran, thread.waited = 0.6, 0.3
+    assert await _step(pacer, behind=True, folding=0.1)  # needless: the respite is 0.6 s, not 0.3 again
+    await asyncio.sleep(0.4)
+    assert not await _step(pacer, behind=True), "one saturated window set the respite back"
