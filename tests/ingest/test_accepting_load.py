@@ -292,21 +292,23 @@ async def test_after_a_pause_the_accepting_process_did_not_need_it_does_not_paus
     assert await _step(needed, behind=True), "a needed pause must not start a respite"
 
 
+async def _looking_busy(*, respite: float, respite_max: float) -> tuple[_ScriptedThread, YieldToAccepting]:
+    """A pacer (folding a fifth of the time) watching a scripted thread that looks busy — it wants 0.9 of
+    a CPU — but runs below SATURATED when paused for; its first window measured."""
+    thread = _ScriptedThread(ran=0.6, waited=0.3)
+    window = 0.05
+    load = AcceptingLoad(1, window=window, read=thread.read)
+    pacer = YieldToAccepting(load, share=0.2, busy_batch=10, respite=respite, respite_max=respite_max)
+    await asyncio.sleep(window * 1.5)
+    return thread, pacer
+
+
 async def test_each_needless_pause_in_a_row_doubles_the_respite_up_to_its_most_and_a_needed_one_resets_it() -> (
     None
 ):
     """The more often a pause proves needless, the rarer the probe (RESPITE, RESPITE_MAX); a pause the
     accepting process needed — a real overload — brings the respite back to its first length."""
-    thread = _ScriptedThread(ran=0.6, waited=0.3)  # looks busy, runs below SATURATED when paused for
-    window = 0.05
-    pacer = YieldToAccepting(
-        AcceptingLoad(1, window=window, read=thread.read),
-        share=0.2,
-        busy_batch=10,
-        respite=0.3,
-        respite_max=0.6,
-    )
-    await asyncio.sleep(window * 1.5)
+    thread, pacer = await _looking_busy(respite=0.3, respite_max=0.6)
     assert await _step(pacer, behind=True, folding=0.1)  # needless: a respite of 0.3 s
     await asyncio.sleep(0.4)
     assert await _step(pacer, behind=True, folding=0.1)  # over; needless again: 0.6 s this time
@@ -328,20 +330,11 @@ async def test_each_needless_pause_in_a_row_doubles_the_respite_up_to_its_most_a
     assert await _step(pacer, behind=True), "the respite was not reset by the needed pause"
 
 
-async def test_a_pause_too_short_to_measure_past_its_first_window_is_no_verdict_on_the_respite() -> None:
+async def test_a_pause_too_short_to_measure_past_the_catch_up_is_no_verdict_on_the_respite() -> None:
     """Until as long into a pause as the step before it took, the accepting process is mostly answering
     what queued meanwhile: saturated whether the pause was needed or not. A pause with no window past that
     must not set the respite back (on a slow box, short pauses did, and the needless probing went on)."""
-    thread = _ScriptedThread(ran=0.6, waited=0.3)
-    window = 0.05
-    pacer = YieldToAccepting(
-        AcceptingLoad(1, window=window, read=thread.read),
-        share=0.2,
-        busy_batch=10,
-        respite=0.3,
-        respite_max=1.2,
-    )
-    await asyncio.sleep(window * 1.5)
+    thread, pacer = await _looking_busy(respite=0.3, respite_max=1.2)
     assert await _step(pacer, behind=True, folding=0.1)  # needless: a respite of 0.3 s, the next 0.6 s
     await asyncio.sleep(0.35)
     thread.ran, thread.waited = SATURATED + 0.2, 0.05
