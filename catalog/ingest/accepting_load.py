@@ -56,10 +56,11 @@ CHECK_EVERY = 0.05
 # about half its rate on a slow spell of the box fell into a loop: behind, so its steps were full; the
 # accepting process's demand, inflated by the projector's own CPU and then by the requests that queued
 # during the pause, read "busy"; so it paused again, and folding about half the time it never caught
-# up. Measured on such a spell of the 2-core box, single events at 1,165/s (half the projector's rate on
-# a fast spell), alternating rounds: the lag's p95 4.6, 2.4 and 4.5 s, the projector pausing in 73-83 %
-# of the samples; with a fixed 1 s respite 3.7, 3.2 and 7.0 s (45-61 %); doubling, 1.4, 1.1 and 2.5 s
-# (14-25 %); never pausing at all (share 1), 0.8-1.5 s: a slow spell is slow for everyone.
+# up. Measured on such a spell of the 2-core box, single events at about 1,150/s (half the projector's
+# rate on a fast spell), alternating rounds: without a respite, the lag's p95 2.4-4.9 s, the projector
+# pausing in 73-88 % of the samples; a fixed 1 s respite, 3.2-7.0 s (45-61 %); doubling, resetting on any
+# saturated window, 1.1-2.5 s (14-25 %); as below, 1.3, 1.4 and 1.7 s (17-18 %) against 4.3, 4.4 and
+# 4.9 s in the same rounds; never pausing at all (share 1), 0.8-1.5 s: a slow spell is slow for everyone.
 RESPITE = 1.0
 RESPITE_MAX = 4.0
 
